@@ -1,0 +1,1 @@
+"""The ``mitotype`` command line: one module per subcommand group."""

@@ -1,0 +1,65 @@
+"""Entry point of the ``mitotype`` command: dispatches to subcommand modules.
+
+Each subcommand module exposes ``register(subparsers)``, which adds its parser and sets
+``func`` (called with the parsed namespace, returning an exit status). Modules are imported
+only to build the parser; heavy imports (torch, timm) happen inside the command functions so
+that ``mitotype --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from mitotype import __version__
+from mitotype.errors import MitotypeError
+
+SUBCOMMAND_MODULES = (
+    "mitotype.cli.data",
+    "mitotype.cli.models",
+    "mitotype.cli.train",
+    "mitotype.cli.evaluate",
+    "mitotype.cli.serve",
+    "mitotype.cli.deploy",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mitotype",
+        description="Normal vs atypical mitotic figure classification (MIDOG 2025 Track 2). "
+        "Atypical is the positive class: every probability is p(atypical).",
+    )
+    parser.add_argument("--version", action="version", version=f"mitotype {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="<command>")
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a subcommand group not written yet
+            if exc.name != name:
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except MitotypeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

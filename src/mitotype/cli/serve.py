@@ -1,0 +1,56 @@
+"""Serving commands: ``mitotype score`` (the challenge evaluator, re-implemented)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the serving subcommands to the top-level parser."""
+    _register_score(subparsers)
+
+
+def _register_score(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "score",
+        help="score challenge outputs against a ground truth, as the MIDOG 2025 Track 2 evaluator does",
+        description="Score container outputs (multiple-mitotic-figure-classification.json per stack) "
+        "against ground_truth.json: pooled balanced accuracy (the ranking metric), sensitivity, "
+        "specificity, accuracy and ROC AUC, overall and per tumour domain. Malformed outputs are "
+        "rejected as the platform rejects them (exit status 2).",
+    )
+    p.add_argument("--ground-truth", required=True, metavar="GT.json", help="ground_truth.json of the stacks")
+    p.add_argument(
+        "--predictions",
+        required=True,
+        metavar="DIR_OR_JSON",
+        help="the platform's predictions.json (outputs at <its folder>/<pk>/output/...), a folder "
+        "holding it, or a folder of <image stem>.json outputs",
+    )
+    p.add_argument("--json", metavar="OUT.json", help="also write the metrics as JSON (atomically)")
+    p.add_argument(
+        "--confidence",
+        choices=("p-atypical", "predicted-class"),
+        default="p-atypical",
+        help="how to read 'confidence' for the ROC AUC: p(atypical) (the project contract, default) or "
+        "the probability of the predicted class (as the published evaluator script converts it)",
+    )
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="score only the stacks that have a prediction instead of failing",
+    )
+    p.set_defaults(func=_run_score)
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from mitotype.ioutils import write_json_atomic
+    from mitotype.serving.score import format_scores, score_files
+
+    result = score_files(args.ground_truth, args.predictions, args.confidence, args.allow_missing)
+    print(format_scores(result))
+    if args.json:
+        path = write_json_atomic(args.json, result)
+        print(f"metrics written to {path}")
+    return 0

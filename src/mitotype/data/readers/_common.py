@@ -1,0 +1,323 @@
+"""What every reader shares: CSV access, label and vote parsing, the image check and duplicate search."""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from mitotype.data import problems as P
+from mitotype.data.images import PATCH_SIZE, ImageCheck, check_image, default_workers
+from mitotype.data.problems import ProblemLog
+from mitotype.data.records import ATYPICAL, DOMAIN_FIELDS, NORMAL, FigureRecord
+from mitotype.errors import ConfigError, DataError
+
+CHECK_LEVELS: tuple[str, ...] = ("full", "header", "exists", "none")
+"""How much of each image a reader checks: ``full`` decodes every pixel (finds truncated files and
+identical re-encoded images), ``header`` reads headers and hashes bytes, ``exists`` only looks for
+the files, ``none`` reads the labels only (for inspecting a label file without its images)."""
+
+COMMON_OPTIONS = frozenset({"check", "size", "size_policy", "workers"})
+
+LABEL_WORDS: dict[str, int] = {
+    "normal": NORMAL, "nmf": NORMAL, "0": NORMAL,
+    "atypical": ATYPICAL, "amf": ATYPICAL, "1": ATYPICAL,
+}
+"""Default label values (case-insensitive): Normal/NMF/0 and Atypical/AMF/1."""
+
+BOOL_WORDS: dict[str, int] = {"true": ATYPICAL, "false": NORMAL, "1": ATYPICAL, "0": NORMAL}
+"""Values of ``*_atypical`` columns (AMi-Br)."""
+
+GROUP_COLUMNS = ("group", "slide", "patient", "case", "wsi")
+IMAGE_COLUMNS = ("image", "filename", "file", "image_id", "path", "file_name")
+LABEL_COLUMNS = ("label", "majority", "class")
+PREFERRED_DOMAIN_FIELDS = ("tumor", "scanner", "lab", "species", "source")
+"""Default domain of the generic readers: a ``domain`` column, else the first present field of these."""
+
+
+@dataclass
+class Entry:
+    """A record on its way through a reader, with where it came from (for problems)."""
+
+    record: FigureRecord
+    source: str
+    row: int | None
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}, row {self.row}" if self.row is not None else self.source
+
+
+@dataclass
+class Table:
+    """A CSV file: its header and its rows as ``(line number, {column: value})``."""
+
+    path: Path
+    header: list[str]
+    rows: list[tuple[int, dict[str, str]]]
+
+    def column(self, *names: str) -> str | None:
+        """The header name matching one of ``names`` (case- and space-insensitive), in that order."""
+        return find_column(self.header, *names)
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
+def find_column(header: Sequence[str], *names: str) -> str | None:
+    normalised = {_norm(h): h for h in header}
+    for name in names:
+        if _norm(name) in normalised:
+            return normalised[_norm(name)]
+    return None
+
+
+def read_header(path: Path) -> list[str]:
+    """The header of a CSV (cheap: for format detection); ``[]`` when it is not a readable CSV."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return [h.strip() for h in next(csv.reader(f), [])]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def read_table(path: Path) -> Table:
+    """All rows of a CSV, keyed by the (stripped) header; line numbers count the header as line 1."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = [h.strip() for h in next(reader, [])]
+            if not header:
+                raise DataError(f"{path}: empty file, expected a CSV header")
+            rows = []
+            for values in reader:
+                if not any(v.strip() for v in values):
+                    continue
+                padded = list(values) + [""] * (len(header) - len(values))
+                rows.append((reader.line_num, {h: v.strip() for h, v in zip(header, padded)}))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a UTF-8 CSV file ({exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return Table(path, header, rows)
+
+
+def require_columns(table: Table, required: Iterable[str]) -> dict[str, str]:
+    """``{wanted: actual header name}``; a :class:`DataError` listing every missing column otherwise."""
+    found, missing = {}, []
+    for name in required:
+        actual = table.column(name)
+        if actual is None:
+            missing.append(name)
+        else:
+            found[name] = actual
+    if missing:
+        raise DataError(
+            f"{table.path}, row 1: missing column(s) {missing} (found {table.header}) [{P.MISSING_COLUMNS}]"
+        )
+    return found
+
+
+def parse_label(value: str, words: Mapping[str, int] = LABEL_WORDS) -> int | None:
+    return words.get(value.strip().lower())
+
+
+def parse_votes(values: Sequence[str], words: Mapping[str, int]
+                ) -> tuple[tuple[bool | None, ...], int | None]:
+    """Votes (empty = not cast) and the index of the first value that is not a known label."""
+    votes: list[bool | None] = []
+    for i, value in enumerate(values):
+        if not value.strip():
+            votes.append(None)
+            continue
+        label = parse_label(value, words)
+        if label is None:
+            return tuple(votes), i
+        votes.append(label == ATYPICAL)
+    return tuple(votes), None
+
+
+def vote_majority(votes: Sequence[bool | None]) -> int | None:
+    """The plain majority of the votes cast; ``None`` for a tie or no vote."""
+    yes = sum(v is True for v in votes)
+    no = sum(v is False for v in votes)
+    if yes == no:
+        return None
+    return ATYPICAL if yes > no else NORMAL
+
+
+def label_name(label: int | None) -> str:
+    return {ATYPICAL: "AMF", NORMAL: "NMF"}.get(label, "tie") if label is not None else "tie"
+
+
+def check_majority(log: ProblemLog, file: Path | str, row: int | None, label: int,
+                   votes: Sequence[bool | None], label_column: str) -> None:
+    """Warn when the given label differs from the plain vote count (the label is kept)."""
+    if not any(v is not None for v in votes):
+        return
+    plain = vote_majority(votes)
+    if plain == label:
+        return
+    yes = sum(v is True for v in votes)
+    cast = sum(v is not None for v in votes)
+    shown = ", ".join("-" if v is None else ("AMF" if v else "NMF") for v in votes)
+    count = "a tie" if plain is None else label_name(plain)
+    log.warn(file, row, P.MAJORITY_DISAGREES,
+             f"{label_column} says {label_name(label)} but the votes ({shown}: {yes} of {cast} atypical) "
+             f"give {count}; the label follows {label_column} ({label_name(label)})")
+
+
+def resolve_image(name: str, dirs: Sequence[Path]) -> Path:
+    """The first existing ``dir/name``; the first candidate when none exists (reported missing later)."""
+    candidate = Path(name)
+    if candidate.is_absolute():
+        return candidate
+    for d in dirs:
+        if (d / name).exists():
+            return d / name
+    return dirs[0] / name
+
+
+def unique_uids(log: ProblemLog, entries: list[Entry], id_name: str = "image id") -> list[Entry]:
+    """Entries whose uid occurs more than once get ``uid#row<line>`` (all of them), with one warning each."""
+    by_uid: dict[str, list[int]] = defaultdict(list)
+    for i, e in enumerate(entries):
+        by_uid[e.record.uid].append(i)
+    out = list(entries)
+    for uid, idx in by_uid.items():
+        if len(idx) < 2:
+            continue
+        rows = [entries[i].row for i in idx]
+        centres = {(entries[i].record.meta.get("slide_x"), entries[i].record.meta.get("slide_y"),
+                    entries[i].record.x, entries[i].record.y) for i in idx}
+        new_uids = []
+        for i in idx:
+            e = entries[i]
+            new_uid = f"{uid}#row{e.row}" if e.row is not None else f"{uid}#{i}"
+            new_uids.append(new_uid)
+            out[i] = replace(e, record=replace(e.record, uid=new_uid))
+        distinct = f"; {len(centres)} distinct coordinates" if len(centres) > 1 else ""
+        log.warn(entries[idx[0]].source, rows[0], P.DUPLICATE_ID,
+                 f"{id_name} {uid} occurs {len(idx)} times (rows {', '.join(map(str, rows))}{distinct}); "
+                 f"all kept, as {', '.join(new_uids)}")
+    return out
+
+
+def default_domain(meta: Mapping[str, str], fallback: str) -> str:
+    """The generic readers' default domain: a ``domain`` column, else the first preferred field present."""
+    if meta.get("domain"):
+        return meta["domain"]
+    for name in PREFERRED_DOMAIN_FIELDS:
+        if meta.get(name):
+            return meta[name]
+    return fallback
+
+
+def domain_columns(table: Table) -> dict[str, str]:
+    """``{meta field: header}`` for the domain fields (and a ``domain`` column) a table carries."""
+    found = {}
+    for name in (*DOMAIN_FIELDS, "domain"):
+        col = table.column(name)
+        if col is not None:
+            found[name] = col
+    return found
+
+
+def check_options(fmt: str, options: Mapping[str, object], allowed: Iterable[str]) -> None:
+    allowed = set(allowed) | COMMON_OPTIONS
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown} for format {fmt!r}; accepted: {sorted(allowed)}")
+
+
+def check_level(check: str) -> str:
+    if check not in CHECK_LEVELS:
+        raise ConfigError(f"check must be one of {list(CHECK_LEVELS)}, not {check!r}")
+    return check
+
+
+def check_images(entries: list[Entry], log: ProblemLog, *, check: str = "full", size: int = PATCH_SIZE,
+                 policy: str = "center-crop", workers: int | None = None) -> list[FigureRecord]:
+    """The records whose images exist and decode, reporting the rest; then the duplicate-image search.
+
+    Each distinct file is checked once (in a thread pool); a problem with a file is reported for every
+    row that uses it (errors) or once naming those rows (warnings).
+    """
+    check_level(check)
+    if check == "none":
+        return [e.record for e in entries]
+    kept: list[Entry] = []
+    for e in entries:
+        if Path(e.record.image).is_file():
+            kept.append(e)
+        else:
+            log.error(e.source, e.row, P.MISSING_FILE, f"image file not found: {e.record.image}")
+    if check == "exists":
+        return [e.record for e in kept]
+
+    by_path: dict[Path, list[Entry]] = defaultdict(list)
+    for e in kept:
+        by_path[Path(e.record.image)].append(e)
+    full = check == "full"
+
+    def run(item: tuple[Path, list[Entry]]) -> ImageCheck:
+        path, group = item
+        return check_image(path, full=full, crop=group[0].record.is_crop, size=size, policy=policy)
+
+    with ThreadPoolExecutor(workers or default_workers()) as pool:
+        results = list(pool.map(run, by_path.items(), chunksize=16))
+
+    good: list[tuple[Entry, ImageCheck]] = []
+    for (path, group), result in zip(by_path.items(), results):
+        if result.error is not None:
+            for e in group:
+                log.error(path, None, result.error.kind, f"{result.error.message} (listed at {e.where})")
+            continue
+        rows = _rows_text(group)
+        for kind, message in result.notes:
+            log.warn(path, None, kind, f"{message} (listed at {rows})")
+        for e in group:
+            r = e.record
+            if r.is_crop and result.width is not None and result.height is not None and not (
+                0 <= int(r.x) < result.width and 0 <= int(r.y) < result.height  # type: ignore[arg-type]
+            ):
+                log.error(e.source, e.row, P.OUTSIDE_IMAGE, f"figure centre ({r.x}, {r.y}) lies outside "
+                          f"{path} ({result.width}x{result.height})")
+                continue
+            good.append((e, result))
+    _report_duplicates(good, log)
+    return [e.record for e, _ in good]
+
+
+def _rows_text(group: Sequence[Entry], limit: int = 5) -> str:
+    shown = [e.where for e in group[:limit]]
+    more = f" and {len(group) - limit} more" if len(group) > limit else ""
+    return "; ".join(shown) + more
+
+
+def _report_duplicates(good: Sequence[tuple[Entry, ImageCheck]], log: ProblemLog) -> None:
+    """Identical pixels (or file bytes) under different files: a warning, louder when labels conflict."""
+    groups: dict[tuple, list[Entry]] = defaultdict(list)
+    for e, result in good:
+        if result.digest is not None:
+            groups[(result.digest, e.record.x, e.record.y)].append(e)
+    for members in groups.values():
+        labels = {e.record.label for e in members}
+        files = {str(e.record.image) for e in members}
+        if len(labels) > 1:
+            detail = ", ".join(f"{e.record.uid} ({label_name(e.record.label)}, {e.where})" for e in members)
+            log.warn(members[0].record.image, None, P.CONFLICTING_DUPLICATE,
+                     f"identical image with conflicting labels: {detail}")
+        elif len(files) > 1:
+            detail = ", ".join(f"{e.record.uid} ({e.where})" for e in members)
+            log.warn(members[0].record.image, None, P.DUPLICATE_IMAGE,
+                     f"identical image under {len(files)} files (same label; may leak across splits): "
+                     f"{detail}")
+

@@ -1,0 +1,106 @@
+"""MIDOG 2025 Track 2 training set: the official CSV plus a folder of ``image_id`` PNG patches.
+
+Label = ``majority`` (kept even where it differs from the plain vote count: that is reported as a
+``majority-disagrees`` warning naming the row); votes = ``expert1..3`` (``expert3`` empty = not cast,
+because experts 1 and 2 agreed); group = ``filename`` (the slide); meta tumor/scanner/lab (``Origin``)/
+species; default domain = tumor. An ``image_id`` that occurs more than once (``8925.png`` in the real
+file) keeps every row, as ``8925.png#row<line>``, with a ``duplicate-id`` warning.
+Images: option ``images_dir``; default ``images/`` beside the CSV when that folder exists, else the
+CSV's own folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mitotype.data import problems as P
+from mitotype.data.problems import ProblemLog
+from mitotype.data.readers._common import (
+    Entry,
+    check_majority,
+    parse_label,
+    parse_votes,
+    read_header,
+    read_table,
+    require_columns,
+    resolve_image,
+    unique_uids,
+)
+from mitotype.data.records import FigureRecord
+
+NAME = "midog25"
+OPTIONS = frozenset({"images_dir"})
+COLUMNS = ("image_id", "filename", "coordinateX", "coordinateY", "Tumor", "Scanner", "Origin", "Species",
+           "expert1", "expert2", "expert3", "majority")
+VOTES = ("expert1", "expert2", "expert3")
+META = {"tumor": "Tumor", "scanner": "Scanner", "lab": "Origin", "species": "Species"}
+_SIGNATURE_ANY = {"expert1", "coordinatex", "majority"}
+"""``image_id`` plus one of these: the MIDOG25 schema (its other columns may be missing: then say so)."""
+LABEL_WORDS = {"nmf": 0, "amf": 1, "normal": 0, "atypical": 1}
+
+
+def is_header(header: list[str]) -> bool:
+    """Whether a CSV header looks like the MIDOG25 schema (then missing columns are reported as such)."""
+    names = {h.strip().lower() for h in header}
+    return "image_id" in names and bool(names & _SIGNATURE_ANY)
+
+
+def is_label_file(path: Path) -> bool:
+    return path.suffix.lower() == ".csv" and is_header(read_header(path))
+
+
+def label_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return [p for p in sorted(path.glob("*.csv")) if is_label_file(p)]
+    return [path] if is_label_file(path) else []
+
+
+def detect(path: Path) -> bool:
+    return len(label_files(path)) == 1
+
+
+def image_dirs(csv_path: Path, images_dir: str | Path | None) -> list[Path]:
+    if images_dir:
+        return [Path(images_dir)]
+    beside = csv_path.parent / "images"
+    return [beside] if beside.is_dir() else [csv_path.parent]
+
+
+def read(path: Path, log: ProblemLog, *, images_dir: str | Path | None = None) -> list[Entry]:
+    from mitotype.errors import DataError
+
+    found = label_files(path)
+    if path.is_dir() and len(found) != 1:
+        raise DataError(f"{path}: expected one MIDOG25 label CSV, found {[p.name for p in found]}")
+    csv_path = found[0] if found else path
+    table = read_table(csv_path)
+    cols = require_columns(table, COLUMNS)
+    dirs = image_dirs(csv_path, images_dir)
+    if images_dir and not dirs[0].is_dir():
+        raise DataError(f"{images_dir}: images folder not found")
+    entries: list[Entry] = []
+    for line, row in table.rows:
+        image_id = row[cols["image_id"]]
+        if not image_id:
+            log.error(csv_path, line, P.BAD_VALUE, "empty image_id")
+            continue
+        raw = row[cols["majority"]]
+        label = parse_label(raw, LABEL_WORDS)
+        if label is None:
+            log.error(csv_path, line, P.UNKNOWN_LABEL, f"majority value {raw!r} is not NMF/AMF")
+            continue
+        votes, bad = parse_votes([row[cols[c]] for c in VOTES], LABEL_WORDS)
+        if bad is not None:
+            col = cols[VOTES[bad]]
+            log.error(csv_path, line, P.UNKNOWN_LABEL, f"{col} value {row[col]!r} is not NMF/AMF")
+            continue
+        check_majority(log, csv_path, line, label, votes, "majority")
+        meta = {field: row[cols[col]] for field, col in META.items() if row[cols[col]]}
+        slide = row[cols["filename"]]
+        meta.update(slide=slide, slide_x=row[cols["coordinateX"]], slide_y=row[cols["coordinateY"]],
+                    image_id=image_id)
+        record = FigureRecord(uid=image_id, image=resolve_image(image_id, dirs), label=label,
+                              group=slide or f"image:{image_id}", dataset=NAME, votes=votes,
+                              domain=meta.get("tumor", "unknown tumor"), meta=meta)
+        entries.append(Entry(record, str(csv_path), line))
+    return unique_uids(log, entries, "image_id")

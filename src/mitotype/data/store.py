@@ -1,0 +1,172 @@
+"""Decode-once patch store: every figure of a dataset as one uint8 ``N x size x size x 3`` array on disk.
+
+Training reads the same few thousand small PNGs every epoch; decoding them is most of the data time.
+The store decodes once into a ``.npy`` file opened as a memory map (``np.lib.format.open_memmap``) and
+keeps a small JSON manifest beside it. It is keyed by a hash of the inputs' *content* (the bytes of
+every image file, crop coordinates, uids and order, size and decode policy), so an edited image, a
+relabelled-but-moved file or another policy gets a new store, while re-reading the same data finds the
+old one. A store is written into a temporary folder and renamed into place, so a crash or a concurrent
+builder never leaves a half-written store under a valid key.
+
+Layout: ``<cache_dir>/<key[:32]>/images.npy`` + ``manifest.json``. Default ``cache_dir``:
+``$MITOTYPE_CACHE/patches`` when ``MITOTYPE_CACHE`` is set, else ``~/.cache/mitotype/patches``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from mitotype.data.images import (
+    DEFAULT_SIZE_POLICY,
+    PATCH_SIZE,
+    check_size_policy,
+    decode_patches,
+    default_workers,
+    file_digest,
+)
+from mitotype.data.records import FigureRecord
+from mitotype.errors import DataError
+
+STORE_VERSION = 1
+IMAGES_FILE = "images.npy"
+MANIFEST_FILE = "manifest.json"
+
+
+def default_cache_dir() -> Path:
+    """``$MITOTYPE_CACHE/patches`` if that variable is set, else ``~/.cache/mitotype/patches``."""
+    root = os.environ.get("MITOTYPE_CACHE")
+    return Path(root).expanduser() / "patches" if root else Path.home() / ".cache" / "mitotype" / "patches"
+
+
+def content_key(records: Sequence[FigureRecord], *, size: int = PATCH_SIZE, policy: str = DEFAULT_SIZE_POLICY,
+                workers: int | None = None) -> str:
+    """SHA-256 over the store version, size, policy and, per record in order, uid, file content hash and
+    crop centre. Each distinct file is hashed once (blake2b over its bytes, in a thread pool)."""
+    paths = sorted({str(r.image) for r in records})
+
+    def digest(path: str) -> str:
+        try:
+            return file_digest(path)
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+    with ThreadPoolExecutor(workers or default_workers()) as pool:
+        digests = dict(zip(paths, pool.map(digest, paths, chunksize=64)))
+    h = hashlib.sha256()
+    h.update(json.dumps({"version": STORE_VERSION, "size": size, "policy": policy}).encode())
+    for r in records:
+        h.update(f"\n{r.uid}\t{digests[str(r.image)]}\t{r.x}\t{r.y}".encode())
+    return h.hexdigest()
+
+
+@dataclass
+class PatchStore:
+    """Every record's pixels, rows in the order of ``records``; ``built`` says whether this call decoded."""
+
+    images: np.ndarray
+    """``N x size x size x 3`` uint8, a read-only memory map."""
+    records: list[FigureRecord]
+    key: str
+    path: Path
+    """The store's folder (holding ``images.npy`` and ``manifest.json``)."""
+    built: bool
+    seconds: float = 0.0
+    """Time this call took (hashing plus decoding or opening)."""
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def manifest(self) -> dict:
+        return json.loads((self.path / MANIFEST_FILE).read_text())
+
+    @classmethod
+    def open_or_build(cls, records: Sequence[FigureRecord], cache_dir: str | Path | None = None, *,
+                      size: int = PATCH_SIZE, policy: str = DEFAULT_SIZE_POLICY,
+                      workers: int | None = None) -> PatchStore:
+        """The store for ``records``: opened if a valid one with the same content key exists, else built."""
+        start = time.perf_counter()
+        records = list(records)
+        if not records:
+            raise DataError("no records to store")
+        check_size_policy(policy)
+        cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        key = content_key(records, size=size, policy=policy, workers=workers)
+        final = cache / key[:32]
+        images = _open(final, key, records, size)
+        if images is not None:
+            return cls(images, records, key, final, built=False, seconds=time.perf_counter() - start)
+        _build(final, key, records, size=size, policy=policy, workers=workers)
+        images = _open(final, key, records, size)
+        if images is None:
+            raise DataError(f"{final}: patch store could not be read back after building it")
+        return cls(images, records, key, final, built=True, seconds=time.perf_counter() - start)
+
+
+def _open(folder: Path, key: str, records: Sequence[FigureRecord], size: int) -> np.ndarray | None:
+    """The memmap of a valid store in ``folder``; ``None`` when absent or not matching (then rebuilt)."""
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text())
+        if (manifest.get("version") != STORE_VERSION or manifest.get("key") != key
+                or manifest.get("count") != len(records) or manifest.get("uids") != [r.uid for r in records]):
+            return None
+        images = np.load(folder / IMAGES_FILE, mmap_mode="r")
+    except (OSError, ValueError, json.JSONDecodeError):
+        return None
+    if images.shape != (len(records), size, size, 3) or images.dtype != np.uint8:
+        return None
+    return images
+
+
+def _build(final: Path, key: str, records: Sequence[FigureRecord], *, size: int, policy: str,
+           workers: int | None) -> None:
+    start = time.perf_counter()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        images = np.lib.format.open_memmap(tmp / IMAGES_FILE, mode="w+", dtype=np.uint8,
+                                           shape=(len(records), size, size, 3))
+        decode_patches(records, images, size=size, policy=policy, workers=workers)
+        images.flush()
+        del images
+        manifest = {
+            "version": STORE_VERSION,
+            "key": key,
+            "count": len(records),
+            "size": size,
+            "policy": policy,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "build_seconds": round(time.perf_counter() - start, 3),
+            "uids": [r.uid for r in records],
+        }
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest))
+        if final.exists() and _open(final, key, records, size) is not None:
+            return  # a concurrent builder finished the same store first: keep theirs
+        if final.exists():  # a stale or broken store under this key: move it aside, then replace
+            stale = final.parent / f".stale-{final.name}-{uuid.uuid4().hex[:8]}"
+            try:
+                os.replace(final, stale)
+            except OSError:
+                stale = None
+            if stale is not None:
+                shutil.rmtree(stale, ignore_errors=True)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not (final / MANIFEST_FILE).is_file():  # not a concurrent builder's finished store
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

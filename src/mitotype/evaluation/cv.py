@@ -1,0 +1,303 @@
+"""Cross-validation, ablation and scoring of trained models: what tells whether a model generalises.
+
+Leave-one-domain-out holds out a whole scanner/lab/tumour; the held-out domain never reaches model
+selection, early stopping or the threshold, which all come from a slide-grouped validation split
+of the training domains. Every fold leaves ``folds/<name>/predictions.json`` as its completion
+mark, so an interrupted cross-validation resumes at the first unfinished fold.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mitotype import __version__
+from mitotype.data.records import FigureRecord
+from mitotype.errors import ConfigError
+from mitotype.ioutils import write_json_atomic
+from mitotype.training.config import TrainConfig, load_config, to_dict
+from mitotype.training.inputs import Figures
+
+STRATEGY_SWITCHES = {
+    "mixup": "strategies.mixup.enabled",
+    "soft_labels": "strategies.soft_labels.enabled",
+    "adaptive_focal": "strategies.focal.adaptive",
+    "supcon": "strategies.supcon.enabled",
+    "domain_adversarial": "strategies.domain_adversarial.enabled",
+    "domain_sampling": "strategies.sampling.enabled",
+    "hard_mining": "strategies.hard_mining.enabled",
+    "augment": "strategies.augment.enabled",
+}
+"""Each strategy of the method and the switch that turns it off, for ``mitotype ablate``."""
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "fold"
+
+
+def prediction_rows(
+    records: Sequence[FigureRecord], idx: np.ndarray, p: np.ndarray, threshold: float, fold: str
+) -> list[dict[str, Any]]:
+    """One row per figure: the out-of-fold prediction with everything needed to analyse it."""
+    rows = []
+    for i, prob in zip(idx, p):
+        r = records[int(i)]
+        rows.append(
+            {
+                "uid": r.uid,
+                "dataset": r.dataset,
+                "fold": fold,
+                "domain": r.domain,
+                "group": r.group,
+                "p_atypical": float(prob),
+                "decision": int(prob >= threshold),
+                "threshold": float(threshold),
+                "label": int(r.label),
+                "votes_atypical": r.atypical_votes,
+                "votes_cast": r.votes_cast,
+            }
+        )
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]], n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Per-domain, mean ± sd over domains, pooled metrics and slide-bootstrap intervals."""
+    from mitotype.evaluation.metrics import bootstrap_ci, per_domain_metrics
+
+    y = np.array([r["label"] for r in rows])
+    p = np.array([r["p_atypical"] for r in rows])
+    thr = np.array([r["threshold"] for r in rows])
+    dec = np.array([r["decision"] for r in rows])
+    domains = np.array([r["domain"] for r in rows])
+    groups = np.array([f"{r['dataset']}:{r['group']}" for r in rows])
+    # Each fold has its own threshold; metrics use the decisions, so pass per-row thresholds.
+    summary = per_domain_metrics(y, p, thr, domains, groups=groups)
+    summary["pooled_ci"] = bootstrap_ci(y, p, thr, groups, n=n_bootstrap, seed=seed)
+    for name, d in summary["per_domain"].items():
+        mask = domains == name
+        d["ci"] = bootstrap_ci(y[mask], p[mask], thr[mask], groups[mask], n=n_bootstrap, seed=seed)
+    summary["n_figures"] = len(rows)
+    summary["decisions_atypical"] = int(dec.sum())
+    return summary
+
+
+def environment() -> dict[str, Any]:
+    import torch
+
+    return {
+        "mitotype": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "platform": platform.platform(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def make_folds(records: list[FigureRecord], scheme: str, k: int, seed: int) -> list[Any]:
+    from mitotype.evaluation.splits import grouped_stratified_kfold, leave_one_domain_out
+
+    if scheme == "lodo":
+        folds = leave_one_domain_out(records)
+        if len(folds) < 2:
+            raise ConfigError("leave-one-domain-out needs at least two domains (choose --domain)")
+        return folds
+    if scheme == "kfold":
+        return grouped_stratified_kfold(records, k=k, seed=seed)
+    raise ConfigError(f"unknown cross-validation scheme '{scheme}' (lodo or kfold)")
+
+
+def run_cv(
+    config: TrainConfig,
+    figures: Figures,
+    out_dir: str | Path,
+    scheme: str = "lodo",
+    k: int = 5,
+    resume: bool = True,
+    tta: bool = False,
+    progress: bool = True,
+    report: bool = True,
+    n_bootstrap: int = 1000,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train one model per fold, predict its held-out figures, and summarise out-of-fold predictions."""
+    from mitotype.evaluation.report import write_predictions_csv, write_report
+    from mitotype.evaluation.splits import assert_no_leak, validation_split
+    from mitotype.serving.predict import predict_proba
+    from mitotype.training.checkpoint import load_model_artifact
+    from mitotype.training.trainer import Trainer, resolve_device
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = figures.records
+    folds = make_folds(records, scheme, k, config.seed)
+    start = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    fold_info = []
+    for n, fold in enumerate(folds):
+        fold_dir = out_dir / "folds" / _slug(fold.name)
+        done = fold_dir / "predictions.json"
+        if resume and done.is_file():
+            fold_rows = json.loads(done.read_text())
+            log(f"fold {n + 1}/{len(folds)} {fold.name}: already done, {len(fold_rows)} predictions reused")
+        else:
+            train_idx, val_idx = validation_split(
+                records, fold.train_idx, fraction=config.data.val_fraction, seed=config.seed
+            )
+            assert_no_leak(records, train_idx, fold.test_idx)
+            assert_no_leak(records, val_idx, fold.test_idx)
+            log(
+                f"fold {n + 1}/{len(folds)} {fold.name}: train {len(train_idx)}, validation {len(val_idx)}, "
+                f"test {len(fold.test_idx)}"
+            )
+            trainer = Trainer(
+                config,
+                records,
+                figures.images,
+                train_idx,
+                val_idx,
+                fold_dir / "model",
+                progress=progress,
+                log=lambda m: log("  " + m),
+            )
+            result = trainer.fit(resume=resume)
+            loaded = load_model_artifact(fold_dir / "model", device=resolve_device(config.optim.device))
+            test_idx = np.asarray(fold.test_idx)
+            p = predict_proba(
+                loaded.model,
+                figures.images[test_idx],
+                batch_size=config.optim.eval_batch_size,
+                tta=tta,
+                device=resolve_device(config.optim.device),
+                precision=config.optim.precision,
+            )
+            fold_rows = prediction_rows(records, test_idx, p, result.threshold, fold.name)
+            write_json_atomic(done, fold_rows)
+        fold_info.append(
+            {
+                "name": fold.name,
+                "n_test": len(fold_rows),
+                "threshold": fold_rows[0]["threshold"] if fold_rows else None,
+            }
+        )
+        rows.extend(fold_rows)
+    summary = summarise(rows, n_bootstrap=n_bootstrap, seed=config.seed)
+    results = {
+        "scheme": scheme,
+        "k": k if scheme == "kfold" else None,
+        "folds": fold_info,
+        "summary": summary,
+        "config": to_dict(config),
+        "environment": environment(),
+        "wall_seconds": time.perf_counter() - start,
+        "tta": tta,
+    }
+    write_json_atomic(out_dir / "results.json", results)
+    write_predictions_csv(out_dir / "predictions.csv", rows)
+    if report:
+        write_report(out_dir / "report.html", results, rows, title=f"mitotype {scheme} cross-validation")
+    return results
+
+
+# --------------------------------------------------------------------------- ablation
+
+
+def paired_bootstrap_delta(
+    base: list[dict[str, Any]], other: list[dict[str, Any]], n: int = 1000, seed: int = 0
+) -> dict[str, float]:
+    """Change in pooled balanced accuracy (other - base) with a 95 % interval, resampling slides."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    by_uid = {(r["dataset"], r["uid"]): r for r in other}
+    pairs = [(r, by_uid[(r["dataset"], r["uid"])]) for r in base if (r["dataset"], r["uid"]) in by_uid]
+    y = np.array([a["label"] for a, _ in pairs])
+    da = np.array([a["decision"] for a, _ in pairs])
+    db = np.array([b["decision"] for _, b in pairs])
+    groups = np.array([f"{a['dataset']}:{a['group']}" for a, _ in pairs])
+    uniq, inv = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inv == g) for g in range(len(uniq))]
+    point = balanced_accuracy_score(y, db) - balanced_accuracy_score(y, da)
+    rng = np.random.default_rng(seed)
+    deltas = []
+    for _ in range(n):
+        pick = np.concatenate([members[g] for g in rng.integers(0, len(uniq), len(uniq))])
+        if len(np.unique(y[pick])) < 2:
+            continue
+        deltas.append(balanced_accuracy_score(y[pick], db[pick]) - balanced_accuracy_score(y[pick], da[pick]))
+    lo, hi = np.percentile(deltas, [2.5, 97.5]) if deltas else (float("nan"), float("nan"))
+    return {"delta": float(point), "ci_low": float(lo), "ci_high": float(hi)}
+
+
+def run_ablation(
+    config: TrainConfig,
+    figures: Figures,
+    out_dir: str | Path,
+    strategies: Sequence[str] | None = None,
+    scheme: str = "lodo",
+    k: int = 5,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Cross-validate with everything on, then with each strategy off; tabulate the change."""
+    from mitotype.evaluation.report import write_ablation_report
+
+    out_dir = Path(out_dir)
+    names = list(strategies or STRATEGY_SWITCHES)
+    unknown = [s for s in names if s not in STRATEGY_SWITCHES]
+    if unknown:
+        raise ConfigError(f"unknown strategy {unknown}; choose from {list(STRATEGY_SWITCHES)}")
+    base_dict = to_dict(config)
+    variants = {"all": config}
+    for name in names:
+        variants[f"no_{name}"] = load_config(base_dict, overrides=[f"{STRATEGY_SWITCHES[name]}=false"])
+    outcome: dict[str, Any] = {}
+    rows_by_variant = {}
+    for variant, cfg in variants.items():
+        log(f"== ablation variant {variant}")
+        res = run_cv(
+            cfg,
+            figures,
+            out_dir / variant,
+            scheme=scheme,
+            k=k,
+            progress=progress,
+            report=False,
+            n_bootstrap=200,
+            log=log,
+        )
+        rows_by_variant[variant] = _read_rows(out_dir / variant)
+        outcome[variant] = {
+            "pooled": res["summary"]["pooled"],
+            "domain_mean": res["summary"]["domain_mean"],
+            "domain_std": res["summary"]["domain_std"],
+        }
+    for variant in variants:
+        if variant != "all":
+            outcome[variant]["delta_vs_all"] = paired_bootstrap_delta(
+                rows_by_variant["all"], rows_by_variant[variant], seed=config.seed
+            )
+    table = {
+        "scheme": scheme,
+        "variants": outcome,
+        "switches": {k: STRATEGY_SWITCHES[k] for k in names},
+        "config": base_dict,
+        "environment": environment(),
+    }
+    write_json_atomic(out_dir / "ablation.json", table)
+    write_ablation_report(out_dir / "ablation.html", table)
+    return table
+
+
+def _read_rows(cv_dir: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for done in sorted((cv_dir / "folds").glob("*/predictions.json")):
+        rows.extend(json.loads(done.read_text()))
+    return rows

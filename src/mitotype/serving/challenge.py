@@ -1,0 +1,100 @@
+"""The MIDOG 2025 Track 2 container entry point, following the contract in the challenge's reference.
+
+Reads the one TIFF stack in ``/input/images/stacked-histopathology-roi-cropouts/`` and writes
+``/output/multiple-mitotic-figure-classification.json``: one ``{"class", "confidence"}`` per page in
+page order, where ``confidence`` is p(atypical) as a float and ``class`` follows the threshold stored
+with the model. The output is validated with the evaluator's own rules before it is written, and
+written atomically: a failing job leaves no JSON at all rather than a wrong one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mitotype.errors import MitotypeError
+
+STACK_SLOT = "stacked-histopathology-roi-cropouts"
+OUTPUT_NAME = "multiple-mitotic-figure-classification.json"
+MODEL_DIRS = (Path("/opt/ml/model"), Path("/opt/app/model"))
+MANIFEST = "mitotype-export.json"
+
+
+@dataclass
+class ChallengePaths:
+    """Where the container reads and writes; overridable for tests and local runs."""
+
+    input_dir: Path = Path("/input")
+    """Holds ``images/stacked-histopathology-roi-cropouts/<stack>.tif(f)``."""
+    output_dir: Path = Path("/output")
+    """Receives ``multiple-mitotic-figure-classification.json``."""
+    model_dirs: list[Path] = field(default_factory=lambda: list(MODEL_DIRS))
+    """Searched in order for an exported model (the platform unpacks the model tarball there)."""
+
+    @classmethod
+    def from_env(cls) -> ChallengePaths:
+        paths = cls()
+        if "MITOTYPE_INPUT_DIR" in os.environ:
+            paths.input_dir = Path(os.environ["MITOTYPE_INPUT_DIR"])
+        if "MITOTYPE_OUTPUT_DIR" in os.environ:
+            paths.output_dir = Path(os.environ["MITOTYPE_OUTPUT_DIR"])
+        if "MITOTYPE_MODEL_DIR" in os.environ:
+            paths.model_dirs = [Path(os.environ["MITOTYPE_MODEL_DIR"])]
+        return paths
+
+
+def find_model_root(candidates: list[Path]) -> Path:
+    """The first candidate folder holding an exported model (manifest or model.safetensors)."""
+    for root in candidates:
+        if (root / MANIFEST).is_file() or any(root.glob("**/model.safetensors")):
+            return root
+    searched = ", ".join(str(c) for c in candidates)
+    raise MitotypeError(f"no exported model found (searched {searched}); pack one with `mitotype export`")
+
+
+def read_manifest(root: Path) -> dict:
+    path = root / MANIFEST
+    if not path.is_file():
+        return {"members": None, "base_weights": None, "tta": True}
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise MitotypeError(f"{path}: not valid JSON ({exc.msg})") from None
+    for member in manifest.get("members") or []:
+        if not (root / member / "model.safetensors").is_file():
+            raise MitotypeError(
+                f"{root}: model part '{member}/model.safetensors' named in {MANIFEST} is missing"
+            )
+    base = manifest.get("base_weights")
+    if base and not Path(base).is_absolute() and not (root / base).exists():
+        raise MitotypeError(f"{root}: base weights '{base}' named in {MANIFEST} are missing")
+    return manifest
+
+
+def run_challenge(
+    paths: ChallengePaths, device: str = "auto", tta: bool | None = None, batch_size: int = 16
+) -> Path:
+    """Classify every page of the input stack; returns the path of the written JSON."""
+    from mitotype.serving.outputs import challenge_entries, validate_output
+    from mitotype.serving.predict import load_ensemble
+    from mitotype.serving.stack import find_stack, read_stack
+    from mitotype.ioutils import write_json_atomic
+
+    stack_path = find_stack(paths.input_dir / "images" / STACK_SLOT)
+    images = read_stack(stack_path)
+    root = find_model_root(paths.model_dirs)
+    manifest = read_manifest(root)
+    members = [root / m for m in manifest["members"]] if manifest.get("members") else [root]
+    base = manifest.get("base_weights")
+    base_path = None if not base else str(base if Path(base).is_absolute() or ":" in base else root / base)
+    ensemble, dev = load_ensemble(members, device=device, base_weights=base_path)
+    use_tta = manifest.get("tta", True) if tta is None else tta
+    threshold = float(manifest.get("threshold", ensemble.threshold))
+    p = ensemble.predict(images, batch_size=batch_size * (8 if use_tta else 1), tta=use_tta, device=dev)
+    entries = challenge_entries(p, threshold)
+    out_path = paths.output_dir / OUTPUT_NAME
+    validate_output(entries, len(images), out_path)
+    write_json_atomic(out_path, entries)
+    return out_path

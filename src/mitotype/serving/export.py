@@ -1,0 +1,149 @@
+"""``mitotype export``: pack trained model(s) into the tarball the challenge platform unpacks.
+
+Layout inside the tarball (unpacked to ``/opt/ml/model/``)::
+
+    mitotype-export.json        members, threshold, TTA, base weights (packed file or reference)
+    member-0/model.safetensors  adapters + heads (+ config, threshold, preprocessing in metadata)
+    member-0/model.json
+    base/<file>                 the backbone's pretrained weights, when --include-base
+
+Inference loads one member at a time, so the GPU must hold one backbone plus the activations of a
+batch of 16 figures x 8 TTA views; a model whose estimate exceeds the platform's 16 GB is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mitotype.errors import MitotypeError
+from mitotype.serving.challenge import MANIFEST
+from mitotype.serving.predict import find_model_dirs
+from mitotype.training.checkpoint import META_FILE, MODEL_FILE, read_artifact_meta
+
+PLATFORM_GPU_BYTES = 16 * 1024**3
+
+
+@dataclass
+class MemoryEstimate:
+    """Peak GPU memory of inference for one ensemble member."""
+
+    parameters: int
+    weight_bytes: int
+    activation_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weight_bytes + self.activation_bytes
+
+
+def estimate_inference_memory(meta: dict[str, Any], batch: int = 16, tta: bool = True) -> MemoryEstimate:
+    """Weights in the inference dtype plus the activations alive in one forward of the batch.
+
+    Activations of a transformer block in inference: the residual stream, the qkv and attention
+    output, and the MLP hidden layer, times a safety factor of 2 for allocator slack and SDPA
+    workspace. Counted on the meta device: nothing is allocated.
+    """
+    import torch
+
+    from mitotype.models.classifier import build_classifier
+    from mitotype.training.config import load_config
+
+    config = load_config(meta["config"])
+    config.model.weights = None
+    with torch.device("meta"):
+        model = build_classifier(config.model, num_domains=0)
+    n_params = sum(p.numel() for p in model.parameters())
+    dtype_bytes = 2 if config.optim.precision in ("auto", "bf16", "fp16") else 4
+    views = batch * (8 if tta else 1)
+    size = int(meta["preprocessing"].get("input_size", [224])[-1])
+    width = max((m.in_features for m in model.modules() if isinstance(m, torch.nn.Linear)), default=1024)
+    hidden = max((m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)), default=4096)
+    tokens = (size // 14) ** 2 + 5
+    per_image = tokens * (4 * width + hidden) * dtype_bytes
+    activation = int(2 * views * per_image)
+    return MemoryEstimate(
+        parameters=n_params, weight_bytes=n_params * dtype_bytes, activation_bytes=activation
+    )
+
+
+def _resolve_base(weights: str | None) -> Path | None:
+    """A local file for the base weights, or None when they are a hub id / built in."""
+    if not weights:
+        return None
+    path = Path(weights)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for name in ("model.safetensors", "pytorch_model.bin", "model.pth"):
+            if (path / name).is_file():
+                return path / name
+        raise MitotypeError(f"{path}: no weights file in this folder to include")
+    return None
+
+
+def export_model(
+    models: list[str | Path],
+    out_path: str | Path,
+    include_base: bool = False,
+    tta: bool = True,
+    gpu_bytes: int = PLATFORM_GPU_BYTES,
+) -> dict[str, Any]:
+    """Write the model tarball; returns its manifest. Refuses a model that would not fit the GPU."""
+    dirs = [d for m in models for d in find_model_dirs(m)]
+    metas = [read_artifact_meta(d) for d in dirs]
+    bases = {m["config"]["model"].get("weights") for m in metas}
+    if len(bases) > 1:
+        raise MitotypeError(f"ensemble members use different base weights {sorted(map(str, bases))}")
+    base = bases.pop()
+    estimate = estimate_inference_memory(metas[0], batch=16, tta=tta)
+    if estimate.total_bytes > gpu_bytes:
+        raise MitotypeError(
+            f"model needs about {estimate.total_bytes / 1024**3:.1f} GB of GPU memory at batch 16"
+            f"{' with 8 TTA views' if tta else ''} ({estimate.parameters / 1e9:.2f} B parameters); "
+            f"the platform has {gpu_bytes / 1024**3:.0f} GB. Export without TTA or use a smaller backbone."
+        )
+    base_file = _resolve_base(base) if include_base else None
+    if include_base and base and base_file is None:
+        raise MitotypeError(
+            f"cannot include base weights '{base}': not a local file or folder "
+            "(download them first, then pass the file as model.weights)"
+        )
+    manifest = {
+        "format": 1,
+        "members": [f"member-{i}" for i in range(len(dirs))],
+        "threshold": sum(m["threshold"] for m in metas) / len(metas),
+        "tta": tta,
+        "base_weights": f"base/{base_file.name}" if base_file else base,
+        "backbone": metas[0]["config"]["model"]["backbone"],
+        "estimated_gpu_gb": round(estimate.total_bytes / 1024**3, 2),
+        "sources": [str(d) for d in dirs],
+    }
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with tarfile.open(tmp, "w:gz") as tar:
+            data = json.dumps(manifest, indent=2).encode()
+            info = tarfile.TarInfo(MANIFEST)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+            for name, d in zip(manifest["members"], dirs):
+                tar.add(d / MODEL_FILE, arcname=f"{name}/{MODEL_FILE}")
+                if (d / META_FILE).is_file():
+                    tar.add(d / META_FILE, arcname=f"{name}/{META_FILE}")
+            if base_file:
+                tar.add(base_file, arcname=f"base/{base_file.name}")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return manifest
