@@ -68,6 +68,8 @@ def save_model_artifact(
         "preprocessing": _plain(model.preprocessing),
         "metrics": _plain(metrics or {}),
         "domains": list(domains or []),
+        "num_domains": int(getattr(model, "num_domains", 0)),
+        "merged": bool(getattr(model, "merged", False)),
     }
     path = Path(out_dir) / MODEL_FILE
     _atomic_save_tensors(path, model.trainable_state_dict(), {"mitotype": json.dumps(meta)})
@@ -127,9 +129,10 @@ def load_model_artifact(
         config.model.weights = str(model_dir / packed)
     if meta.get("merged"):
         config.model.adaptation = "full"
-    model = build_classifier(config.model, num_domains=len(meta.get("domains") or []) if
-                             config.strategies.domain_adversarial.enabled and len(meta.get("domains") or []) >= 2
-                             else 0)
+    # Training seeded the build with config.seed: a backbone without pretrained weights (the test
+    # stand-ins, weights: random) is then re-created identically here.
+    torch.manual_seed(config.seed)
+    model = build_classifier(config.model, num_domains=int(meta.get("num_domains", 0)))
     state = load_file(str(model_dir / MODEL_FILE))
     model.load_trainable_state_dict(state)
     model.to(device).eval()

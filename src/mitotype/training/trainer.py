@@ -288,8 +288,12 @@ class Trainer:
             if s.mixup.enabled and torch.rand((), generator=gen).item() < s.mixup.prob:
                 mixed = mixup_batch(x, t, alpha=s.mixup.alpha, generator=gen)
                 x, t, d = mixed.images, mixed.targets, mixed_domains(d, mixed)
+            global_n = len(x)
             if self.world > 1:  # every rank drew the same global batch; train on a slice of it
                 x, t, d = x[self.rank :: self.world], t[self.rank :: self.world], d[self.rank :: self.world]
+            # DDP averages gradients over ranks; scaling each rank's mean loss by its share of the
+            # global batch makes that average the gradient of the global-batch mean, as on one process.
+            share = len(x) * self.world / global_n
             progress = (epoch + b / n_batches) / cfg.optim.epochs
             if self.use_domain_head:
                 self.model.set_grl_lambda(
@@ -309,8 +313,13 @@ class Trainer:
             if self.use_domain_head and out.domain_logits is not None:
                 dom = domain_adversarial_loss(out.domain_logits.float(), d)
                 loss = loss + s.domain_adversarial.weight * dom
-            (loss / cfg.optim.grad_accum).backward()
-            self.focal.update(logits.detach(), t)
+            (loss * share / cfg.optim.grad_accum).backward()
+            err_sum, w_sum = self.focal.batch_stats(logits, t)
+            if self.world > 1:
+                stats = torch.stack([err_sum, w_sum])
+                torch.distributed.all_reduce(stats)
+                err_sum, w_sum = stats[0], stats[1]
+            self.focal.update_from_stats(err_sum, w_sum)
             if (b + 1) % cfg.optim.grad_accum == 0 or b == n_batches - 1:
                 if cfg.optim.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
@@ -320,10 +329,10 @@ class Trainer:
                     self.scheduler.step()
             n = len(idx)
             seen += n
-            totals["loss"] += float(loss) * n
-            totals["cls"] += float(cls_loss) * n
-            totals["supcon"] += float(sup) * n
-            totals["domain"] += float(dom) * n
+            totals["loss"] += float(loss.detach()) * n
+            totals["cls"] += float(cls_loss.detach()) * n
+            totals["supcon"] += float(sup.detach()) * n
+            totals["domain"] += float(dom.detach()) * n
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")

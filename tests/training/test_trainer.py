@@ -1,0 +1,133 @@
+"""The training loop: artifacts, exact resume, and DDP agreeing with one process."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mitotype.evaluation.splits import validation_split
+from mitotype.training.checkpoint import load_model_artifact
+from mitotype.training.config import load_config
+from mitotype.training.trainer import Trainer, grl_coefficient
+from tests.conftest import TINY_OVERRIDES
+
+
+def _split(figures, seed=0):
+    return validation_split(figures.records, np.arange(len(figures.records)), fraction=0.25, seed=seed)
+
+
+def _trainer(figures, out, overrides=(), **kw):
+    config = load_config(overrides=[*TINY_OVERRIDES, *overrides])
+    train_idx, val_idx = _split(figures)
+    return Trainer(config, figures.records, figures.images, train_idx, val_idx, out, progress=False,
+                   log=None, **kw)
+
+
+def test_training_writes_a_model_with_its_threshold(synth_figures, tmp_path):
+    trainer = _trainer(synth_figures, tmp_path / "run", overrides=["optim.epochs=1"])
+    result = trainer.fit()
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert 0.0 < meta["threshold"] < 1.0
+    assert meta["threshold"] == pytest.approx(result.threshold)
+    assert meta["preprocessing"]["input_size"] == [3, 56, 56]
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and "val_balanced_accuracy" in json.loads(lines[0])
+    # The artifact holds only adapters and heads, and rebuilds the very same model.
+    tensors = load_file(str(tmp_path / "run" / "model.safetensors"))
+    assert all("lora_" in k or not k.startswith("backbone.") for k in tensors)
+    loaded = load_model_artifact(tmp_path / "run")
+    p_trainer = trainer.predict(trainer.val_idx)
+    from mitotype.serving.predict import predict_proba
+
+    p_loaded = predict_proba(loaded.model, synth_figures.images[trainer.val_idx], batch_size=64)
+    np.testing.assert_allclose(p_loaded, p_trainer, atol=1e-6)
+
+
+def test_resume_continues_to_the_same_result(synth_figures, tmp_path):
+    full = _trainer(synth_figures, tmp_path / "full", overrides=["optim.epochs=3"])
+    full.fit()
+    part = _trainer(synth_figures, tmp_path / "part", overrides=["optim.epochs=3"])
+    part.fit(stop_after_epoch=2)
+    assert len((tmp_path / "part" / "metrics.jsonl").read_text().splitlines()) == 2
+    resumed = _trainer(synth_figures, tmp_path / "part", overrides=["optim.epochs=3"])
+    resumed.fit(resume=True)
+    a = full.model.trainable_state_dict()
+    b = resumed.model.trainable_state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    hist_full = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    hist_res = [json.loads(x) for x in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    assert [h["loss"] for h in hist_full] == [h["loss"] for h in hist_res]
+
+
+def test_single_class_validation_is_refused(synth_figures, tmp_path):
+    from mitotype.errors import ConfigError
+
+    config = load_config(overrides=TINY_OVERRIDES)
+    labels = np.array([r.label for r in synth_figures.records])
+    train_idx, val_idx = _split(synth_figures)
+    only_normal = val_idx[labels[val_idx] == 0]
+    with pytest.raises(ConfigError, match="validation split holds only one class"):
+        Trainer(config, synth_figures.records, synth_figures.images, train_idx, only_normal, tmp_path)
+
+
+def test_grl_ramp():
+    assert grl_coefficient(0.0, 1.0, "dann") == pytest.approx(0.0)
+    assert grl_coefficient(1.0, 1.0, "dann") == pytest.approx(1.0, abs=1e-4)
+    assert grl_coefficient(0.5, 2.0, "linear") == pytest.approx(1.0)
+    assert grl_coefficient(0.1, 0.7, "constant") == pytest.approx(0.7)
+
+
+# --------------------------------------------------------------------------- DDP on CPU (gloo)
+
+DDP_OVERRIDES = ["optim.epochs=2", "strategies.supcon.enabled=false", "model.lora.dropout=0.0",
+                 "model.head_dropout=0.0"]
+
+
+def _ddp_worker(rank, world, port, synth_dir, cache, out):
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from mitotype.training.inputs import load_figures
+
+    figures = load_figures(synth_dir, fmt="midog25", domain=["scanner"], cache_dir=cache)
+    trainer = _trainer(figures, out, overrides=DDP_OVERRIDES)
+    result = trainer.fit()
+    if rank == 0:  # a file, not a queue: a full pipe would block while the parent joins
+        from safetensors.torch import save_file
+
+        save_file(trainer.model.trainable_state_dict(), f"{out}/final.safetensors",
+                  metadata={"threshold": str(result.threshold)})
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_agree_with_one(synth_dir, synth_figures, tmp_path):
+    import torch.multiprocessing as mp
+
+    single = _trainer(synth_figures, tmp_path / "single", overrides=DDP_OVERRIDES)
+    single_result = single.fit()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.start_processes(_ddp_worker, args=(2, port, str(synth_dir), str(tmp_path / "cache"), str(tmp_path / "ddp")),
+                       nprocs=2, start_method="spawn")
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "ddp" / "final.safetensors"), framework="pt") as fh:
+        threshold = float(fh.metadata()["threshold"])
+        state = {k: fh.get_tensor(k).numpy() for k in fh.keys()}  # noqa: SIM118
+    expected = single.model.trainable_state_dict()
+    assert state.keys() == expected.keys()
+    for key, value in expected.items():
+        np.testing.assert_allclose(state[key], value.numpy(), atol=2e-4, err_msg=key)
+    assert threshold == pytest.approx(single_result.threshold, abs=1e-3)
