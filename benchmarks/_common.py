@@ -6,14 +6,17 @@ which machine, so that numbers from different runs can be compared honestly.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
@@ -59,9 +62,8 @@ def command_line() -> str:
 
 
 def write_result(name: str, command: str, figures: dict[str, Any],
-                 extra: dict[str, Any] | None = None) -> Path:
-    """Write ``benchmarks/results/<name>.json`` atomically and return its path."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+                 extra: dict[str, Any] | None = None, path: Path | None = None) -> Path:
+    """Write ``benchmarks/results/<name>.json`` (or ``path``) atomically and return its path."""
     result: dict[str, Any] = {
         "benchmark": name,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -72,8 +74,62 @@ def write_result(name: str, command: str, figures: dict[str, Any],
     }
     if extra:
         result["extra"] = extra
-    path = RESULTS_DIR / f"{name}.json"
+    path = Path(path) if path is not None else RESULTS_DIR / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(tmp, path)
     return path
+
+
+T = TypeVar("T")
+
+
+def alternate(measurements: Mapping[str, Callable[[], T]], rounds: int) -> dict[str, list[T]]:
+    """Run every measurement once per round, rotating the order each round, and return each one's
+    results in round order. Contenders measured side by side see the same background load (other
+    processes on the machine), so their ratios hold even when absolute figures drift."""
+    names = list(measurements)
+    results: dict[str, list[T]] = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            results[name].append(measurements[name]())
+    return results
+
+
+def ratio(numerator: float, denominator: float, digits: int = 3) -> float | None:
+    """``numerator / denominator`` rounded, or ``None`` when the denominator is not positive."""
+    return round(numerator / denominator, digits) if denominator > 0 else None
+
+
+def median_ratio(numerators: Sequence[float], denominators: Sequence[float], digits: int = 3) -> float | None:
+    """Median over rounds of the per-round ratio (each pair measured side by side in one round)."""
+    pairs = [n / d for n, d in zip(numerators, denominators) if d > 0]
+    return round(statistics.median(pairs), digits) if pairs else None
+
+
+def register_tiny_vit(size: int, patch: int = 16) -> str:
+    """Register (idempotently) ``tiny-vit-reg4`` re-shaped for ``size`` px inputs and return its name.
+
+    The registry's ``tiny-vit-reg4`` is fixed at 56 px (patch 14, ``dynamic_img_size`` off). This keeps
+    everything else of it — timm's ``vit_giant_patch14_reg4_dinov2`` class with H-optimus-0's module
+    names (so the default LoRA targets apply), 4 register tokens, width 32, depth 2, 2 heads, random
+    weights — and sets ``img_size=size`` and ``patch_size=patch``: (size / patch)^2 patch tokens,
+    64 at 128 px and 196 at 224 px with 16 px patches.
+    """
+    from mitotype.models.registry import get_backbone_spec, register_backbone
+
+    if size % patch:
+        raise ValueError(f"size {size} is not a multiple of the patch size {patch}")
+    base = get_backbone_spec("tiny-vit-reg4")
+    name = f"bench-tiny-vit-p{patch}-{size}"
+    spec = dataclasses.replace(
+        base,
+        name=name,
+        timm_kwargs={**base.timm_kwargs, "img_size": size, "patch_size": patch},
+        input_size=size,
+        license=f"random weights; tiny-vit-reg4 with {patch} px patches at {size} px",
+    )
+    register_backbone(spec, overwrite=True)
+    return name
