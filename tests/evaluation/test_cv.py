@@ -1,0 +1,80 @@
+"""Cross-validation: every figure predicted once, the held-out domain never reaching selection, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mitotype.evaluation import cv as cv_module
+from mitotype.evaluation.cv import paired_bootstrap_delta, run_cv
+from mitotype.training.config import load_config
+from mitotype.training.trainer import Trainer
+from tests.conftest import TINY_OVERRIDES
+
+
+@pytest.fixture
+def spy_trainers(monkeypatch):
+    """Record the train/validation indices every fold's trainer receives."""
+    seen = []
+    original = Trainer.__init__
+
+    def init(self, config, records, images, train_idx, val_idx, out_dir, **kw):
+        seen.append((np.asarray(train_idx), np.asarray(val_idx)))
+        original(self, config, records, images, train_idx, val_idx, out_dir, **kw)
+
+    monkeypatch.setattr(Trainer, "__init__", init)
+    return seen
+
+
+@pytest.mark.slow
+def test_lodo_predicts_every_figure_once_and_resumes(synth_figures, tmp_path, spy_trainers, monkeypatch):
+    config = load_config(overrides=[*TINY_OVERRIDES, "optim.epochs=1"])
+    records = synth_figures.records
+    results = run_cv(config, synth_figures, tmp_path / "cv", scheme="lodo", progress=False,
+                     n_bootstrap=50, log=lambda _m: None)
+    domains = sorted({r.domain for r in records})
+    assert [f["name"] for f in results["folds"]] and len(results["folds"]) == len(domains)
+    # The held-out domain never reaches training, validation (epoch choice) or the threshold.
+    for (train_idx, val_idx), fold in zip(spy_trainers, results["folds"]):
+        used = {records[i].domain for i in np.concatenate([train_idx, val_idx])}
+        held_out = {records[i].domain for i in range(len(records))} - used
+        assert len(held_out) == 1
+        assert held_out == {fold["name"]} or fold["name"].endswith(next(iter(held_out)))
+        assert not {records[i].group for i in train_idx} & {records[i].group for i in val_idx}
+    rows = json.loads(json.dumps(results))  # results are JSON-serialisable
+    assert rows["summary"]["n_figures"] == len(records)
+    preds = (tmp_path / "cv" / "predictions.csv").read_text().splitlines()
+    assert len(preds) == len(records) + 1
+    uids = [line.split(",")[0] for line in preds[1:]]
+    assert len(set(uids)) == len(records)
+    html = (tmp_path / "cv" / "report.html").read_text()
+    assert html.count("<img") >= 5
+    # Resume: finished folds are reused, no training happens again.
+    monkeypatch.setattr(Trainer, "fit", lambda *a, **k: pytest.fail("a finished fold was trained again"))
+    again = run_cv(config, synth_figures, tmp_path / "cv", scheme="lodo", progress=False, n_bootstrap=50,
+                   log=lambda _m: None)
+    assert again["summary"]["pooled"]["balanced_accuracy"] == results["summary"]["pooled"]["balanced_accuracy"]
+
+
+def test_paired_bootstrap_delta_sign():
+    rng = np.random.default_rng(0)
+    base, other = [], []
+    for i in range(200):
+        label = int(i % 4 == 0)
+        right = int(rng.random() < 0.9)
+        base.append({"dataset": "d", "uid": str(i), "group": str(i // 5), "label": label,
+                     "decision": label if right else 1 - label})
+        other.append({**base[-1], "decision": 1 - label if rng.random() < 0.5 else label})
+    delta = paired_bootstrap_delta(base, other, n=200)
+    assert delta["delta"] < 0 and delta["ci_high"] < 0
+    same = paired_bootstrap_delta(base, base, n=50)
+    assert same["delta"] == 0.0
+
+
+def test_unknown_strategy_is_rejected(synth_figures, tmp_path):
+    from mitotype.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown strategy"):
+        cv_module.run_ablation(load_config(overrides=TINY_OVERRIDES), synth_figures, tmp_path, strategies=["magic"])
