@@ -133,3 +133,28 @@ def register_tiny_vit(size: int, patch: int = 16) -> str:
     )
     register_backbone(spec, overwrite=True)
     return name
+
+
+def set_omp_wait_policy(policy: str) -> str:
+    """Set ``OMP_WAIT_POLICY`` before torch is imported and return what is in force.
+
+    ``"passive"``: idle OpenMP threads sleep. With torch's default (spinning), a process whose 2 intra-op
+    threads share 2 cores with other busy processes (other runs, DataLoader workers) can be slowed
+    tens of times on small ops, by how much depending on the neighbours; passive waiting turns that
+    into a plain fair share. ``"default"`` leaves the environment alone.
+    """
+    if "torch" in sys.modules:
+        raise RuntimeError("set_omp_wait_policy must run before torch is imported")
+    if policy == "passive":
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    elif policy != "default":
+        raise ValueError(f"unknown OpenMP wait policy {policy!r}")
+    return os.environ.get("OMP_WAIT_POLICY", "default (unset)")
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (other processes compete for the CPU), or ``None`` where unknown."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None

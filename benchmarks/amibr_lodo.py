@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import shared_data_dir, write_result  # noqa: E402
+from _common import shared_data_dir, write_result
 
 
 def main() -> int:

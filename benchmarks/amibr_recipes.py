@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, shared_data_dir, write_result  # noqa: E402
+from _common import RESULTS_DIR, shared_data_dir, write_result
 
 PUBLISHED = {
     "EfficientNetV2-M": 0.747, "ViT-L/16": 0.790, "Swin-B": 0.805, "H-optimus-0 + LoRA": 0.785,

@@ -43,24 +43,26 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     alternate,
     command_line,
+    load_average,
     median_ratio,
-    ratio,
     register_tiny_vit,
+    set_omp_wait_policy,
     shared_data_dir,
     write_result,
 )
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+if TYPE_CHECKING:  # torch is imported in main(), after OMP_WAIT_POLICY is set
+    import torch
+
+    Batch = tuple[torch.Tensor, torch.Tensor]
 HUE = 0.04
 """``ColorJitter`` hue range of the naive pipeline (our pipeline jitters stains in HED space instead)."""
 MODELS = ("efficientnet-lite0", "tiny-vit")
@@ -70,6 +72,7 @@ class RandomQuarterTurn:
     """Rotate a PIL image by a random multiple of 90 degrees (exact: PIL transpose)."""
 
     def __call__(self, image: Any) -> Any:
+        import torch
         from PIL import Image
 
         k = int(torch.randint(4, ()).item())
@@ -97,7 +100,7 @@ def naive_transform() -> Callable[[Any], torch.Tensor]:
     ])
 
 
-class PilDataset(torch.utils.data.Dataset):
+class PilDataset:
     """Opens one PNG per sample with PIL and applies ``transform``: the usual per-sample Dataset."""
 
     def __init__(self, paths: list[str], labels: np.ndarray, transform: Callable[[Any], torch.Tensor]):
@@ -118,6 +121,8 @@ class PilDataset(torch.utils.data.Dataset):
 
 def naive_loader(dataset: PilDataset, batch: int, workers: int, seed: int) -> torch.utils.data.DataLoader:
     """A DataLoader drawing random samples (with replacement) for as many batches as asked."""
+    import torch
+
     sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=10**7,
                                              generator=torch.Generator().manual_seed(seed))
     return torch.utils.data.DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
@@ -126,6 +131,8 @@ def naive_loader(dataset: PilDataset, batch: int, workers: int, seed: int) -> to
 
 def store_batches(images: np.ndarray, labels: np.ndarray, batch: int, seed: int) -> Iterator[Batch]:
     """Our pipeline: random rows from the memmap -> float batch -> BatchAugment, endlessly."""
+    import torch
+
     from mitotype.training.augment import BatchAugment
     from mitotype.training.trainer import to_float_batch
 
@@ -167,6 +174,9 @@ def data_round(batches: Iterator[Batch], n_batches: int) -> dict[str, float]:
 
 def make_step(model: torch.nn.Module) -> Callable[[torch.Tensor, torch.Tensor], None]:
     """forward + BCE on the logit + backward + AdamW step over the trainable parameters."""
+    import torch
+    import torch.nn.functional as F
+
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
 
@@ -195,6 +205,8 @@ def images_per_second(rounds: list[dict[str, float]], images_per_round: int) -> 
 def bench_model(kind: str, size: int, args: argparse.Namespace, images: np.ndarray, labels: np.ndarray,
                 dataset: PilDataset) -> dict[str, Any]:
     """All three pipelines, alternated, for one model at one input size."""
+    import torch
+
     from mitotype.models.classifier import build_classifier
 
     torch.manual_seed(0)
@@ -203,7 +215,7 @@ def bench_model(kind: str, size: int, args: argparse.Namespace, images: np.ndarr
     model.train()
     step = make_step(model)
     b = args.batch
-    x0 = torch.from_numpy(np.ascontiguousarray(images[:b])).permute(0, 3, 1, 2).float().div(255.0)
+    x0 = torch.from_numpy(np.array(images[:b])).permute(0, 3, 1, 2).float().div(255.0)
     y0 = torch.from_numpy(labels[:b])
     step(x0, y0)  # first call: allocations, kernel selection
     t = time.perf_counter()
@@ -268,6 +280,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-batches", type=int, default=None, help="batches per data-only round")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: seconds (tests)")
     parser.add_argument("--results-dir", type=Path, default=None, help="where the JSON goes")
+    parser.add_argument("--omp-wait-policy", choices=("passive", "default"), default="passive",
+                        help="passive (default here): OpenMP threads sleep instead of spinning, so other "
+                             "processes on the machine slow every pipeline alike; default: as torch ships")
     args = parser.parse_args(argv)
     quick = args.quick
     defaults = {"sizes": [64] if quick else [128, 224], "batch": 8 if quick else 32, "rounds": 1 if quick else 3,
@@ -284,6 +299,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    omp_policy = set_omp_wait_policy(args.omp_wait_policy)
+    load_before = load_average()
+    import torch
+
     from mitotype.data.readers import read_dataset
     from mitotype.data.store import PatchStore
 
@@ -327,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = {
         "data": str(data.name),
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": omp_policy,
+        "load_average_1min_before_after": [load_before, load_average()],
         "naive_dataloader_workers": args.workers,
         "naive_transforms": "RandomHorizontalFlip, RandomVerticalFlip, random quarter turn, RandomAffine "
                             "(scale/translate), ColorJitter (brightness/contrast/saturation 0.1, hue "

@@ -95,5 +95,3 @@ def test_settings_validation() -> None:
         HardMiningSettings(every_n_epochs=0)
     with pytest.raises(ConfigError):
         HardMiningSettings(momentum=1.0)
-    with pytest.raises(ConfigError):
-        HardMiningSettings(weight=-1.0)

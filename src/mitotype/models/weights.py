@@ -531,9 +531,7 @@ def build_backbone(
         and not plan.report.mismatched
         and not (head and any(k.startswith(head + ".") and k not in plan.rename.values() for k in persistent))
     )
-    if fully_covered and all_buffers <= persistent:
-        model = meta_model.to_empty(device="cpu")
-    else:
-        model = create_backbone(spec)
+    # Every tensor comes from the checkpoint: skip the random initialisation of a huge model.
+    model = meta_model.to_empty(device="cpu") if fully_covered and all_buffers <= persistent else create_backbone(spec)
     _apply(model, ckpt, plan)
     return model, plan.report

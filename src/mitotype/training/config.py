@@ -256,9 +256,9 @@ def _validate(obj: Any, where: str = "") -> None:
             _validate(value, dotted)
             continue
         lo, hi = f.metadata.get("range", (None, None))
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if lo is not None and value < lo or hi is not None and value > hi:
-                raise ConfigError(f"{dotted} = {value} is out of range [{lo}, {hi}]")
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if numeric and ((lo is not None and value < lo) or (hi is not None and value > hi)):
+            raise ConfigError(f"{dotted} = {value} is out of range [{lo}, {hi}]")
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

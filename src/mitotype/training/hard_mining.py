@@ -2,7 +2,8 @@
 
 Every ``every_n_epochs`` the trainer scores the training set and passes p(atypical) here; the miner
 turns each figure's error into a difficulty in [0, 1], smooths it over rounds with an EMA, and the
-sampler draws figures up to ``1 + strategies.sampling.hard_weight`` times as often as easy ones of the same domain and class.
+sampler draws figures up to ``1 + strategies.sampling.hard_weight`` times as often as easy ones of the
+same domain and class.
 Normals called atypical with confidence (hard negatives) and atypicals missed with confidence score 1.
 """
 

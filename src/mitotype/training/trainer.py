@@ -220,7 +220,7 @@ class Trainer:
                 pct_start=0.25,
             )
         else:
-            warmup = int(round(cfg.optim.warmup_epochs * steps_per_epoch))
+            warmup = round(cfg.optim.warmup_epochs * steps_per_epoch)
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(
                 self.optimizer, lr_lambda_factory(self.total_steps, warmup, cfg.optim.schedule)
             )
