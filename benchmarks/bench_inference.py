@@ -145,7 +145,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=None,
                         help="dataset folder (any read_dataset format; default: shared AMi-Br)")
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=None,
+                        help="default: all three (--quick: the first two)")
     parser.add_argument("--images", type=int, default=None, help="patches per measurement (default 128)")
     parser.add_argument("--batch", type=int, default=None, help="B, images per forward (default 64)")
     parser.add_argument("--rounds", type=int, default=None, help="alternation rounds (default 3)")
@@ -154,7 +155,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--omp-wait-policy", choices=("passive", "default"), default="passive",
                         help="see _common.set_omp_wait_policy")
     args = parser.parse_args(argv)
-    for key, full, quick in (("images", 128, 16), ("batch", 64, 8), ("rounds", 3, 1)):
+    for key, full, quick in (("images", 128, 16), ("batch", 64, 8), ("rounds", 3, 1),
+                             ("models", list(MODELS), list(MODELS[:2]))):
         if getattr(args, key) is None:
             setattr(args, key, quick if args.quick else full)
     return args

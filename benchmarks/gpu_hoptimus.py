@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import math
 import os
 import signal
 import statistics
@@ -53,13 +52,10 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO_ROOT, RESULTS_DIR, command_line, write_result
-
-if TYPE_CHECKING:
-    import torch
+from _common import REPO_ROOT, RESULTS_DIR, command_line, set_omp_wait_policy, write_result
 
 NOMINAL_FORWARD_TFLOP = 0.6
 """Forward cost of one 224 px image through H-optimus-0 (about 2 x 1.1e9 parameters x 261 tokens)."""
@@ -147,6 +143,11 @@ class Recorder:
 
     def write(self) -> None:
         write_result(NAME, command_line(), self.figures, extra=self.extra, path=self.path)
+
+
+def sig(x: float, digits: int = 4) -> float:
+    """``x`` rounded to ``digits`` significant digits."""
+    return float(f"{x:.{digits}g}")
 
 
 def log(message: str) -> None:
@@ -248,13 +249,13 @@ def achieved(images_per_second: float | None, flops_per_image: float | None, nom
     """Achieved TFLOP/s (counted and nominal FLOPs) and their fraction of the measured matmul peak."""
     if not images_per_second:
         return {}
-    out: dict[str, Any] = {"nominal_tflops": round(images_per_second * nominal_tflop, 2)}
+    out: dict[str, Any] = {"nominal_tflops": sig(images_per_second * nominal_tflop)}
     if flops_per_image:
-        out["counted_tflops"] = round(images_per_second * flops_per_image / 1e12, 2)
+        out["counted_tflops"] = sig(images_per_second * flops_per_image / 1e12)
     if matmul_tflops:
-        out["nominal_fraction_of_matmul_peak"] = round(out["nominal_tflops"] / matmul_tflops, 3)
+        out["nominal_fraction_of_matmul_peak"] = sig(out["nominal_tflops"] / matmul_tflops, 3)
         if "counted_tflops" in out:
-            out["counted_fraction_of_matmul_peak"] = round(out["counted_tflops"] / matmul_tflops, 3)
+            out["counted_fraction_of_matmul_peak"] = sig(out["counted_tflops"] / matmul_tflops, 3)
     return out
 
 
@@ -268,9 +269,7 @@ def matmul_peak(dev: Device, n: int, seconds: float) -> dict[str, Any]:
     for _ in range(3):
         a @ b
     iters, secs = measure(dev, lambda: a @ b, seconds, min_iters=5)
-    del a, b
-    dev.free()
-    return {"size": n, "iterations": iters, "tflops": round(2 * n**3 * iters / secs / 1e12, 2)}
+    return {"size": n, "iterations": iters, "tflops": sig(2 * n**3 * iters / secs / 1e12)}
 
 
 def build_model(dev: Device, backbone: str) -> Any:
@@ -521,6 +520,8 @@ def summary(value: Any) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     budget = Budget(args.budget, scale=0.02 if args.dry_run else 1.0)
+    if args.dry_run:  # CPU: keep OpenMP from spinning against other processes (see _common)
+        set_omp_wait_policy("passive")
     import torch
 
     try:
@@ -546,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{backbone} on {env.get('gpu', dev.device)}; budget {args.budget:.0f} s; writing {args.out}")
 
     peak = run_phase(rec, "matmul_bf16", budget, 10, lambda: matmul_peak(dev, args.matmul_size, 2.0))
+    dev.free()
     matmul_tflops = (peak or {}).get("tflops")
 
     state: dict[str, Any] = {}
@@ -570,13 +572,13 @@ def main(argv: list[str] | None = None) -> int:
         out: dict[str, Any] = {"forward_nominal_tflop": NOMINAL_FORWARD_TFLOP}
         model.eval()
         fwd = count_flops(torch, lambda: inferer.step(1))
-        out["forward_per_image_tflop"] = round(fwd / 1e12, 4) if fwd else None
+        out["forward_per_image_tflop"] = sig(fwd / 1e12) if fwd else None
         model.train()
         for ckpt in (False, True):
             model.backbone.set_grad_checkpointing(ckpt)
             train = count_flops(torch, lambda: trainer.step(1))
             key = "checkpointing" if ckpt else "plain"
-            out[f"train_step_per_image_tflop_{key}"] = round(train / 1e12, 4) if train else None
+            out[f"train_step_per_image_tflop_{key}"] = sig(train / 1e12) if train else None
             if train and fwd:
                 out[f"train_over_forward_{key}"] = round(train / fwd, 2)
         model.backbone.set_grad_checkpointing(False)

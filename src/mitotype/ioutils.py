@@ -11,20 +11,22 @@ import json
 import os
 import stat
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "write_json_atomic"]
+__all__ = ["atomic_save_safetensors", "atomic_write", "atomic_write_bytes", "atomic_write_text", "write_json_atomic"]
 
 _DEFAULT_MODE = 0o644
 """Mode of a newly created file: temp files are created 0600, which would hide outputs from a
 platform that reads them as another user (e.g. a challenge container's ``/output``)."""
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (parent folders are created); returns the path.
+def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
+    """Call ``write(temp_path)``, then move the finished temp file onto ``path``; returns the path.
 
-    An existing file keeps its permission bits; a new one gets ``0644``.
+    For writers that want a file name (safetensors, ``torch.save``). Parent folders are created; an
+    existing file keeps its permission bits, a new one gets ``0644``.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -33,11 +35,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     except FileNotFoundError:
         mode = _DEFAULT_MODE
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write(tmp_name)
         os.chmod(tmp_name, mode)
         os.replace(tmp_name, target)
     except BaseException:
@@ -45,6 +45,28 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             os.unlink(tmp_name)
         raise
     return target
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically, flushed to disk; see :func:`atomic_write`."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    return atomic_write(path, write)
+
+
+def atomic_save_safetensors(
+    tensors: Mapping[str, Any], path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None
+) -> Path:
+    """Save torch tensors as safetensors atomically (as contiguous, unshared CPU copies)."""
+    from safetensors.torch import save_file
+
+    plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    return atomic_write(path, lambda tmp: save_file(plain, tmp, metadata=dict(metadata or {})))
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from mitotype.errors import ConfigError, WeightsError
-from mitotype.models._atomic import atomic_save_safetensors, atomic_write_text
+from mitotype.ioutils import atomic_save_safetensors, atomic_write_text
 from mitotype.models.registry import BackboneSpec
 
 if TYPE_CHECKING:

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mitotype.errors import MitotypeError
+from mitotype.ioutils import atomic_write
 from mitotype.serving.challenge import MANIFEST
 from mitotype.serving.predict import find_model_dirs
 from mitotype.training.checkpoint import META_FILE, MODEL_FILE, read_artifact_meta
@@ -125,11 +124,7 @@ def export_model(
         "estimated_gpu_gb": round(estimate.total_bytes / 1024**3, 2),
         "sources": [str(d) for d in dirs],
     }
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    def write(tmp: str) -> None:
         with tarfile.open(tmp, "w:gz") as tar:
             data = json.dumps(manifest, indent=2).encode()
             info = tarfile.TarInfo(MANIFEST)
@@ -141,9 +136,6 @@ def export_model(
                     tar.add(d / META_FILE, arcname=f"{name}/{META_FILE}")
             if base_file:
                 tar.add(base_file, arcname=f"base/{base_file.name}")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(out_path, write)
     return manifest

@@ -10,8 +10,6 @@ Nothing here unpickles: safetensors, JSON, and ``torch.load(weights_only=True)``
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from mitotype import __version__
 from mitotype.errors import MitotypeError
-from mitotype.ioutils import write_json_atomic
+from mitotype.ioutils import atomic_save_safetensors, atomic_write, write_json_atomic
 
 ARTIFACT_FORMAT = 1
 MODEL_FILE = "model.safetensors"
@@ -34,18 +32,6 @@ META_FILE = "model.json"
 def _plain(value: Any) -> Any:
     """JSON-safe, weights_only-safe copy (numpy scalars to Python, arrays to lists)."""
     return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-
-
-def _atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_model_artifact(
@@ -72,7 +58,7 @@ def save_model_artifact(
         "merged": bool(getattr(model, "merged", False)),
     }
     path = Path(out_dir) / MODEL_FILE
-    _atomic_save_tensors(path, model.trainable_state_dict(), {"mitotype": json.dumps(meta)})
+    atomic_save_safetensors(model.trainable_state_dict(), path, {"mitotype": json.dumps(meta)})
     write_json_atomic(Path(out_dir) / META_FILE, meta)
     return path
 
@@ -169,14 +155,7 @@ def save_resume_state(
         "bad_epochs": bad_epochs,
         "difficulty": None if difficulty is None else torch.from_numpy(np.asarray(difficulty, dtype=np.float64)),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_resume_state(
