@@ -78,3 +78,33 @@ def test_unknown_strategy_is_rejected(synth_figures, tmp_path):
 
     with pytest.raises(ConfigError, match="unknown strategy"):
         cv_module.run_ablation(load_config(overrides=TINY_OVERRIDES), synth_figures, tmp_path, strategies=["magic"])
+
+
+@pytest.mark.slow
+def test_ablation_tabulates_each_strategy_off(synth_figures, tmp_path):
+    config = load_config(overrides=[*TINY_OVERRIDES, "optim.epochs=1"])
+    table = cv_module.run_ablation(config, synth_figures, tmp_path / "abl", strategies=["mixup"], scheme="kfold",
+                                   k=2, progress=False, log=lambda _m: None)
+    assert set(table["variants"]) == {"all", "no_mixup"}
+    delta = table["variants"]["no_mixup"]["delta_vs_all"]
+    assert delta["ci_low"] <= delta["delta"] <= delta["ci_high"]
+    import yaml
+
+    saved = yaml.safe_load((tmp_path / "abl" / "no_mixup" / "folds" / "fold0" / "model" / "config.yaml").read_text())
+    assert saved["strategies"]["mixup"]["enabled"] is False
+    assert (tmp_path / "abl" / "ablation.html").is_file()
+
+
+def test_evaluate_command_scores_a_model(synth_dir, tmp_path, capsys):
+    from mitotype.cli.main import main
+    from tests.conftest import make_model_dir
+
+    model = make_model_dir(tmp_path / "model", threshold=0.5)
+    code = main(["evaluate", "--model", str(model), "--data", str(synth_dir), "--format", "midog25",
+                 "--domain", "scanner", "--device", "cpu", "--out", str(tmp_path / "eval")])
+    assert code == 0
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results["summary"]["n_figures"] == 96
+    assert len(results["summary"]["per_domain"]) == 4
+    assert "mean ± sd over domains" in capsys.readouterr().out
+    assert (tmp_path / "eval" / "report.html").read_text().count("<img") >= 5

@@ -61,3 +61,12 @@ def test_cli_reports_bad_config_in_one_line(tmp_path, capsys):
     assert code == 2
     assert err.startswith("error: optim.lr = -1")
     assert "Traceback" not in err
+
+
+def test_missing_domain_field_is_rejected_before_training(shared_data, tmp_path, capsys):
+    code = main(["train", "--data", str(shared_data / "amibr"), "--domain", "lab", "--out", str(tmp_path / "run"),
+                 "--set", "data.cache_dir=" + str(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "domain field(s) ['lab'] not present" in err
+    assert not (tmp_path / "run").exists()

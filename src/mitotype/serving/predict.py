@@ -38,7 +38,7 @@ def predict_proba(
     out = []
     step = max(1, batch_size // 8) if tta else batch_size
     for start in range(0, len(images), step):
-        x = torch.from_numpy(np.ascontiguousarray(images[start : start + step])).to(device)
+        x = torch.from_numpy(np.array(images[start : start + step])).to(device)  # a writable copy of the rows
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
         if tta:
             x = dihedral_views(x)
