@@ -19,7 +19,7 @@ Models: EfficientNet-Lite0 (``efficientnet-lite0-imagenet`` at 128 px), the regi
 (56 px; LoRA, unmerged) and the same tiny ViT with 16 px patches at 224 px (``_common.register_tiny_vit``,
 H-optimus-0's input size and about its token count). fp32 on the CPU (``precision="auto"``).
 
-Run: ``python benchmarks/bench_inference.py`` (about 3 minutes on 2 cores) ->
+Run: ``python benchmarks/bench_inference.py`` (2.5 minutes on 2 cores shared with a training run) ->
 ``benchmarks/results/inference.json``; ``--quick`` runs in seconds (tests) -> ``inference_quick.json``.
 """
 
@@ -147,7 +147,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="dataset folder (any read_dataset format; default: shared AMi-Br)")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=None,
                         help="default: all three (--quick: the first two)")
-    parser.add_argument("--images", type=int, default=None, help="patches per measurement (default 128)")
+    parser.add_argument("--images", type=int, default=None, help="patches per measurement (default 64)")
     parser.add_argument("--batch", type=int, default=None, help="B, images per forward (default 64)")
     parser.add_argument("--rounds", type=int, default=None, help="alternation rounds (default 3)")
     parser.add_argument("--quick", action="store_true", help="tiny models and counts: seconds (tests)")
@@ -155,7 +155,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--omp-wait-policy", choices=("passive", "default"), default="passive",
                         help="see _common.set_omp_wait_policy")
     args = parser.parse_args(argv)
-    for key, full, quick in (("images", 128, 16), ("batch", 64, 8), ("rounds", 3, 1),
+    for key, full, quick in (("images", 64, 16), ("batch", 64, 8), ("rounds", 3, 1),
                              ("models", list(MODELS), list(MODELS[:2]))):
         if getattr(args, key) is None:
             setattr(args, key, quick if args.quick else full)

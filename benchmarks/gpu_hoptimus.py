@@ -155,22 +155,38 @@ def log(message: str) -> None:
 
 
 @contextlib.contextmanager
-def time_box(seconds: float | None) -> Iterator[None]:
-    """Raise :class:`CompileTimeout` in the main thread after ``seconds`` (SIGALRM; no-op elsewhere)."""
+def time_box(seconds: float | None) -> Iterator[dict[str, int]]:
+    """Raise :class:`CompileTimeout` in the main thread after ``seconds``, and again every second until the
+    block is left (a compiler that swallows one exception gets the next). SIGALRM; no-op elsewhere."""
+    state = {"fired": 0}
     if seconds is None or not hasattr(signal, "setitimer") or os.name != "posix":
-        yield
+        yield state
         return
 
     def on_alarm(signum: int, frame: Any) -> None:
+        state["fired"] += 1
         raise CompileTimeout(f"over the {seconds:.0f} s time box")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01))
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01), 1.0)
     try:
-        yield
+        yield state
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def timed_out(exc: BaseException) -> CompileTimeout | None:
+    """The :class:`CompileTimeout` behind ``exc`` (dynamo and inductor wrap exceptions raised inside a
+    compile in their own), or ``None``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, CompileTimeout):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def attempt(dev: Device, fn: Callable[[], Any], cleanup: Callable[[], None] | None = None) -> bool:
@@ -393,12 +409,18 @@ def compiled_throughput(dev: Device, target: Trainer | Inferer, batch: int, args
     with compiled(dev, target, args.compile_scope, args.compile_backend) as info:
         t = time.monotonic()
         try:
-            with time_box(box):
+            with time_box(box) as alarm:
                 fits = attempt(dev, lambda: (target.step(batch), target.step(batch)), target.cleanup)
-        except CompileTimeout as exc:
-            info["skipped"] = f"compile {exc}"
+        except Exception as exc:
+            timeout = timed_out(exc)
+            if timeout is None:
+                raise
+            info["skipped"] = f"compile {str(timeout).splitlines()[0]}"
             return info
         info["compile_seconds"] = round(time.monotonic() - t, 1)
+        if alarm["fired"]:
+            info["warning"] = (f"the time box fired {alarm['fired']} time(s) inside the compiler, which "
+                               "caught it: parts of the model may have fallen back to eager")
         if not fits:
             info["note"] = f"out of memory at batch {batch}; halved"
             batch //= 2
@@ -408,8 +430,11 @@ def compiled_throughput(dev: Device, target: Trainer | Inferer, batch: int, args
         try:
             with time_box(max(budget.left() - args.reserve, 1.0)):
                 info.update(throughput(dev, target.step, batch, args.measure_seconds, target.cleanup))
-        except CompileTimeout as exc:
-            info["skipped"] = f"recompile at the smaller batch ran {exc}"
+        except Exception as exc:
+            timeout = timed_out(exc)
+            if timeout is None:
+                raise
+            info["skipped"] = f"measuring (or recompiling) ran {str(timeout).splitlines()[0]}"
     return info
 
 
@@ -591,12 +616,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def infer_eager() -> dict[str, Any]:
         model.eval()
-        search = find_batch(dev, inferer.step, args.max_infer_batch, budget, args.reserve + args.measure_seconds,
-                            inferer.cleanup)
+        search = find_batch(dev, inferer.step, args.max_infer_batch, budget,
+                            args.reserve + args.measure_seconds, inferer.cleanup)
         out: dict[str, Any] = {"search": search}
         if search["batch"]:
             out.update(throughput(dev, inferer.step, search["batch"], args.measure_seconds, inferer.cleanup))
-            out.update(achieved(out.get("images_per_second"), fwd_flops, NOMINAL_FORWARD_TFLOP, matmul_tflops))
+            out.update(achieved(out.get("images_per_second"), fwd_flops, NOMINAL_FORWARD_TFLOP,
+                                matmul_tflops))
         inferer.cleanup()
         return out
 
@@ -613,8 +639,8 @@ def main(argv: list[str] | None = None) -> int:
     def train_eager(ckpt: bool) -> dict[str, Any]:
         model.train()
         model.backbone.set_grad_checkpointing(ckpt)
-        search = find_batch(dev, trainer.step, args.max_train_batch, budget, args.reserve + args.measure_seconds,
-                            trainer.cleanup)
+        search = find_batch(dev, trainer.step, args.max_train_batch, budget,
+                            args.reserve + args.measure_seconds, trainer.cleanup)
         out: dict[str, Any] = {"gradient_checkpointing": ckpt, "search": search}
         if search["batch"]:
             dev.reset_peak()
@@ -639,7 +665,8 @@ def main(argv: list[str] | None = None) -> int:
         def infer_compiled() -> dict[str, Any]:
             model.eval()
             out = compiled_throughput(dev, inferer, infer.get("batch") or 1, args, budget)
-            out.update(achieved(out.get("images_per_second"), fwd_flops, NOMINAL_FORWARD_TFLOP, matmul_tflops))
+            out.update(achieved(out.get("images_per_second"), fwd_flops, NOMINAL_FORWARD_TFLOP,
+                                matmul_tflops))
             inferer.cleanup()
             return out
 

@@ -20,7 +20,8 @@ BENCHMARKS = REPO_ROOT / "benchmarks"
 
 
 def run_script(script: str, *args: str | Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    pythonpath = os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": pythonpath}
     env.pop("OUT", None)
     proc = subprocess.run([sys.executable, str(BENCHMARKS / script), *map(str, args)], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)

@@ -213,6 +213,12 @@ class MitoClassifier(nn.Module):
             raise ValueError(f"expected images B x 3 x H x W, got {tuple(images.shape)}")
         if not images.is_floating_point():
             raise ValueError(f"expected float images in [0, 1], got {images.dtype} (divide uint8 by 255)")
+        # Memory layout matters more than it looks on a CPU: CNN convolutions run ~1.5x faster on
+        # channels-last input, while a ViT's resize and patch embedding are faster on contiguous input
+        # (benchmarks/results/inference.json). Batches arrive in either layout (a permuted uint8
+        # gather is channels-last, dihedral TTA views are contiguous), so the model picks its own.
+        layout = torch.channels_last if self.spec.family == "cnn" else torch.contiguous_format
+        images = images.contiguous(memory_format=layout)
         size = self.input_size
         if images.shape[-2:] != (size, size):
             images = F.interpolate(
