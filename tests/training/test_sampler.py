@@ -81,8 +81,11 @@ def test_neutral_settings_and_disabled_give_uniform_weights() -> None:
     neutral = domain_aware_weights(labels, domains, None, neutral_settings)
     np.testing.assert_allclose(neutral, np.full(n, 1 / n), rtol=1e-12)
     difficulty = np.linspace(0, 1, n)
-    off = domain_aware_weights(labels, domains, difficulty, SamplingSettings(enabled=False, hard_weight=3.0))
+    off = domain_aware_weights(labels, domains, None, SamplingSettings(enabled=False, hard_weight=3.0))
     np.testing.assert_allclose(off, np.full(n, 1 / n), rtol=1e-12)
+    # Off keeps the natural mix, but hard mining still up-weights hard figures (1 + 3 * difficulty).
+    off_hard = domain_aware_weights(labels, domains, difficulty, SamplingSettings(enabled=False, hard_weight=3.0))
+    np.testing.assert_allclose(off_hard / off_hard[0], 1 + 3 * difficulty, rtol=1e-12)
     assert sampling_targets(labels, domains, SamplingSettings(enabled=False)).domain["A"] == pytest.approx(
         600 / 1050
     )

@@ -5,9 +5,32 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import math
 from pathlib import Path
 
 from mitotype.errors import MitotypeError
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def probability(text: str) -> float:
+    """argparse type: a finite number in [0, 1] (a decision threshold on p(atypical))."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text}")
+    return value
 
 
 def _load_inputs(args: argparse.Namespace):  # -> (ids, images)
@@ -28,10 +51,10 @@ def run_predict(args: argparse.Namespace) -> int:
     from mitotype.ioutils import atomic_write_text, write_json_atomic
     from mitotype.serving.predict import load_ensemble
 
-    ensemble, device = load_ensemble(args.model, device=args.device)
+    ensemble, _ = load_ensemble(args.model, device=args.device)
     ids, images = _load_inputs(args)
-    threshold = args.threshold if args.threshold is not None else ensemble.threshold
-    p = ensemble.predict(images, batch_size=args.batch_size, tta=args.tta, device=device)
+    threshold = args.threshold if args.threshold is not None else ensemble.threshold(args.tta)
+    p = ensemble.predict(images, batch_size=args.batch_size, tta=args.tta)
     rows = [{"id": i, "p_atypical": float(q), "class": "atypical" if q >= threshold else "normal",
              "threshold": float(threshold)} for i, q in zip(ids, p)]
     out = Path(args.out)
@@ -87,8 +110,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", dest="data_format", help="reader name (default: auto)")
     p.add_argument("--on-error", choices=["fail", "skip"], default="fail")
     p.add_argument("--tta", action="store_true", help="batched 8-view dihedral test-time augmentation")
-    p.add_argument("--threshold", type=float, help="override the stored threshold")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threshold", type=probability, help="override the stored threshold")
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run_predict)
 

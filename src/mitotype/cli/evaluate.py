@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from mitotype.cli.deploy import positive_int, probability
 from mitotype.cli.train import add_config_arguments, config_from_args, load_data
 
 
@@ -64,15 +65,15 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     from mitotype.serving.predict import load_ensemble
     from mitotype.training.inputs import load_figures
 
-    ensemble, device = load_ensemble(args.model, device=args.device)
+    ensemble, _ = load_ensemble(args.model, device=args.device)
     figures = load_figures(args.data, fmt=args.data_format or "auto", domain=args.domain,
                            on_error=args.on_error, cache_dir=None)
-    threshold = args.threshold if args.threshold is not None else ensemble.threshold
-    p = ensemble.predict(figures.images, batch_size=args.batch_size, tta=args.tta, device=device)
+    threshold = args.threshold if args.threshold is not None else ensemble.threshold(args.tta)
+    p = ensemble.predict(figures.images, batch_size=args.batch_size, tta=args.tta)
     rows = prediction_rows(figures.records, np.arange(len(figures.records)), p, threshold, "evaluate")
-    results = {"summary": summarise(rows), "models": [str(m.path) for m in ensemble.members],
+    results = {"summary": summarise(rows), "models": [str(d) for d in ensemble.dirs],
                "threshold": threshold, "tta": args.tta, "environment": environment(),
-               "config": ensemble.members[0].meta["config"]}
+               "config": ensemble.metas[0]["config"]}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "results.json", results)
@@ -143,9 +144,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", dest="data_format", help="reader name (default: auto)")
     p.add_argument("--domain", nargs="+", help="metadata fields forming the domain")
     p.add_argument("--on-error", choices=["fail", "skip"], default="fail")
-    p.add_argument("--threshold", type=float, help="override the models' stored threshold")
+    p.add_argument("--threshold", type=probability, help="override the models' stored threshold")
     p.add_argument("--tta", action="store_true", help="dihedral test-time augmentation")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.set_defaults(func=run_evaluate_command)

@@ -273,7 +273,7 @@ def run_ablation(
             n_bootstrap=200,
             log=log,
         )
-        rows_by_variant[variant] = _read_rows(out_dir / variant)
+        rows_by_variant[variant] = _read_rows(out_dir / variant, [f["name"] for f in res["folds"]])
         outcome[variant] = {
             "pooled": res["summary"]["pooled"],
             "domain_mean": res["summary"]["domain_mean"],
@@ -296,8 +296,9 @@ def run_ablation(
     return table
 
 
-def _read_rows(cv_dir: Path) -> list[dict[str, Any]]:
+def _read_rows(cv_dir: Path, fold_names: list[str]) -> list[dict[str, Any]]:
+    """Out-of-fold rows of the named folds only (an older run in the same folder may have left others)."""
     rows: list[dict[str, Any]] = []
-    for done in sorted((cv_dir / "folds").glob("*/predictions.json")):
-        rows.extend(json.loads(done.read_text()))
+    for name in fold_names:
+        rows.extend(json.loads((cv_dir / "folds" / _slug(name) / "predictions.json").read_text()))
     return rows

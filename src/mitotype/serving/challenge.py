@@ -62,6 +62,12 @@ def read_manifest(root: Path) -> dict:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise MitotypeError(f"{path}: not valid JSON ({exc.msg})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("members"), list) or not manifest["members"]:
+        raise MitotypeError(f"{path}: not a mitotype export manifest (needs a non-empty 'members' list)")
+    for key in ("threshold", "threshold_tta"):
+        value = manifest.get(key)
+        if value is not None and not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
+            raise MitotypeError(f"{path}: '{key}' must be a number in [0, 1], got {value!r}")
     for member in manifest.get("members") or []:
         if not (root / member / "model.safetensors").is_file():
             raise MitotypeError(
@@ -89,10 +95,11 @@ def run_challenge(
     members = [root / m for m in manifest["members"]] if manifest.get("members") else [root]
     base = manifest.get("base_weights")
     base_path = None if not base else str(base if Path(base).is_absolute() or ":" in base else root / base)
-    ensemble, dev = load_ensemble(members, device=device, base_weights=base_path)
+    ensemble, _ = load_ensemble(members, device=device, base_weights=base_path)
     use_tta = manifest.get("tta", True) if tta is None else tta
-    threshold = float(manifest.get("threshold", ensemble.threshold))
-    p = ensemble.predict(images, batch_size=batch_size * (8 if use_tta else 1), tta=use_tta, device=dev)
+    packed = manifest.get("threshold_tta" if use_tta else "threshold")
+    threshold = float(packed) if packed is not None else ensemble.threshold(use_tta)
+    p = ensemble.predict(images, batch_size=batch_size * (8 if use_tta else 1), tta=use_tta)
     entries = challenge_entries(p, threshold)
     out_path = paths.output_dir / OUTPUT_NAME
     validate_output(entries, len(images), out_path)

@@ -7,8 +7,9 @@ Layout inside the tarball (unpacked to ``/opt/ml/model/``)::
     member-0/model.json
     base/<file>                 the backbone's pretrained weights, when --include-base
 
-Inference loads one member at a time, so the GPU must hold one backbone plus the activations of a
-batch of 16 figures x 8 TTA views; a model whose estimate exceeds the platform's 16 GB is refused.
+Inference loads one member at a time (``serving.predict.Ensemble``), so the GPU must hold one
+backbone in fp32 (autocast keeps parameters in fp32) plus the bf16 activations of a batch of 16
+figures x 8 TTA views; a model whose estimate exceeds the platform's 16 GB is refused.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from mitotype.errors import MitotypeError
 from mitotype.ioutils import atomic_write
 from mitotype.serving.challenge import MANIFEST
-from mitotype.serving.predict import find_model_dirs
+from mitotype.serving.predict import find_model_dirs, threshold_of
 from mitotype.training.checkpoint import META_FILE, MODEL_FILE, read_artifact_meta
 
 PLATFORM_GPU_BYTES = 16 * 1024**3
@@ -59,7 +60,8 @@ def estimate_inference_memory(meta: dict[str, Any], batch: int = 16, tta: bool =
     with torch.device("meta"):
         model = build_classifier(config.model, num_domains=0)
     n_params = sum(p.numel() for p in model.parameters())
-    dtype_bytes = 2 if config.optim.precision in ("auto", "bf16", "fp16") else 4
+    # Autocast computes in bf16 but keeps the parameters in fp32; activations are bf16 on a GPU.
+    dtype_bytes = 2 if config.optim.precision in ("auto", "bf16") else 4
     views = batch * (8 if tta else 1)
     size = int(meta["preprocessing"].get("input_size", [224])[-1])
     width = max((m.in_features for m in model.modules() if isinstance(m, torch.nn.Linear)), default=1024)
@@ -72,19 +74,25 @@ def estimate_inference_memory(meta: dict[str, Any], batch: int = 16, tta: bool =
     )
 
 
-def _resolve_base(weights: str | None) -> Path | None:
-    """A local file for the base weights, or None when they are a hub id / built in."""
-    if not weights:
-        return None
-    path = Path(weights)
-    if path.is_file():
-        return path
-    if path.is_dir():
-        for name in ("model.safetensors", "pytorch_model.bin", "model.pth"):
-            if (path / name).is_file():
-                return path / name
-        raise MitotypeError(f"{path}: no weights file in this folder to include")
-    return None
+def _base_reference(weights: str | None, backbone: str, include: bool) -> tuple[Path | None, str | None]:
+    """(file to pack, reference to write) for the backbone's pretrained weights.
+
+    ``None`` weights mean the backbone's default source (its hub repository or bundled package file).
+    Packed: the resolved local file. Referenced: a hub id, a package file, or an absolute path, which
+    the container must be able to reach offline.
+    """
+    from mitotype.models.registry import get_backbone_spec
+    from mitotype.models.weights import resolve_weights
+
+    spec = get_backbone_spec(backbone)
+    source = weights or spec.default_weights
+    if source in (None, "random"):
+        return None, source  # nothing pretrained to ship (test stand-ins, random init)
+    if include:
+        return resolve_weights(source, spec), None
+    if source.startswith(("hf-hub:", "package:")) or ("/" in source and not Path(source).exists()):
+        return None, source
+    return None, str(Path(source).resolve())
 
 
 def export_model(
@@ -108,18 +116,14 @@ def export_model(
             f"{' with 8 TTA views' if tta else ''} ({estimate.parameters / 1e9:.2f} B parameters); "
             f"the platform has {gpu_bytes / 1024**3:.0f} GB. Export without TTA or use a smaller backbone."
         )
-    base_file = _resolve_base(base) if include_base else None
-    if include_base and base and base_file is None:
-        raise MitotypeError(
-            f"cannot include base weights '{base}': not a local file or folder "
-            "(download them first, then pass the file as model.weights)"
-        )
+    base_file, base_ref = _base_reference(base, metas[0]["config"]["model"]["backbone"], include_base)
     manifest = {
         "format": 1,
         "members": [f"member-{i}" for i in range(len(dirs))],
-        "threshold": sum(m["threshold"] for m in metas) / len(metas),
+        "threshold": sum(threshold_of(m, False) for m in metas) / len(metas),
+        "threshold_tta": sum(threshold_of(m, True) for m in metas) / len(metas),
         "tta": tta,
-        "base_weights": f"base/{base_file.name}" if base_file else base,
+        "base_weights": f"base/{base_file.name}" if base_file else base_ref,
         "backbone": metas[0]["config"]["model"]["backbone"],
         "estimated_gpu_gb": round(estimate.total_bytes / 1024**3, 2),
         "sources": [str(d) for d in dirs],

@@ -3,7 +3,7 @@
 TTA runs one forward over all 8 dihedral views of a batch (8B images) rather than 8 forwards,
 and the ensemble averages probabilities (not logits) across fold models, so every member's
 calibration counts equally. The ensemble's threshold is the mean of its members' validation
-thresholds: each was chosen on that member's own validation slides.
+thresholds (each chosen on that member's own validation slides, with or without TTA as applied).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mitotype.errors import MitotypeError
-from mitotype.training.checkpoint import LoadedModel, load_model_artifact
+from mitotype.training.checkpoint import load_model_artifact, read_artifact_meta
 from mitotype.training.trainer import autocast_dtype, resolve_device
 
 
@@ -32,6 +32,8 @@ def predict_proba(
     """p(atypical) for N x H x W x 3 uint8 images; ``tta`` averages the 8 dihedral views in one pass."""
     from mitotype.training.augment import dihedral_mean, dihedral_views
 
+    if batch_size < 1:
+        raise MitotypeError(f"batch size must be at least 1, got {batch_size}")
     device = torch.device(device)
     amp = autocast_dtype(precision, device)
     model.eval()
@@ -49,30 +51,48 @@ def predict_proba(
             p = dihedral_mean(p, n_views=8)
         out.append(p.cpu().numpy())
     probs = np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+    if len(probs) != len(images):
+        raise MitotypeError(f"predicted {len(probs)} scores for {len(images)} images")
     if not np.all(np.isfinite(probs)):
         raise MitotypeError("the model produced NaN or infinite scores; refusing to classify")
     return probs.astype(np.float64)
 
 
+def threshold_of(meta: dict, tta: bool) -> float:
+    """The member's threshold for the way it is applied: TTA shifts probabilities, so a model stores
+    one threshold chosen on single-view validation scores and one on 8-view TTA scores."""
+    if tta and meta.get("threshold_tta") is not None:
+        return float(meta["threshold_tta"])
+    return float(meta["threshold"])
+
+
 @dataclass
 class Ensemble:
-    """One or more trained models whose probabilities are averaged."""
+    """Trained models whose probabilities are averaged, loaded one at a time.
 
-    members: list[LoadedModel]
+    Only one member is on the device at any moment, so an ensemble of fold models needs the memory of
+    one backbone (what ``mitotype export`` checks against the platform's GPU), not of all of them.
+    """
 
-    @property
-    def threshold(self) -> float:
-        return float(np.mean([m.threshold for m in self.members]))
+    dirs: list[Path]
+    metas: list[dict]
+    device: torch.device
+    base_weights: str | None = None
 
-    def predict(
-        self,
-        images: np.ndarray,
-        batch_size: int = 64,
-        tta: bool = False,
-        device: torch.device | str = "cpu",
-        precision: str = "auto",
-    ) -> np.ndarray:
-        probs = [predict_proba(m.model, images, batch_size, tta, device, precision) for m in self.members]
+    def threshold(self, tta: bool = False) -> float:
+        return float(np.mean([threshold_of(m, tta) for m in self.metas]))
+
+    def predict(self, images: np.ndarray, batch_size: int = 64, tta: bool = False,
+                precision: str = "auto") -> np.ndarray:
+        if batch_size < 1:
+            raise MitotypeError(f"batch size must be at least 1, got {batch_size}")
+        probs = []
+        for d in self.dirs:
+            member = load_model_artifact(d, base_weights=self.base_weights, device=self.device)
+            probs.append(predict_proba(member.model, images, batch_size, tta, self.device, precision))
+            del member
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
         return np.mean(probs, axis=0)
 
 
@@ -87,13 +107,12 @@ def find_model_dirs(path: str | Path) -> list[Path]:
     return found
 
 
-def load_ensemble(
-    paths: Sequence[str | Path], device: str = "auto", base_weights: str | None = None
-) -> tuple[Ensemble, torch.device]:
+def load_ensemble(paths: Sequence[str | Path], device: str = "auto",
+                  base_weights: str | None = None) -> tuple[Ensemble, torch.device]:
     dev = resolve_device(device)
     dirs = [d for p in paths for d in find_model_dirs(p)]
-    members = [load_model_artifact(d, base_weights=base_weights, device=dev) for d in dirs]
-    sizes = {tuple(m.meta["preprocessing"].get("input_size", ())) for m in members}
+    metas = [read_artifact_meta(d) for d in dirs]
+    sizes = {tuple(m["preprocessing"].get("input_size", ())) for m in metas}
     if len(sizes) > 1:
         raise MitotypeError(f"ensemble members disagree on input size: {sorted(sizes)}")
-    return Ensemble(members), dev
+    return Ensemble(dirs, metas, dev, base_weights), dev

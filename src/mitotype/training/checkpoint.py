@@ -41,6 +41,8 @@ def save_model_artifact(
     threshold: float,
     metrics: dict[str, Any] | None = None,
     domains: list[str] | None = None,
+    threshold_tta: float | None = None,
+    tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write ``model.safetensors`` (+ ``model.json``) for a trained :class:`MitoClassifier`."""
     from mitotype.training.config import to_dict
@@ -51,6 +53,7 @@ def save_model_artifact(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": to_dict(config),
         "threshold": float(threshold),
+        "threshold_tta": None if threshold_tta is None else float(threshold_tta),
         "preprocessing": _plain(model.preprocessing),
         "metrics": _plain(metrics or {}),
         "domains": list(domains or []),
@@ -58,7 +61,8 @@ def save_model_artifact(
         "merged": bool(getattr(model, "merged", False)),
     }
     path = Path(out_dir) / MODEL_FILE
-    atomic_save_safetensors(model.trainable_state_dict(), path, {"mitotype": json.dumps(meta)})
+    state = tensors if tensors is not None else model.trainable_state_dict()
+    atomic_save_safetensors(state, path, {"mitotype": json.dumps(meta)})
     write_json_atomic(Path(out_dir) / META_FILE, meta)
     return path
 
@@ -141,6 +145,8 @@ def save_resume_state(
     history: list[dict[str, Any]],
     bad_epochs: int,
     difficulty: np.ndarray | None,
+    stopped: bool = False,
+    fingerprint: str = "",
 ) -> None:
     """Everything needed to continue after ``epoch`` exactly as an uninterrupted run would."""
     state = {
@@ -153,23 +159,33 @@ def save_resume_state(
         "best": _plain(best),
         "history": _plain(history),
         "bad_epochs": bad_epochs,
+        "stopped": stopped,
+        "fingerprint": fingerprint,
         "difficulty": None if difficulty is None else torch.from_numpy(np.asarray(difficulty, dtype=np.float64)),
     }
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_resume_state(
-    path: Path, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any, focal: Any, miner: Any
+    path: Path, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any, focal: Any, miner: Any,
+    fingerprint: str | None = None,
 ) -> dict[str, Any]:
+    """Restore a run's state; refuse a state written by another configuration or other data."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise MitotypeError(f"{path}: cannot resume from this file ({type(exc).__name__})") from None
-    model.load_trainable_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    focal.load_state_dict(state["focal"])
-    miner.load_state_dict(state["miner"])
+    if fingerprint is not None and state.get("fingerprint") != fingerprint:
+        raise MitotypeError(f"{path}: written by a run with another configuration or other figures; "
+                            "resume with the same settings and data, or train into a new folder")
+    try:
+        model.load_trainable_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        focal.load_state_dict(state["focal"])
+        miner.load_state_dict(state["miner"])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise MitotypeError(f"{path}: does not fit this run ({type(exc).__name__}: {exc})") from None
     diff = state.get("difficulty")
     state["difficulty"] = None if diff is None else diff.numpy()
     return state

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -123,7 +125,7 @@ class OptimSettings:
     """Global batch size (split across processes under DDP)."""
     lr: float = field(default=1e-3, metadata=_range(1e-7, 1.0))
     """Peak learning rate of the heads (and of everything under ``full`` fine-tuning)."""
-    backbone_lr: float | None = None
+    backbone_lr: float | None = field(default=None, metadata=_range(0.0, 1.0))
     """Peak learning rate of adapters/backbone; ``None`` = ``lr``."""
     weight_decay: float = field(default=0.01, metadata=_range(0.0, 1.0))
     """AdamW weight decay."""
@@ -135,8 +137,9 @@ class OptimSettings:
     """Micro-batches accumulated per optimiser step."""
     grad_clip: float = field(default=1.0, metadata=_range(0.0, 1e6))
     """Max gradient norm; 0 disables clipping."""
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    """Autocast dtype; ``auto`` = bf16 on a CUDA device that has it, else fp32."""
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    """Autocast dtype; ``auto`` = bf16 on a CUDA device that has it, else fp32 (fp16 is not offered: it
+    needs loss scaling, and every GPU these backbones fit on has bf16)."""
     compile: bool = False
     """Wrap the model in ``torch.compile``."""
     eval_batch_size: int = field(default=128, metadata=_range(1, 8192))
@@ -159,7 +162,7 @@ class TrainConfig:
     """Optimiser, schedule and numerics."""
     strategies: StrategySettings = field(default_factory=StrategySettings)
     """The domain-aware strategies."""
-    seed: int = 0
+    seed: int = field(default=0, metadata=_range(0, 2**31 - 1))
     """Seed of every random draw (sampling, augmentation, MixUp, initialisation, splits)."""
     threshold: Literal["val-balanced-accuracy", "fixed"] = "val-balanced-accuracy"
     """How the decision threshold is chosen: maximise validation balanced accuracy, or ``fixed_threshold``."""
@@ -257,6 +260,8 @@ def _validate(obj: Any, where: str = "") -> None:
             continue
         lo, hi = f.metadata.get("range", (None, None))
         numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if numeric and not math.isfinite(value):
+            raise ConfigError(f"{dotted} = {value} is not a finite number")
         if numeric and ((lo is not None and value < lo) or (hi is not None and value > hi)):
             raise ConfigError(f"{dotted} = {value} is out of range [{lo}, {hi}]")
 
@@ -351,6 +356,9 @@ def load_config(
         _set_dotted(data, key.strip(), value)
     config = _from_dict(TrainConfig, data)
     _validate(config)
+    config.model.validate()  # backbone name, adaptation, LoRA: fail before any data is read
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", config.optim.device):
+        raise ConfigError(f"optim.device = {config.optim.device!r}: use auto, cpu, cuda or cuda:N")
     return config
 
 

@@ -33,8 +33,8 @@ class SamplingSettings:
     """How an epoch's figures are drawn from the training set."""
 
     enabled: bool = True
-    """Domain-aware sampling at all; off = every figure equally likely (natural class and domain mix,
-    difficulty ignored)."""
+    """Domain-aware sampling at all; off = the natural class and domain mix (every figure equally likely,
+    up to the hard-example weight when hard mining is on)."""
     class_balance: float = 1.0
     """Class balancing within each domain: 0 keeps the domain's natural class mix, 1 draws every class
     present in the domain equally often, in between interpolates linearly."""
@@ -144,8 +144,9 @@ def domain_aware_weights(
             raise ValueError(f"difficulty has shape {hard.shape}, expected ({n},)")
         if not np.all((hard >= 0) & (hard <= 1)):
             raise ValueError("difficulty must lie in [0, 1] (and not be NaN)")
-    if not s.enabled:
-        return np.full(n, 1.0 / n)
+    if not s.enabled:  # the natural class and domain mix; hard mining still re-weights figures
+        raw = 1.0 + s.hard_weight * hard
+        return raw / raw.sum()
     _, cell = _cell_masses(dom_idx, lab_idx, len(dom_names), len(lab_names), s)
     raw = 1.0 + s.hard_weight * hard
     cell_raw = np.zeros_like(cell)

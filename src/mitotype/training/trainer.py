@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from mitotype.data.records import FigureRecord
-from mitotype.errors import ConfigError
+from mitotype.errors import ConfigError, MitotypeError
 from mitotype.training.checkpoint import (
     load_resume_state,
     save_model_artifact,
@@ -49,6 +49,8 @@ class TrainResult:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but this machine has no CUDA device (use auto or cpu)")
     return torch.device(name)
 
 
@@ -58,8 +60,6 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         return None
     if precision == "bf16":
         return torch.bfloat16
-    if precision == "fp16":
-        return torch.float16
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return None
@@ -159,6 +159,15 @@ class Trainer:
         self.domain_names = train_domains
         self.domain_index = {name: i for i, name in enumerate(train_domains)}
         self.domains = np.array([self.domain_index.get(r.domain, -1) for r in records], dtype=np.int64)
+        bs = config.optim.batch_size
+        if self.world > 1 and (bs % self.world or bs // self.world < 2):
+            raise ConfigError(f"optim.batch_size {bs} must be a multiple of the {self.world} processes "
+                              "with at least 2 figures each")
+        # An epoch draws len(train) figures; a final batch that would hold fewer than 2 (or fewer than
+        # 2 per process) is dropped, so every batch trains every process on at least 2 figures.
+        n = len(self.train_idx)
+        self.batches_per_epoch = n // bs + (1 if n % bs >= 2 * self.world else 0)
+        self.samples_per_epoch = min(n, self.batches_per_epoch * bs)
         s = config.strategies
         self.use_domain_head = s.domain_adversarial.enabled and len(train_domains) >= 2
         if s.domain_adversarial.enabled and not self.use_domain_head:
@@ -181,6 +190,8 @@ class Trainer:
                                     self.config.strategies.sampling)
 
     # -- model --------------------------------------------------------------------------------
+
+    _best_state: dict[str, torch.Tensor] | None = None
 
     def _build(self) -> None:
         from mitotype.models.classifier import build_classifier
@@ -208,9 +219,10 @@ class Trainer:
                 (body_params if name.startswith("backbone.") else head_params).append(p)
         groups = [{"params": head_params, "lr": cfg.optim.lr}]
         if body_params:
-            groups.append({"params": body_params, "lr": cfg.optim.backbone_lr or cfg.optim.lr})
+            groups.append({"params": body_params,
+                           "lr": cfg.optim.lr if cfg.optim.backbone_lr is None else cfg.optim.backbone_lr})
         self.optimizer = torch.optim.AdamW(groups, weight_decay=cfg.optim.weight_decay)
-        steps_per_epoch = math.ceil(len(self.train_idx) / cfg.optim.batch_size / cfg.optim.grad_accum)
+        steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.optim.grad_accum)
         self.total_steps = steps_per_epoch * cfg.optim.epochs
         if cfg.optim.schedule == "onecycle":
             self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -224,9 +236,11 @@ class Trainer:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(
                 self.optimizer, lr_lambda_factory(self.total_steps, warmup, cfg.optim.schedule)
             )
-        n_pos = int(self.labels[self.train_idx].sum())
-        n_neg = len(self.train_idx) - n_pos
-        self.focal = AdaptiveFocalLoss(cfg.strategies.focal, class_counts=(n_neg, n_pos)).to(self.device)
+        # pos_weight "auto" must see the class mix the sampler produces, not the raw one, or class
+        # imbalance is corrected twice.
+        weights = self._sampling_weights(None)
+        seen_pos = float(weights[self.labels[self.train_idx] == 1].sum())
+        self.focal = AdaptiveFocalLoss(cfg.strategies.focal, positive_fraction=seen_pos).to(self.device)
         self.miner = HardExampleMiner(cfg.strategies.hard_mining, n=len(self.train_idx))
         self.augment = BatchAugment(cfg.strategies.augment).to(self.device)
         self.amp_dtype = autocast_dtype(cfg.optim.precision, self.device)
@@ -245,7 +259,11 @@ class Trainer:
                                 enabled=self.amp_dtype is not None):
                 logits = self.model(x).logits
             out.append(torch.sigmoid(logits.float()).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+        probs = np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+        if not np.all(np.isfinite(probs)):
+            raise MitotypeError("training diverged: the model produces NaN or infinite scores "
+                                "(lower optim.lr or enable optim.grad_clip)")
+        return probs
 
     def _validate(self) -> dict[str, Any]:
         from mitotype.evaluation.metrics import best_threshold, binary_metrics
@@ -271,16 +289,15 @@ class Trainer:
         sampler = EpochSampler(weights, num_samples=len(self.train_idx), seed=cfg.seed)
         sampler.set_epoch(epoch)
         order = self.train_idx[np.fromiter(iter(sampler), dtype=np.int64, count=len(sampler))]
+        order = order[: self.samples_per_epoch]
         bs = cfg.optim.batch_size
-        n_batches = math.ceil(len(order) / bs)
+        n_batches = self.batches_per_epoch
         self.model.train()
         totals = {"loss": 0.0, "cls": 0.0, "supcon": 0.0, "domain": 0.0}
         seen = 0
         self.optimizer.zero_grad(set_to_none=True)
         for b in range(n_batches):
             idx = order[b * bs : (b + 1) * bs]
-            if len(idx) < 2:
-                continue
             x = to_float_batch(self.images, idx, self.device)
             t = torch.from_numpy(self.targets[idx]).to(self.device)
             d = torch.from_numpy(self.domains[idx]).to(self.device)
@@ -355,14 +372,17 @@ class Trainer:
         difficulty: np.ndarray | None = None
         start_epoch, best, history, bad_epochs = 0, None, [], 0
         state_path = self.out_dir / "last_state.pt"
+        fingerprint = self._fingerprint()
         if resume and state_path.is_file():
             state = load_resume_state(state_path, self.model, self.optimizer, self.scheduler,
-                                      self.focal, self.miner)
+                                      self.focal, self.miner, fingerprint=fingerprint)
             start_epoch = state["epoch"] + 1
             best = state["best"]
             history = state["history"]
             bad_epochs = state["bad_epochs"]
             difficulty = state["difficulty"]
+            if state.get("stopped"):
+                start_epoch = cfg.optim.epochs  # it had stopped early: nothing left to train
             self.log(f"resumed from {state_path} after epoch {state['epoch'] + 1}")
         writer = self._tensorboard() if is_main else None
         metrics_path = self.out_dir / "metrics.jsonl"
@@ -372,7 +392,8 @@ class Trainer:
         for epoch in range(start_epoch, cfg.optim.epochs):
             if hm.enabled and epoch > 0 and epoch % hm.every_n_epochs == 0:
                 scores = self.predict(self.train_idx)
-                difficulty = self.miner.update(scores, self.labels[self.train_idx])
+                soft = self.targets[self.train_idx] if cfg.strategies.soft_labels.enabled else None
+                difficulty = self.miner.update(scores, self.labels[self.train_idx], soft_labels=soft)
             weights = self._sampling_weights(difficulty)
             bar = None
             if self.show_progress and is_main:
@@ -392,6 +413,7 @@ class Trainer:
             if improved:
                 best = {**val, "epoch": epoch + 1}
                 bad_epochs = 0
+                self._best_state = {k: v.detach().cpu().clone() for k, v in self.model.trainable_state_dict().items()}
                 if is_main:
                     save_model_artifact(self.out_dir, self.model, cfg, threshold=val["threshold"],
                                         metrics=best, domains=self.domain_names)
@@ -407,10 +429,13 @@ class Trainer:
                 self.log(f"epoch {epoch + 1}/{cfg.optim.epochs} loss {train_stats['loss']:.4f} "
                          f"val bal.acc {val['balanced_accuracy']:.4f} (thr {val['threshold']:.3f}) "
                          f"auc {val.get('roc_auc') or float('nan'):.4f}")
+            stop = bool(cfg.optim.patience and bad_epochs >= cfg.optim.patience)
+            if is_main:
                 save_resume_state(state_path, self.model, self.optimizer, self.scheduler, self.focal,
                                   self.miner, epoch=epoch, best=best, history=history,
-                                  bad_epochs=bad_epochs, difficulty=difficulty)
-            if cfg.optim.patience and bad_epochs >= cfg.optim.patience:
+                                  bad_epochs=bad_epochs, difficulty=difficulty, stopped=stop,
+                                  fingerprint=fingerprint)
+            if stop:
                 self.log(f"early stop: no better validation balanced accuracy for {bad_epochs} epochs")
                 break
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
@@ -418,9 +443,43 @@ class Trainer:
         if writer is not None:
             writer.close()
         assert best is not None
+        if is_main and "threshold_tta" not in best:
+            best["threshold_tta"] = self._tta_threshold()
+            save_model_artifact(self.out_dir, self.model, cfg, threshold=best["threshold"],
+                                threshold_tta=best["threshold_tta"], metrics=best, domains=self.domain_names,
+                                tensors=self._best_state)
         return TrainResult(out_dir=self.out_dir, threshold=float(best["threshold"]),
                            best_epoch=int(best["epoch"]), val_metrics=best, history=history,
                            wall_seconds=time.perf_counter() - start_time)
+
+    def _fingerprint(self) -> str:
+        """What a resume must match: the configuration and the exact training and validation figures."""
+        import hashlib
+
+        from mitotype.training.config import to_dict
+
+        cfg = to_dict(self.config)
+        cfg["optim"].pop("patience", None)  # may be raised to continue a run that stopped early
+        uids = [self.records[i].uid for i in self.train_idx] + ["|"] + [self.records[i].uid for i in self.val_idx]
+        blob = json.dumps({"config": cfg, "uids": uids, "world": self.world}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def _tta_threshold(self) -> float:
+        """Balanced-accuracy threshold of the best model on 8-view TTA validation scores: averaging views
+        pulls probabilities inward, so the single-view threshold would misplace TTA decisions."""
+        from mitotype.evaluation.metrics import best_threshold
+        from mitotype.serving.predict import predict_proba
+
+        if getattr(self, "_best_state", None) is None:  # resumed after the last epoch: reload the best
+            from safetensors.torch import load_file
+
+            self._best_state = load_file(str(self.out_dir / "model.safetensors"))
+        self.model.load_trainable_state_dict(self._best_state)
+        p = predict_proba(self.model, self.images[self.val_idx], batch_size=self.config.optim.eval_batch_size,
+                          tta=True, device=self.device, precision=self.config.optim.precision)
+        if self.config.threshold == "fixed":
+            return self.config.fixed_threshold
+        return best_threshold(self.labels[self.val_idx], p)
 
     def _tensorboard(self) -> Any:
         try:
