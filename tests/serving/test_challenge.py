@@ -199,3 +199,24 @@ def test_predict_cli_on_a_stack(tmp_path, pages, capsys):
     rows = json.loads((tmp_path / "p.json").read_text())
     assert len(rows) == len(pages)
     assert all(r["class"] == "atypical" and r["p_atypical"] > 0.99 and r["threshold"] == 0.5 for r in rows)
+
+
+def test_base_weights_are_packed_or_referenced():
+    from mitotype.serving.export import _base_reference
+
+    packed, ref = _base_reference(None, "efficientnet-lite0-imagenet", include=True)
+    assert packed is not None and packed.name == "efficientnet-lite0-57934424.pth" and ref is None
+    packed, ref = _base_reference(None, "h-optimus-0", include=False)
+    assert packed is None and ref == "hf-hub:bioptimus/H-optimus-0"
+    assert _base_reference(None, "tiny-vit-reg4", include=True) == (None, None)
+
+
+@pytest.mark.parametrize("args", [["--batch-size", "0"], ["--threshold", "nan"], ["--threshold", "1.5"]])
+def test_predict_rejects_bad_numbers(tmp_path, pages, capsys, args):
+    model = make_model_dir(tmp_path / "m")
+    stack = _stack_input(tmp_path, pages) / "images" / STACK_SLOT / "stack_1.tiff"
+    with pytest.raises(SystemExit) as info:
+        main(["predict", str(stack), "--model", str(model), "--out", str(tmp_path / "p.json"), *args])
+    assert info.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert not (tmp_path / "p.json").exists()

@@ -131,3 +131,28 @@ def test_ddp_two_processes_agree_with_one(synth_dir, synth_figures, tmp_path):
     for key, value in expected.items():
         np.testing.assert_allclose(state[key], value.numpy(), atol=2e-4, err_msg=key)
     assert threshold == pytest.approx(single_result.threshold, abs=1e-3)
+
+
+def test_resume_refuses_another_configuration(synth_figures, tmp_path):
+    from mitotype.errors import MitotypeError
+
+    _trainer(synth_figures, tmp_path / "run", overrides=["optim.epochs=2"]).fit(stop_after_epoch=1)
+    other = _trainer(synth_figures, tmp_path / "run", overrides=["optim.epochs=2", "optim.lr=0.01"])
+    with pytest.raises(MitotypeError, match="another configuration or other figures"):
+        other.fit(resume=True)
+
+
+def test_an_early_stopped_run_stays_stopped_on_resume(synth_figures, tmp_path, monkeypatch):
+    flat = {"balanced_accuracy": 0.6, "roc_auc": 0.6, "threshold": 0.5}
+    monkeypatch.setattr(Trainer, "_validate", lambda self: dict(flat))  # no epoch ever improves
+    overrides = ["optim.epochs=6", "optim.patience=1"]
+    first = _trainer(synth_figures, tmp_path / "run", overrides=overrides).fit()
+    assert len(first.history) == 2
+    again = _trainer(synth_figures, tmp_path / "run", overrides=overrides).fit(resume=True)
+    assert len(again.history) == 2
+
+
+def test_the_model_stores_a_tta_threshold(synth_figures, tmp_path):
+    _trainer(synth_figures, tmp_path / "run", overrides=["optim.epochs=1"]).fit()
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert 0.0 < meta["threshold_tta"] < 1.0
