@@ -28,14 +28,17 @@ def shared_data_dir() -> Path:
 
 
 def git_commit() -> str:
-    """``git rev-parse HEAD`` (with ``+dirty`` when the tree has changes), or ``"uncommitted"``."""
+    """``git rev-parse HEAD`` (with ``+dirty`` when the tree has changes); where there is no repository (a
+    copy of the tree on a GPU machine), ``$MITOTYPE_COMMIT`` as given by whoever copied it, else
+    ``"uncommitted"``."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "uncommitted"
+        given = os.environ.get("MITOTYPE_COMMIT")
+        return f"{given} (copy without .git)" if given else "uncommitted"
     return f"{head}+dirty" if dirty else head
 
 

