@@ -1,22 +1,35 @@
-"""Accuracy on real data: the AMi-Br benchmark split, the full strategy set against the plain recipe.
+"""Accuracy on real data: the AMi-Br benchmark split, the full strategy set against the plain recipe,
+and the leave-one-strategy-out ablation on the same split.
 
 Trains on ``benchmark_split == train`` (a slide-grouped validation split of it picks the epoch and
-the threshold), evaluates once on ``benchmark_split == test`` (826 figures, no slide shared with
-training), for each recipe and seed; each run is a subprocess so its peak memory is its own.
-Results are appended to ``benchmarks/results/amibr_recipes.json`` after every run.
+the thresholds), evaluates once on ``benchmark_split == test`` (826 figures, no slide shared with
+training), for each recipe and seed; each run is a subprocess so its peak memory is its own. Every run
+is scored single-view (at its validation threshold, and at 0.5) and with 8-view dihedral TTA (at its
+TTA validation threshold); its test predictions go to ``<work>/<recipe>-seed<seed>/test_predictions.csv``.
+Results are appended to ``benchmarks/results/<name>.json`` after every run; finished runs are skipped.
 
     python benchmarks/amibr_recipes.py --recipes plain full-cpu --seeds 0 1 2
+    python benchmarks/amibr_recipes.py --ablate full-cpu --seeds 0      # full-cpu minus each strategy
+    python benchmarks/amibr_recipes.py --rescore                        # score saved runs again (no training)
+
+A recipe is a preset name, or ``<preset>-no_<strategy>``: the preset with one strategy of
+``evaluation.cv.STRATEGY_SWITCHES`` switched off (what ``--ablate`` runs). The ablation's figures are
+paired: each variant against the full recipe with the same seed on the same test figures, the change
+in balanced accuracy with a 95 % interval from resampling test slides (``cv.paired_bootstrap_delta``);
+that interval covers test-set sampling only, not seed-to-seed training noise (see the recipe SDs).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,94 +42,253 @@ PUBLISHED = {
 }
 
 
-def one_run(recipe: str, seed: int, epochs: int | None, out: Path, cache: Path) -> dict:
-    """Train one recipe with one seed and score it on the test split (runs in a child process)."""
-    from mitotype.evaluation.metrics import binary_metrics
-    from mitotype.evaluation.splits import validation_split
-    from mitotype.serving.predict import predict_proba
-    from mitotype.training.checkpoint import load_model_artifact
+def recipe_config(recipe: str, seed: int, epochs: int | None) -> Any:
+    """The config of ``recipe`` (a preset, or ``<preset>-no_<strategy>``) on the shared AMi-Br data."""
+    from mitotype.evaluation.cv import STRATEGY_SWITCHES
     from mitotype.training.config import load_config
-    from mitotype.training.inputs import load_figures
-    from mitotype.training.trainer import Trainer
 
+    preset, _, off = recipe.partition("-no_")
     overrides = [f"seed={seed}", f"data.path={shared_data_dir() / 'amibr'}"]
+    if off:
+        overrides.append(f"{STRATEGY_SWITCHES[off]}=false")
     if epochs:
         overrides.append(f"optim.epochs={epochs}")
-    config = load_config(preset=recipe, overrides=overrides)
+    return load_config(preset=preset, overrides=overrides)
+
+
+def benchmark_split(config: Any, cache: Path, seed: int) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+    """The figures and the train / validation / test indices (validation: slide-grouped, from train)."""
+    from mitotype.evaluation.splits import validation_split
+    from mitotype.training.inputs import load_figures
+
     figures = load_figures(config.data.path, cache_dir=cache)
     split = np.array([r.meta.get("benchmark_split") for r in figures.records])
     train_all, test_idx = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
     train_idx, val_idx = validation_split(figures.records, train_all, fraction=config.data.val_fraction, seed=seed)
+    return figures, train_idx, val_idx, test_idx
+
+
+def score_run(recipe: str, seed: int, out: Path, cache: Path) -> dict[str, Any]:
+    """Test metrics of a trained run: single view at its threshold and at 0.5, and 8-view TTA at its TTA
+    threshold (chosen on its validation split when the run predates stored TTA thresholds)."""
+    from mitotype.evaluation.metrics import best_threshold, binary_metrics
+    from mitotype.serving.predict import predict_proba, threshold_of
+    from mitotype.training.checkpoint import load_model_artifact
+
+    config = recipe_config(recipe, seed, None)
+    figures, _, val_idx, test_idx = benchmark_split(config, cache, seed)
+    loaded = load_model_artifact(out)
+    threshold_tta = threshold_of(loaded.meta, tta=True) if loaded.meta.get("threshold_tta") is not None else None
+    if threshold_tta is None:
+        y_val = np.array([figures.records[i].label for i in val_idx])
+        threshold_tta = best_threshold(y_val, predict_proba(loaded.model, figures.images[val_idx], 1024, tta=True))
+    y = np.array([figures.records[i].label for i in test_idx])
+    p = predict_proba(loaded.model, figures.images[test_idx], batch_size=128)
+    p_tta = predict_proba(loaded.model, figures.images[test_idx], batch_size=1024, tta=True)
+    rows = [{"uid": figures.records[i].uid, "dataset": figures.records[i].dataset, "group": figures.records[i].group,
+             "label": int(label), "p_atypical": float(a), "p_atypical_tta": float(b)}
+            for i, label, a, b in zip(test_idx, y, p, p_tta)]
+    tmp = out / ".test_predictions.csv.tmp"
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(out / "test_predictions.csv")
+    tuned = binary_metrics(y, p, loaded.threshold)
+    tta = binary_metrics(y, p_tta, threshold_tta)
+    return {
+        "threshold": loaded.threshold, "test_balanced_accuracy": tuned["balanced_accuracy"],
+        "test_roc_auc": tuned["roc_auc"], "test_sensitivity": tuned["sensitivity"],
+        "test_specificity": tuned["specificity"],
+        "test_balanced_accuracy_at_0.5": binary_metrics(y, p, 0.5)["balanced_accuracy"],
+        "threshold_tta": threshold_tta, "test_balanced_accuracy_tta": tta["balanced_accuracy"],
+        "test_roc_auc_tta": tta["roc_auc"], "test_sensitivity_tta": tta["sensitivity"],
+        "test_specificity_tta": tta["specificity"], "n_test": len(test_idx),
+    }
+
+
+def train_run(recipe: str, seed: int, epochs: int | None, out: Path, cache: Path) -> dict[str, Any]:
+    """Train one recipe with one seed, then score it (runs in a child process)."""
+    from mitotype.training.trainer import Trainer
+
+    config = recipe_config(recipe, seed, epochs)
+    figures, train_idx, val_idx, _ = benchmark_split(config, cache, seed)
     start = time.perf_counter()
     result = Trainer(config, figures.records, figures.images, train_idx, val_idx, out, progress=False,
                      log=lambda m: print(f"  [{recipe} seed {seed}] {m}", flush=True)).fit()
     train_s = time.perf_counter() - start
-    loaded = load_model_artifact(out)
-    y = np.array([figures.records[i].label for i in test_idx])
-    p = predict_proba(loaded.model, figures.images[test_idx], batch_size=128)
-    tuned = binary_metrics(y, p, loaded.threshold)
-    at_half = binary_metrics(y, p, 0.5)
     return {
         "recipe": recipe, "seed": seed, "epochs": config.optim.epochs, "best_epoch": result.best_epoch,
-        "threshold": loaded.threshold, "test_balanced_accuracy": tuned["balanced_accuracy"],
-        "test_roc_auc": tuned["roc_auc"], "test_sensitivity": tuned["sensitivity"],
-        "test_specificity": tuned["specificity"], "test_balanced_accuracy_at_0.5": at_half["balanced_accuracy"],
         "val_balanced_accuracy": result.val_metrics["balanced_accuracy"], "train_seconds": train_s,
-        "n_train": len(train_idx), "n_val": len(val_idx), "n_test": len(test_idx),
+        "n_train": len(train_idx), "n_val": len(val_idx),
+        **score_run(recipe, seed, out, cache),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
+def read_predictions(path: Path, tta: bool) -> list[dict[str, Any]]:
+    """A run's test predictions as ``paired_bootstrap_delta`` rows (decision at the run's threshold)."""
+    run_dir = path.parent
+    meta = json.loads((run_dir / "scores.json").read_text())
+    threshold = meta["threshold_tta"] if tta else meta["threshold"]
+    column = "p_atypical_tta" if tta else "p_atypical"
+    with path.open() as f:
+        return [{**row, "label": int(row["label"]), "decision": int(float(row[column]) >= threshold)}
+                for row in csv.DictReader(f)]
+
+
 def summarise(runs: list[dict]) -> dict:
+    """Per recipe: mean, SD and range over seeds of each test figure (single view and TTA)."""
     out = {}
     for recipe in sorted({r["recipe"] for r in runs}):
-        ba = [r["test_balanced_accuracy"] for r in runs if r["recipe"] == recipe]
-        auc = [r["test_roc_auc"] for r in runs if r["recipe"] == recipe]
-        out[recipe] = {"n_seeds": len(ba), "balanced_accuracy_mean": float(np.mean(ba)),
-                       "balanced_accuracy_sd": float(np.std(ba, ddof=1)) if len(ba) > 1 else None,
-                       "balanced_accuracy_range": [float(min(ba)), float(max(ba))],
-                       "roc_auc_mean": float(np.mean(auc))}
+        mine = [r for r in runs if r["recipe"] == recipe]
+        entry: dict[str, Any] = {"n_seeds": len(mine), "seeds": [r["seed"] for r in mine]}
+        for key in ("balanced_accuracy", "roc_auc", "balanced_accuracy_tta", "roc_auc_tta"):
+            values = [r[f"test_{key}"] for r in mine if f"test_{key}" in r]
+            if values:
+                entry[f"{key}_mean"] = float(np.mean(values))
+                entry[f"{key}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+                entry[f"{key}_range"] = [float(min(values)), float(max(values))]
+        out[recipe] = entry
     return out
 
 
+def ablation(runs: list[dict], work: Path) -> dict[str, Any]:
+    """Each ``<preset>-no_<strategy>`` run against ``<preset>`` with the same seed, paired on test slides."""
+    from mitotype.evaluation.cv import paired_bootstrap_delta
+
+    by_key = {(r["recipe"], r["seed"]): r for r in runs}
+    out: dict[str, Any] = {}
+    for r in runs:
+        preset, _, off = r["recipe"].partition("-no_")
+        base = by_key.get((preset, r["seed"]))
+        if not off or base is None:
+            continue
+        entry: dict[str, Any] = {"seed": r["seed"], "switched_off": off}
+        for tta in (False, True):
+            suffix = "_tta" if tta else ""
+            a = work / f"{preset}-seed{r['seed']}" / "test_predictions.csv"
+            b = work / f"{r['recipe']}-seed{r['seed']}" / "test_predictions.csv"
+            if a.is_file() and b.is_file():
+                delta = paired_bootstrap_delta(read_predictions(a, tta), read_predictions(b, tta), seed=r["seed"])
+                entry[f"delta_balanced_accuracy{suffix}"] = delta
+            entry[f"delta_roc_auc{suffix}"] = r[f"test_roc_auc{suffix}"] - base[f"test_roc_auc{suffix}"]
+        out[f"{r['recipe']} seed {r['seed']}"] = entry
+    return out
+
+
+def ensembles(runs: list[dict], work: Path) -> dict[str, Any]:
+    """Per recipe with two or more seeds: the seeds' models as one ensemble, as ``mitotype predict`` runs
+    a set of models (probabilities averaged, threshold = mean of the members' validation thresholds)."""
+    from mitotype.evaluation.metrics import binary_metrics
+
+    out: dict[str, Any] = {}
+    for recipe in sorted({r["recipe"] for r in runs}):
+        members = [r for r in runs if r["recipe"] == recipe
+                   and (work / f"{recipe}-seed{r['seed']}" / "test_predictions.csv").is_file()]
+        if len(members) < 2:
+            continue
+        entry: dict[str, Any] = {"seeds": [r["seed"] for r in members]}
+        for tta in (False, True):
+            rows = [read_predictions(work / f"{recipe}-seed{r['seed']}" / "test_predictions.csv", tta)
+                    for r in members]
+            if any([row["uid"] for row in x] != [row["uid"] for row in rows[0]] for x in rows):
+                raise ValueError(f"{recipe}: the seeds' test predictions are not over the same figures")
+            column = "p_atypical_tta" if tta else "p_atypical"
+            y = np.array([row["label"] for row in rows[0]])
+            p = np.mean([[float(row[column]) for row in x] for x in rows], axis=0)
+            threshold = float(np.mean([r["threshold_tta" if tta else "threshold"] for r in members]))
+            m = binary_metrics(y, p, threshold)
+            suffix = "_tta" if tta else ""
+            entry[f"threshold{suffix}"] = threshold
+            entry[f"balanced_accuracy{suffix}"] = m["balanced_accuracy"]
+            entry[f"roc_auc{suffix}"] = m["roc_auc"]
+        out[recipe] = entry
+    return out
+
+
+def child(args: argparse.Namespace, flag: str, recipe: str, seed: int) -> dict[str, Any] | None:
+    """Run ``--train-one`` / ``--score-one`` in a subprocess; its result, or ``None`` when it failed."""
+    cmd = [sys.executable, __file__, flag, recipe, str(seed), "--work", str(args.work)]
+    if args.epochs:
+        cmd += ["--epochs", str(args.epochs)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    sys.stdout.write(proc.stdout)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        return None
+    return json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+
+
 def main() -> int:
+    from mitotype.evaluation.cv import STRATEGY_SWITCHES
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", nargs="+", default=["plain", "full-cpu"])
+    parser.add_argument("--recipes", nargs="+", default=None, help="default: plain full-cpu")
+    parser.add_argument("--ablate", metavar="PRESET", help="run PRESET minus each strategy (and PRESET)")
+    parser.add_argument("--strategies", nargs="+", choices=list(STRATEGY_SWITCHES), default=None,
+                        help="with --ablate: which strategies to switch off (default: all)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, help="override every recipe's epochs (default: the preset's)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score the saved runs in the results file again (adds TTA figures), no training")
     parser.add_argument("--work", type=Path, default=Path("/tmp/mitotype-amibr-recipes"))
     parser.add_argument("--name", default="amibr_recipes", help="results file name")
-    parser.add_argument("--one", nargs=2, metavar=("RECIPE", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument("--train-one", nargs=2, metavar=("RECIPE", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument("--score-one", nargs=2, metavar=("RECIPE", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     cache = args.work / "cache"
-    if args.one:
-        recipe, seed = args.one[0], int(args.one[1])
-        run = one_run(recipe, seed, args.epochs, args.work / f"{recipe}-seed{seed}", cache)
+    if args.train_one or args.score_one:
+        recipe, seed = (args.train_one or args.score_one)[0], int((args.train_one or args.score_one)[1])
+        out = args.work / f"{recipe}-seed{seed}"
+        if args.train_one:
+            run = train_run(recipe, seed, args.epochs, out, cache)
+        else:
+            run = score_run(recipe, seed, out, cache)
+        (out / "scores.json").write_text(json.dumps(run, indent=1) + "\n")
         print("RESULT " + json.dumps(run), flush=True)
         return 0
+    if args.ablate:
+        recipes = [args.ablate] + [f"{args.ablate}-no_{s}" for s in (args.strategies or STRATEGY_SWITCHES)]
+    else:
+        recipes = args.recipes or ["plain", "full-cpu"]
     path = RESULTS_DIR / f"{args.name}.json"
     runs: list[dict] = json.loads(path.read_text()).get("figures", {}).get("runs", []) if path.is_file() else []
-    done = {(r["recipe"], r["seed"]) for r in runs}
     command = "python benchmarks/amibr_recipes.py " + " ".join(sys.argv[1:])
+
+    def save() -> None:
+        write_result(args.name, command, {"runs": runs, "summary": summarise(runs),
+                                          "seed_ensembles": ensembles(runs, args.work),
+                                          "ablation": ablation(runs, args.work)},
+                     extra={"published_balanced_accuracy": PUBLISHED,
+                            "data": "AMi-Br benchmark_split train -> test (826 figures: 642 NMF, 184 AMF)"})
+
+    if args.rescore:
+        for run in runs:
+            if not (args.work / f"{run['recipe']}-seed{run['seed']}" / "model.safetensors").is_file():
+                print(f"{run['recipe']} seed {run['seed']}: no saved model under {args.work}; kept as it was")
+                continue
+            scores = child(args, "--score-one", run["recipe"], run["seed"])
+            if scores is None:
+                return 1
+            run.update(scores)
+            save()
+            print(f"{run['recipe']} seed {run['seed']}: rescored, TTA balanced accuracy "
+                  f"{run['test_balanced_accuracy_tta']:.4f} (AUC {run['test_roc_auc_tta']:.4f})", flush=True)
+        return 0
+    done = {(r["recipe"], r["seed"]) for r in runs}
     for seed in args.seeds:
-        for recipe in args.recipes:
+        for recipe in recipes:
             if (recipe, seed) in done:
                 continue
-            cmd = [sys.executable, __file__, "--one", recipe, str(seed), "--work", str(args.work)]
-            if args.epochs:
-                cmd += ["--epochs", str(args.epochs)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            sys.stdout.write(proc.stdout)
-            if proc.returncode != 0:
-                sys.stderr.write(proc.stderr)
-                return proc.returncode
-            run = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+            run = child(args, "--train-one", recipe, seed)
+            if run is None:
+                return 1
             runs.append(run)
-            write_result(args.name, command, {"runs": runs, "summary": summarise(runs)},
-                         extra={"published_balanced_accuracy": PUBLISHED,
-                                "data": "AMi-Br benchmark_split train -> test (826 figures: 642 NMF, 184 AMF)"})
+            save()
             print(f"{recipe} seed {seed}: test balanced accuracy {run['test_balanced_accuracy']:.4f} "
-                  f"(AUC {run['test_roc_auc']:.4f}, at 0.5: {run['test_balanced_accuracy_at_0.5']:.4f}) "
+                  f"(AUC {run['test_roc_auc']:.4f}, at 0.5: {run['test_balanced_accuracy_at_0.5']:.4f}; "
+                  f"TTA {run['test_balanced_accuracy_tta']:.4f}, AUC {run['test_roc_auc_tta']:.4f}) "
                   f"in {run['train_seconds'] / 60:.1f} min", flush=True)
     return 0
 

@@ -76,7 +76,10 @@ def test_gpu_hoptimus_dry_run(tmp_path: Path) -> None:
     assert figures["train_lora_eager"]["batch"] == 4
     assert figures["inference_eager"]["images_per_second"] > 0
     assert figures["train_lora_compiled_checkpointing"]["images_per_second"] > 0
-    assert figures["stack16_latency"]["seconds_median_tta"] > 0
+    stack = figures["stack16_latency"]
+    assert stack["seconds_median_tta"] > 0 and stack["seconds_median_tta_looped"] > 0
+    # one forward over the 8 views gives what 8 forwards over host-flipped copies give
+    assert stack["max_abs_diff_tta_batched_vs_looped"] < 1e-5
 
 
 def test_gpu_hoptimus_without_cuda_measures_nothing(tmp_path: Path) -> None:

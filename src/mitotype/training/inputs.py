@@ -19,7 +19,8 @@ class Figures:
     records: list[FigureRecord]
     images: np.ndarray
     """N x 128 x 128 x 3 uint8 (usually a read-only memory map of the patch store)."""
-    problems: ReadResult | None = None
+    read_result: ReadResult | None = None
+    """What the reader reported (skipped rows and warnings), when the figures came from a dataset."""
 
     def __len__(self) -> int:
         return len(self.records)
@@ -56,4 +57,4 @@ def load_figures(
     if not records:
         raise DataError(f"{path}: no usable figures")
     store = PatchStore.open_or_build(records, cache_dir=cache_dir)
-    return Figures(records=list(store.records), images=store.images, problems=result)
+    return Figures(records=list(store.records), images=store.images, read_result=result)

@@ -1,0 +1,93 @@
+"""The recipe benchmark's bookkeeping: ablation recipes are the preset with one switch off, and the
+ablation pairs each variant with the full recipe of the same seed on the same test figures."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def recipes() -> ModuleType:
+    sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("amibr_recipes", BENCHMARKS / "amibr_recipes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recipe_config_switches_one_strategy_off(recipes: ModuleType) -> None:
+    full = recipes.recipe_config("full-cpu", seed=3, epochs=None)
+    variant = recipes.recipe_config("full-cpu-no_mixup", seed=3, epochs=2)
+    assert full.strategies.mixup.enabled and not variant.strategies.mixup.enabled
+    assert variant.strategies.supcon.enabled == full.strategies.supcon.enabled
+    assert variant.seed == 3 and variant.optim.epochs == 2 and full.optim.epochs == 12
+    focal = recipes.recipe_config("full-cpu-no_adaptive_focal", seed=0, epochs=None)
+    assert not focal.strategies.focal.adaptive and focal.strategies.focal.gamma == full.strategies.focal.gamma
+    with pytest.raises(KeyError):
+        recipes.recipe_config("full-cpu-no_dropout", seed=0, epochs=None)
+
+
+def _write_run(work: Path, recipe: str, seed: int, labels: list[int], scores: list[float]) -> None:
+    out = work / f"{recipe}-seed{seed}"
+    out.mkdir(parents=True)
+    (out / "scores.json").write_text(json.dumps({"threshold": 0.5, "threshold_tta": 0.5}))
+    with (out / "test_predictions.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["uid", "dataset", "group", "label", "p_atypical", "p_atypical_tta"])
+        for i, (y, p) in enumerate(zip(labels, scores)):
+            writer.writerow([f"f{i}", "d", f"slide{i % 10}", y, p, p])
+
+
+def test_ablation_pairs_variant_with_same_seed_full_run(recipes: ModuleType, tmp_path: Path) -> None:
+    labels = [0, 1] * 20
+    _write_run(tmp_path, "full-cpu", 0, labels, [0.9 if y else 0.1 for y in labels])  # perfect
+    wrong = [0.9 if (y or i < 10) else 0.1 for i, y in enumerate(labels)]  # 5 normals called atypical
+    _write_run(tmp_path, "full-cpu-no_mixup", 0, labels, wrong)
+    runs = [
+        {"recipe": "full-cpu", "seed": 0, "test_roc_auc": 1.0, "test_roc_auc_tta": 1.0},
+        {"recipe": "full-cpu-no_mixup", "seed": 0, "test_roc_auc": 0.9, "test_roc_auc_tta": 0.95},
+        {"recipe": "full-cpu-no_supcon", "seed": 1, "test_roc_auc": 0.9, "test_roc_auc_tta": 0.9},  # no seed-1 base
+    ]
+    out = recipes.ablation(runs, tmp_path)
+    assert list(out) == ["full-cpu-no_mixup seed 0"]
+    entry = out["full-cpu-no_mixup seed 0"]
+    assert entry["switched_off"] == "mixup"
+    # specificity 15/20 instead of 20/20: balanced accuracy falls by 0.125
+    assert entry["delta_balanced_accuracy"]["delta"] == pytest.approx(-0.125)
+    assert entry["delta_balanced_accuracy"]["ci_high"] <= 0
+    assert entry["delta_roc_auc"] == pytest.approx(-0.1) and entry["delta_roc_auc_tta"] == pytest.approx(-0.05)
+
+
+def test_summary_reports_tta_figures_when_present(recipes: ModuleType) -> None:
+    runs = [{"recipe": "plain", "seed": s, "test_balanced_accuracy": 0.7 + s / 100, "test_roc_auc": 0.8,
+             "test_balanced_accuracy_tta": 0.75, "test_roc_auc_tta": 0.85} for s in range(3)]
+    runs.append({"recipe": "old", "seed": 0, "test_balanced_accuracy": 0.6, "test_roc_auc": 0.7})
+    summary = recipes.summarise(runs)
+    assert summary["plain"]["balanced_accuracy_mean"] == pytest.approx(0.71)
+    assert summary["plain"]["balanced_accuracy_sd"] == pytest.approx(0.01)
+    assert summary["plain"]["roc_auc_tta_mean"] == pytest.approx(0.85)
+    assert "balanced_accuracy_tta_mean" not in summary["old"] and summary["old"]["balanced_accuracy_sd"] is None
+
+
+def test_seed_ensemble_averages_probabilities_and_thresholds(recipes: ModuleType, tmp_path: Path) -> None:
+    labels = [0, 0, 1, 1]
+    _write_run(tmp_path, "plain", 0, labels, [0.2, 0.6, 0.7, 0.4])  # one error each way
+    _write_run(tmp_path, "plain", 1, labels, [0.2, 0.3, 0.9, 0.55])  # mean 0.2 0.45 0.8 0.475: all right
+    runs = [{"recipe": "plain", "seed": s, "threshold": 0.5, "threshold_tta": 0.4} for s in (0, 1)]
+    runs.append({"recipe": "full-cpu", "seed": 0, "threshold": 0.5, "threshold_tta": 0.5})  # one seed: none
+    out = recipes.ensembles(runs, tmp_path)
+    assert list(out) == ["plain"]
+    assert out["plain"]["seeds"] == [0, 1]
+    assert out["plain"]["balanced_accuracy"] == pytest.approx(0.75)  # at 0.5: 0.475 is called normal
+    assert out["plain"]["threshold_tta"] == pytest.approx(0.4)
+    assert out["plain"]["balanced_accuracy_tta"] == pytest.approx(0.75)  # at 0.4: 0.45 is called atypical
+    assert out["plain"]["roc_auc"] == pytest.approx(1.0)
