@@ -156,3 +156,26 @@ def test_the_model_stores_a_tta_threshold(synth_figures, tmp_path):
     _trainer(synth_figures, tmp_path / "run", overrides=["optim.epochs=1"]).fit()
     meta = json.loads((tmp_path / "run" / "model.json").read_text())
     assert 0.0 < meta["threshold_tta"] < 1.0
+
+
+@pytest.mark.parametrize(("metric", "expected_epoch"), [("balanced_accuracy", 2), ("roc_auc", 3), ("last", 4)])
+def test_select_metric_picks_the_epoch(synth_figures, tmp_path, monkeypatch, metric, expected_epoch):
+    script = iter([
+        {"balanced_accuracy": 0.60, "roc_auc": 0.70, "threshold": 0.41},
+        {"balanced_accuracy": 0.80, "roc_auc": 0.75, "threshold": 0.42},  # best balanced accuracy
+        {"balanced_accuracy": 0.70, "roc_auc": 0.90, "threshold": 0.43},  # best ROC AUC
+        {"balanced_accuracy": 0.65, "roc_auc": 0.85, "threshold": 0.44},  # last
+    ])
+    monkeypatch.setattr(Trainer, "_validate", lambda self: dict(next(script)))
+    result = _trainer(synth_figures, tmp_path / "run",
+                      overrides=["optim.epochs=4", f"optim.select_metric={metric}"]).fit()
+    assert result.best_epoch == expected_epoch
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert meta["threshold"] == pytest.approx(0.40 + expected_epoch / 100)
+
+
+def test_select_metric_must_be_known():
+    from mitotype.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="select_metric"):
+        load_config(overrides=[*TINY_OVERRIDES, "optim.select_metric=accuracy"])

@@ -144,8 +144,13 @@ class OptimSettings:
     """Wrap the model in ``torch.compile``."""
     eval_batch_size: int = field(default=128, metadata=_range(1, 8192))
     """Batch size for validation and scoring passes."""
+    select_metric: Literal["balanced_accuracy", "roc_auc", "last"] = "balanced_accuracy"
+    """Which epoch's weights are kept: the best validation balanced accuracy (ties broken by ROC AUC), the
+    best validation ROC AUC (ties by balanced accuracy; threshold-free, so less noisy on a few hundred
+    validation figures), or the last epoch. Thresholds are chosen on validation in every case."""
     patience: int = field(default=0, metadata=_range(0, 10_000))
-    """Early stopping after this many epochs without a better validation score; 0 = never."""
+    """Early stopping after this many epochs without a better ``select_metric``; 0 = never (and never
+    with ``last``)."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
 

@@ -358,7 +358,7 @@ class Trainer:
     # -- the run ------------------------------------------------------------------------------
 
     def fit(self, resume: bool = False, stop_after_epoch: int | None = None) -> TrainResult:
-        """Train, select on validation balanced accuracy, store the threshold; resumable by epoch.
+        """Train, keep the epoch ``optim.select_metric`` picks, store its thresholds; resumable by epoch.
 
         ``stop_after_epoch`` ends the run early as an interruption would (for resume tests).
         """
@@ -408,8 +408,7 @@ class Trainer:
             row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **train_stats,
                    **{f"val_{k}": v for k, v in val.items() if isinstance(v, int | float) or v is None}}
             history.append(row)
-            improved = best is None or (val["balanced_accuracy"], val.get("roc_auc") or 0.0) > (
-                best["balanced_accuracy"], best.get("roc_auc") or 0.0)
+            improved = best is None or self._better(val, best)
             if improved:
                 best = {**val, "epoch": epoch + 1}
                 bad_epochs = 0
@@ -436,7 +435,7 @@ class Trainer:
                                   bad_epochs=bad_epochs, difficulty=difficulty, stopped=stop,
                                   fingerprint=fingerprint)
             if stop:
-                self.log(f"early stop: no better validation balanced accuracy for {bad_epochs} epochs")
+                self.log(f"early stop: no better validation {cfg.optim.select_metric} for {bad_epochs} epochs")
                 break
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
                 break
@@ -451,6 +450,14 @@ class Trainer:
         return TrainResult(out_dir=self.out_dir, threshold=float(best["threshold"]),
                            best_epoch=int(best["epoch"]), val_metrics=best, history=history,
                            wall_seconds=time.perf_counter() - start_time)
+
+    def _better(self, val: dict[str, Any], best: dict[str, Any]) -> bool:
+        """Whether this epoch's validation beats the kept one under ``optim.select_metric``."""
+        metric = self.config.optim.select_metric
+        if metric == "last":
+            return True
+        other = "roc_auc" if metric == "balanced_accuracy" else "balanced_accuracy"
+        return (val.get(metric) or 0.0, val.get(other) or 0.0) > (best.get(metric) or 0.0, best.get(other) or 0.0)
 
     def _fingerprint(self) -> str:
         """What a resume must match: the configuration and the exact training and validation figures."""
