@@ -164,6 +164,27 @@ def test_export_then_container_run(tmp_path, pages):
     assert all(e["confidence"] == pytest.approx(0.5, abs=1e-6) for e in entries)
 
 
+def test_export_of_a_random_weight_model_runs_in_the_container(tmp_path, pages):
+    # benchmarks train on random base weights; the export must say so rather than point at a file
+    model = make_model_dir(tmp_path / "fold", bias=3.0, overrides=["model.weights=random"])
+    manifest = export_model([model], tmp_path / "model.tar.gz", tta=False)
+    assert manifest["base_weights"] == "random"
+    unpacked = tmp_path / "opt-ml-model"
+    with tarfile.open(tmp_path / "model.tar.gz") as tar:
+        tar.extractall(unpacked, filter="data")
+    out = run_challenge(_paths(tmp_path, _stack_input(tmp_path, pages), unpacked), device="cpu")
+    entries = json.loads(out.read_text())
+    assert len(entries) == len(pages) and all(e["class"] == "atypical" for e in entries)
+
+
+def test_referenced_base_weights_are_not_looked_for_in_the_model_folder():
+    from mitotype.serving.challenge import is_packed
+
+    assert is_packed("base/h-optimus-0.safetensors")
+    for reference in ("random", "hf-hub:bioptimus/H-optimus-0", "package:efficientnet_lite0", "/weights/h0.bin"):
+        assert not is_packed(reference), reference
+
+
 def test_export_refuses_a_model_too_big_for_the_gpu(tmp_path):
     model = make_model_dir(tmp_path / "m")
     with pytest.raises(MitotypeError, match="GB of GPU memory"):

@@ -37,6 +37,8 @@ def test_training_writes_a_model_with_its_threshold(synth_figures, tmp_path):
     assert meta["preprocessing"]["input_size"] == [3, 56, 56]
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 1 and "val_balanced_accuracy" in json.loads(lines[0])
+    row = json.loads(lines[0])
+    assert row["seconds_train"] > 0 and row["train_images_per_second"] > 0 and row["seconds_validation"] > 0
     # The artifact holds only adapters and heads, and rebuilds the very same model.
     tensors = load_file(str(tmp_path / "run" / "model.safetensors"))
     assert all("lora_" in k or not k.startswith("backbone.") for k in tensors)

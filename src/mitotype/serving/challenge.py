@@ -74,9 +74,15 @@ def read_manifest(root: Path) -> dict:
                 f"{root}: model part '{member}/model.safetensors' named in {MANIFEST} is missing"
             )
     base = manifest.get("base_weights")
-    if base and not Path(base).is_absolute() and not (root / base).exists():
+    if base and is_packed(base) and not (root / base).exists():
         raise MitotypeError(f"{root}: base weights '{base}' named in {MANIFEST} are missing")
     return manifest
+
+
+def is_packed(base_weights: str) -> bool:
+    """Whether the manifest's ``base_weights`` names a file packed beside the members, rather than a
+    reference the container resolves itself (``random``, ``hf-hub:...``, ``package:...``, an absolute path)."""
+    return base_weights != "random" and ":" not in base_weights and not Path(base_weights).is_absolute()
 
 
 def run_challenge(
@@ -94,7 +100,9 @@ def run_challenge(
     manifest = read_manifest(root)
     members = [root / m for m in manifest["members"]] if manifest.get("members") else [root]
     base = manifest.get("base_weights")
-    base_path = None if not base else str(base if Path(base).is_absolute() or ":" in base else root / base)
+    if base and is_packed(base):
+        base = str(root / base)
+    base_path = base or None
     ensemble, _ = load_ensemble(members, device=device, base_weights=base_path)
     use_tta = manifest.get("tta", True) if tta is None else tta
     packed = manifest.get("threshold_tta" if use_tta else "threshold")

@@ -390,10 +390,12 @@ class Trainer:
             metrics_path.unlink()
         hm = cfg.strategies.hard_mining
         for epoch in range(start_epoch, cfg.optim.epochs):
+            t_epoch = time.perf_counter()
             if hm.enabled and epoch > 0 and epoch % hm.every_n_epochs == 0:
                 scores = self.predict(self.train_idx)
                 soft = self.targets[self.train_idx] if cfg.strategies.soft_labels.enabled else None
                 difficulty = self.miner.update(scores, self.labels[self.train_idx], soft_labels=soft)
+            t_train = time.perf_counter()
             weights = self._sampling_weights(difficulty)
             bar = None
             if self.show_progress and is_main:
@@ -402,10 +404,15 @@ class Trainer:
                 bar = tqdm(total=math.ceil(len(self.train_idx) / cfg.optim.batch_size),
                            desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False)
             train_stats = self._train_epoch(epoch, weights, bar)
+            t_val = time.perf_counter()
             val = self._validate()
             if bar is not None:
                 bar.close()
-            row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **train_stats,
+            # wall times (the per-batch loss read-out synchronises the device, so they are real)
+            timing = {"seconds_mining": t_train - t_epoch, "seconds_train": t_val - t_train,
+                      "seconds_validation": time.perf_counter() - t_val,
+                      "train_images_per_second": self.samples_per_epoch / max(t_val - t_train, 1e-9)}
+            row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **train_stats, **timing,
                    **{f"val_{k}": v for k, v in val.items() if isinstance(v, int | float) or v is None}}
             history.append(row)
             improved = best is None or self._better(val, best)
