@@ -90,3 +90,18 @@ def test_gpu_hoptimus_without_cuda_measures_nothing(tmp_path: Path) -> None:
     proc = run_script("gpu_hoptimus.py", "--out", tmp_path / "gpu.json", timeout=60)
     assert "no CUDA device; nothing measured" in proc.stdout
     assert not (tmp_path / "gpu.json").exists()
+
+
+@pytest.mark.slow
+def test_gpu_trainer_dry_run(tmp_path: Path) -> None:
+    out = tmp_path / "trainer.json"
+    run_script("gpu_trainer.py", "--dry-run", "--out", out)
+    figures = read_result(out)["figures"]
+    assert set(figures) == {"tiny-vit-reg4", "tiny-efficientnet"}
+    for entry in figures.values():
+        assert "error" not in entry, entry.get("traceback")
+        assert entry["model_alone"]["images_per_second"] > 0
+        assert entry["trainer"]["epochs"] == 2 and entry["trainer"]["last_epoch_images_per_second"] > 0
+        assert entry["trainer_over_model_alone"] > 0
+        assert entry["predict"]["tta_images_per_second"] > 0
+        assert entry["challenge"] == {**entry["challenge"], "entries": 16, "valid": True}

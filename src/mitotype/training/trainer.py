@@ -201,7 +201,9 @@ class Trainer:
 
         cfg = self.config
         torch.manual_seed(cfg.seed)
-        self.model = build_classifier(cfg.model, num_domains=len(self.domain_names) if self.use_domain_head else 0)
+        with self.device:  # built where it trains (see checkpoint.load_model_artifact)
+            self.model = build_classifier(cfg.model,
+                                          num_domains=len(self.domain_names) if self.use_domain_head else 0)
         self.model.to(self.device)
         self.net: torch.nn.Module = self.model
         if self.world > 1:
