@@ -5,6 +5,7 @@ stand-in) and records per-domain and pooled figures, wall time and machine in
 ``benchmarks/results/amibr_lodo.json``. The report lands beside the run (``--work``).
 
     python benchmarks/amibr_lodo.py --preset full-cpu --epochs 6
+    python benchmarks/amibr_lodo.py --preset full-cpu --epochs 6 --tta   # the same folds, 8-view TTA
 """
 
 from __future__ import annotations
@@ -25,8 +26,12 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, help="override the preset's epochs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/mitotype-amibr-lodo"))
-    parser.add_argument("--name", default="amibr_lodo")
+    parser.add_argument("--tta", action="store_true",
+                        help="8-view TTA on the held-out figures (at each fold's TTA threshold); folds already "
+                             "trained in --work are predicted again, not retrained")
+    parser.add_argument("--name", default=None, help="results name (default amibr_lodo, amibr_lodo_tta)")
     args = parser.parse_args()
+    args.name = args.name or ("amibr_lodo_tta" if args.tta else "amibr_lodo")
 
     from mitotype.evaluation.cv import run_cv
     from mitotype.training.config import load_config
@@ -38,7 +43,7 @@ def main() -> int:
     config = load_config(preset=args.preset, overrides=overrides)
     figures = load_figures(config.data.path, cache_dir=args.work / "cache")
     start = time.perf_counter()
-    results = run_cv(config, figures, args.work / "cv", scheme="lodo", progress=False)
+    results = run_cv(config, figures, args.work / "cv", scheme="lodo", tta=args.tta, progress=False)
     s = results["summary"]
     figures_out = {
         "per_domain": {name: {k: d.get(k) for k in ("n", "n_pos", "balanced_accuracy", "sensitivity",
@@ -53,7 +58,7 @@ def main() -> int:
     }
     command = f"python benchmarks/amibr_lodo.py {' '.join(sys.argv[1:])}".strip()
     write_result(args.name, command, figures_out,
-                 extra={"preset": args.preset, "epochs": config.optim.epochs,
+                 extra={"preset": args.preset, "epochs": config.optim.epochs, "tta": args.tta,
                         "paper_lodo_10_domains": "0.851 ± 0.037 (H-optimus-0 + LoRA, MIDOG 2025 train set)"})
     print(f"mean ± sd over domains {s['domain_mean']:.3f} ± {s['domain_std']:.3f}; pooled "
           f"{s['pooled']['balanced_accuracy']:.3f}; report {args.work / 'cv' / 'report.html'}")

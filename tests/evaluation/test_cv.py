@@ -58,6 +58,27 @@ def test_lodo_predicts_every_figure_once_and_resumes(synth_figures, tmp_path, sp
     assert again["summary"]["pooled"]["balanced_accuracy"] == results["summary"]["pooled"]["balanced_accuracy"]
 
 
+@pytest.mark.slow
+def test_tta_predictions_use_the_tta_threshold_and_reuse_trained_folds(synth_figures, tmp_path, monkeypatch):
+    config = load_config(overrides=[*TINY_OVERRIDES, "optim.epochs=1"])
+    plain = run_cv(config, synth_figures, tmp_path / "cv", scheme="lodo", progress=False, report=False,
+                   n_bootstrap=20, log=lambda _m: None)
+    assert plain["tta"] is False
+    # Asking for TTA afterwards predicts the held-out figures again with the trained fold models.
+    monkeypatch.setattr(Trainer, "fit", lambda *a, **k: pytest.fail("a trained fold was trained again"))
+    with_tta = run_cv(config, synth_figures, tmp_path / "cv", scheme="lodo", tta=True, progress=False,
+                      report=False, n_bootstrap=20, log=lambda _m: None)
+    for fold in with_tta["folds"]:
+        meta = json.loads((tmp_path / "cv" / "folds" / cv_module._slug(fold["name"]) / "model" / "model.json")
+                          .read_text())
+        assert fold["threshold"] == pytest.approx(meta["threshold_tta"])
+        rows = json.loads((tmp_path / "cv" / "folds" / cv_module._slug(fold["name"]) / "predictions.json")
+                          .read_text())
+        assert all(r["tta"] is True and r["decision"] == int(r["p_atypical"] >= meta["threshold_tta"])
+                   for r in rows)
+    assert with_tta["summary"]["n_figures"] == plain["summary"]["n_figures"]
+
+
 def test_paired_bootstrap_delta_sign():
     rng = np.random.default_rng(0)
     base, other = [], []

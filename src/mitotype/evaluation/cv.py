@@ -43,7 +43,8 @@ def _slug(name: str) -> str:
 
 
 def prediction_rows(
-    records: Sequence[FigureRecord], idx: np.ndarray, p: np.ndarray, threshold: float, fold: str
+    records: Sequence[FigureRecord], idx: np.ndarray, p: np.ndarray, threshold: float, fold: str,
+    tta: bool = False,
 ) -> list[dict[str, Any]]:
     """One row per figure: the out-of-fold prediction with everything needed to analyse it."""
     rows = []
@@ -59,6 +60,7 @@ def prediction_rows(
                 "p_atypical": float(prob),
                 "decision": int(prob >= threshold),
                 "threshold": float(threshold),
+                "tta": tta,
                 "label": int(r.label),
                 "votes_atypical": r.atypical_votes,
                 "votes_cast": r.votes_cast,
@@ -131,7 +133,7 @@ def run_cv(
     """Train one model per fold, predict its held-out figures, and summarise out-of-fold predictions."""
     from mitotype.evaluation.report import write_predictions_csv, write_report
     from mitotype.evaluation.splits import assert_no_leak, validation_split
-    from mitotype.serving.predict import predict_proba
+    from mitotype.serving.predict import predict_proba, threshold_of
     from mitotype.training.checkpoint import load_model_artifact
     from mitotype.training.trainer import Trainer, resolve_device
 
@@ -145,10 +147,15 @@ def run_cv(
     for n, fold in enumerate(folds):
         fold_dir = out_dir / "folds" / _slug(fold.name)
         done = fold_dir / "predictions.json"
-        if resume and done.is_file():
-            fold_rows = json.loads(done.read_text())
+        fold_rows = json.loads(done.read_text()) if resume and done.is_file() else None
+        trained = fold_rows is not None
+        if fold_rows and bool(fold_rows[0].get("tta", False)) != tta:
+            log(f"fold {n + 1}/{len(folds)} {fold.name}: trained, predicted {'without' if tta else 'with'} "
+                "TTA before; predicting its held-out figures again")
+            fold_rows = None
+        elif fold_rows is not None:
             log(f"fold {n + 1}/{len(folds)} {fold.name}: already done, {len(fold_rows)} predictions reused")
-        else:
+        if not trained:
             train_idx, val_idx = validation_split(
                 records, fold.train_idx, fraction=config.data.val_fraction, seed=config.seed
             )
@@ -168,7 +175,8 @@ def run_cv(
                 progress=progress,
                 log=lambda m: log("  " + m),
             )
-            result = trainer.fit(resume=resume)
+            trainer.fit(resume=resume)
+        if fold_rows is None:
             loaded = load_model_artifact(fold_dir / "model", device=resolve_device(config.optim.device))
             test_idx = np.asarray(fold.test_idx)
             p = predict_proba(
@@ -179,7 +187,10 @@ def run_cv(
                 device=resolve_device(config.optim.device),
                 precision=config.optim.precision,
             )
-            fold_rows = prediction_rows(records, test_idx, p, result.threshold, fold.name)
+            # TTA averages views and pulls scores inward: its decisions use the threshold chosen on
+            # TTA validation scores
+            threshold = threshold_of(loaded.meta, tta)
+            fold_rows = prediction_rows(records, test_idx, p, threshold, fold.name, tta=tta)
             write_json_atomic(done, fold_rows)
         fold_info.append(
             {
