@@ -172,7 +172,8 @@ def ablation(runs: list[dict], work: Path) -> dict[str, Any]:
             if a.is_file() and b.is_file():
                 delta = paired_bootstrap_delta(read_predictions(a, tta), read_predictions(b, tta), seed=r["seed"])
                 entry[f"delta_balanced_accuracy{suffix}"] = delta
-            entry[f"delta_roc_auc{suffix}"] = r[f"test_roc_auc{suffix}"] - base[f"test_roc_auc{suffix}"]
+            if f"test_roc_auc{suffix}" in r and f"test_roc_auc{suffix}" in base:  # older runs: no TTA figures
+                entry[f"delta_roc_auc{suffix}"] = r[f"test_roc_auc{suffix}"] - base[f"test_roc_auc{suffix}"]
         out[f"{r['recipe']} seed {r['seed']}"] = entry
     return out
 
@@ -245,7 +246,11 @@ def main() -> int:
             run = train_run(recipe, seed, args.epochs, out, cache)
         else:
             run = score_run(recipe, seed, out, cache)
-        (out / "scores.json").write_text(json.dumps(run, indent=1) + "\n")
+        scores = out / "scores.json"  # the run's own record; re-scoring updates it, keeping the training facts
+        merged = {**(json.loads(scores.read_text()) if scores.is_file() else {}), **run}
+        tmp = scores.with_name(".scores.json.tmp")
+        tmp.write_text(json.dumps(merged, indent=1) + "\n")
+        tmp.replace(scores)
         print("RESULT " + json.dumps(run), flush=True)
         return 0
     if args.ablate:

@@ -6,8 +6,9 @@ preset (every strategy on: batched augmentation on the device, MixUp, SupCon, th
 mining, validation each epoch), ``predict_proba`` with batched TTA, ``export_model`` and
 ``run_challenge`` on a 16-page TIFF stack. Per backbone:
 
-* ``model_alone``: forward + backward + AdamW on one pre-made device batch (BCE on the logit, bf16
-  autocast), the ceiling for the loop at that batch size;
+* ``model_alone``: forward + backward + AdamW on one pre-made device batch (the same backbone,
+  adaptation and class head; no domain head; BCE on the logit, bf16 autocast), the ceiling for the
+  loop at that batch size;
 * ``trainer``: ``train_images_per_second`` of the last epoch (the first one warms up kernels) from
   ``metrics.jsonl``, with the epoch's mining and validation seconds beside it;
 * ``trainer_over_model_alone``: what the whole loop (input pipeline, strategies, logging) keeps;
@@ -59,7 +60,7 @@ def log(message: str) -> None:
 
 
 def model_alone(config: Any, device: Any, seconds: float) -> dict[str, Any]:
-    """img/s of the bare training step at the preset's batch size (same model, optimiser, autocast)."""
+    """img/s of the bare training step at the preset's batch size (same backbone and head, AdamW, autocast)."""
     import torch
     import torch.nn.functional as F
 
@@ -175,7 +176,7 @@ def bench_backbone(backbone: str, preset: str, extra: list[str], data: Path, wor
     seconds = time.perf_counter() - t
     entries = json.loads(written.read_text())
     validate_output(entries, 16)
-    out["challenge"] = {"seconds_total": round(seconds, 3), "entries": len(entries), "valid": True,
+    out["challenge"] = {"seconds_total": round(seconds, 3), "entries": len(entries),
                         "includes": "read stack, load exported model (random base), 8-view TTA, write JSON"}
     log(f"  {backbone}: challenge entry point {seconds:.2f} s for 16 patches, output valid")
     return out

@@ -57,6 +57,8 @@ def test_ablation_pairs_variant_with_same_seed_full_run(recipes: ModuleType, tmp
         {"recipe": "full-cpu-no_mixup", "seed": 0, "test_roc_auc": 0.9, "test_roc_auc_tta": 0.95},
         {"recipe": "full-cpu-no_supcon", "seed": 1, "test_roc_auc": 0.9, "test_roc_auc_tta": 0.9},  # no seed-1 base
     ]
+    runs_without_tta = [{k: v for k, v in r.items() if not k.endswith("_tta")} for r in runs]
+    assert "delta_roc_auc_tta" not in recipes.ablation(runs_without_tta, tmp_path)["full-cpu-no_mixup seed 0"]
     out = recipes.ablation(runs, tmp_path)
     assert list(out) == ["full-cpu-no_mixup seed 0"]
     entry = out["full-cpu-no_mixup seed 0"]
@@ -81,7 +83,7 @@ def test_summary_reports_tta_figures_when_present(recipes: ModuleType) -> None:
 def test_seed_ensemble_averages_probabilities_and_thresholds(recipes: ModuleType, tmp_path: Path) -> None:
     labels = [0, 0, 1, 1]
     _write_run(tmp_path, "plain", 0, labels, [0.2, 0.6, 0.7, 0.4])  # one error each way
-    _write_run(tmp_path, "plain", 1, labels, [0.2, 0.3, 0.9, 0.55])  # mean 0.2 0.45 0.8 0.475: all right
+    _write_run(tmp_path, "plain", 1, labels, [0.2, 0.3, 0.9, 0.55])  # mean 0.2 0.45 0.8 0.475: ranked right
     runs = [{"recipe": "plain", "seed": s, "threshold": 0.5, "threshold_tta": 0.4} for s in (0, 1)]
     runs.append({"recipe": "full-cpu", "seed": 0, "threshold": 0.5, "threshold_tta": 0.5})  # one seed: none
     out = recipes.ensembles(runs, tmp_path)

@@ -104,4 +104,4 @@ def test_gpu_trainer_dry_run(tmp_path: Path) -> None:
         assert entry["trainer"]["epochs"] == 2 and entry["trainer"]["last_epoch_images_per_second"] > 0
         assert entry["trainer_over_model_alone"] > 0
         assert entry["predict"]["tta_images_per_second_second_call"] > 0
-        assert entry["challenge"] == {**entry["challenge"], "entries": 16, "valid": True}
+        assert entry["challenge"]["entries"] == 16 and entry["challenge"]["seconds_total"] > 0

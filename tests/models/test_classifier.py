@@ -147,3 +147,14 @@ def test_building_on_the_meta_device_reads_no_weights() -> None:
     assert model.adaptation.trainable_backbone_parameters == 40 * 16 * (
         (1536 + 4608) + (1536 + 1536) + (1536 + 8192) + (4096 + 1536)
     )
+
+
+def test_random_weight_models_are_built_on_the_cpu_whatever_the_target() -> None:
+    from mitotype.models.classifier import build_device
+
+    # Random initialisation must not depend on the device's random stream, so it always happens on the
+    # CPU; a backbone that loads pretrained weights is built where it will run.
+    assert build_device(ModelConfig(backbone="tiny-vit-reg4"), "cuda").type == "cpu"
+    assert build_device(ModelConfig(backbone="h-optimus-0", weights="random"), "cuda").type == "cpu"
+    assert build_device(ModelConfig(backbone="h-optimus-0"), "cuda:1") == torch.device("cuda:1")
+    assert build_device(ModelConfig(backbone="h-optimus-0", weights="/w/h0.safetensors"), "cpu").type == "cpu"

@@ -181,7 +181,8 @@ def test_referenced_base_weights_are_not_looked_for_in_the_model_folder():
     from mitotype.serving.challenge import is_packed
 
     assert is_packed("base/h-optimus-0.safetensors")
-    for reference in ("random", "hf-hub:bioptimus/H-optimus-0", "package:efficientnet_lite0", "/weights/h0.bin"):
+    for reference in ("random", "hf-hub:bioptimus/H-optimus-0", "bioptimus/H-optimus-0",
+                      "package:efficientnet_lite0", "/weights/h0.bin"):
         assert not is_packed(reference), reference
 
 

@@ -28,7 +28,7 @@ from mitotype.models.adaptation import (
     save_adapters,
 )
 from mitotype.models.registry import BackboneSpec, get_backbone_spec
-from mitotype.models.weights import LoadReport, build_backbone
+from mitotype.models.weights import RANDOM, LoadReport, build_backbone
 
 
 @dataclass
@@ -355,6 +355,18 @@ def _enable_fused_attention(backbone: nn.Module) -> None:
 def _backbone_width(backbone: nn.Module, spec: BackboneSpec) -> int:
     width = int(getattr(backbone, "num_features", spec.embed_dim))
     return 2 * width if spec.pooling == "cls+mean" else width
+
+
+def build_device(cfg: ModelConfig, device: str | torch.device) -> torch.device:
+    """Where to build the classifier that will run on ``device``.
+
+    On ``device`` itself when the backbone loads pretrained weights (no host copy of a 1 B-parameter
+    model); on the CPU when it starts from random weights, so that a model trained with ``weights:
+    random`` (and its saved adapters and heads) is re-created identically on any machine: CUDA random
+    streams differ from the CPU's, and between GPU models.
+    """
+    source = cfg.weights if cfg.weights is not None else get_backbone_spec(cfg.backbone).default_weights
+    return torch.device("cpu") if source in (None, RANDOM) else torch.device(device)
 
 
 def build_classifier(cfg: ModelConfig, num_domains: int = 0) -> MitoClassifier:

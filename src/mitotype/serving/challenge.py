@@ -20,6 +20,8 @@ STACK_SLOT = "stacked-histopathology-roi-cropouts"
 OUTPUT_NAME = "multiple-mitotic-figure-classification.json"
 MODEL_DIRS = (Path("/opt/ml/model"), Path("/opt/app/model"))
 MANIFEST = "mitotype-export.json"
+PACKED_BASE_DIR = "base"
+"""Folder of the export tarball that holds packed base weights (``mitotype export --include-base``)."""
 
 
 @dataclass
@@ -80,9 +82,10 @@ def read_manifest(root: Path) -> dict:
 
 
 def is_packed(base_weights: str) -> bool:
-    """Whether the manifest's ``base_weights`` names a file packed beside the members, rather than a
-    reference the container resolves itself (``random``, ``hf-hub:...``, ``package:...``, an absolute path)."""
-    return base_weights != "random" and ":" not in base_weights and not Path(base_weights).is_absolute()
+    """Whether the manifest's ``base_weights`` names a file that export packed beside the members
+    (always ``base/<file>``), rather than a reference the container resolves itself (``random``, a Hub id
+    with or without ``hf-hub:``, ``package:...``, an absolute path)."""
+    return base_weights.startswith(PACKED_BASE_DIR + "/")
 
 
 def run_challenge(

@@ -23,7 +23,7 @@ from typing import Any
 
 from mitotype.errors import MitotypeError
 from mitotype.ioutils import atomic_write
-from mitotype.serving.challenge import MANIFEST
+from mitotype.serving.challenge import MANIFEST, PACKED_BASE_DIR
 from mitotype.serving.predict import find_model_dirs, threshold_of
 from mitotype.training.checkpoint import META_FILE, MODEL_FILE, read_artifact_meta
 
@@ -123,7 +123,7 @@ def export_model(
         "threshold": sum(threshold_of(m, False) for m in metas) / len(metas),
         "threshold_tta": sum(threshold_of(m, True) for m in metas) / len(metas),
         "tta": tta,
-        "base_weights": f"base/{base_file.name}" if base_file else base_ref,
+        "base_weights": f"{PACKED_BASE_DIR}/{base_file.name}" if base_file else base_ref,
         "backbone": metas[0]["config"]["model"]["backbone"],
         "estimated_gpu_gb": round(estimate.total_bytes / 1024**3, 2),
         "sources": [str(d) for d in dirs],
@@ -139,7 +139,7 @@ def export_model(
                 if (d / META_FILE).is_file():
                     tar.add(d / META_FILE, arcname=f"{name}/{META_FILE}")
             if base_file:
-                tar.add(base_file, arcname=f"base/{base_file.name}")
+                tar.add(base_file, arcname=f"{PACKED_BASE_DIR}/{base_file.name}")
 
     atomic_write(out_path, write)
     return manifest

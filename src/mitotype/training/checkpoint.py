@@ -106,7 +106,7 @@ def load_model_artifact(
     ``base_weights`` overrides where the backbone's pretrained weights come from (a container ships
     them beside the model; ``base_weights`` in the metadata names a file relative to the folder).
     """
-    from mitotype.models.classifier import build_classifier
+    from mitotype.models.classifier import build_classifier, build_device
     from mitotype.training.config import load_config
 
     model_dir = Path(model_dir)
@@ -120,12 +120,11 @@ def load_model_artifact(
     if meta.get("merged"):
         config.model.adaptation = "full"
     # Training seeded the build with config.seed: a backbone without pretrained weights (the test
-    # stand-ins, weights: random) is then re-created identically here, on the same kind of device.
-    # Built on the target device: a 1.1 B-parameter backbone initialises in seconds on a GPU, in
-    # minutes on the CPU, and never needs a second copy in host memory.
+    # stand-ins, weights: random) is then re-created identically here (built on the CPU, as in
+    # training; a pretrained one is built on the target device, see build_device).
     device = torch.device(device)
     torch.manual_seed(config.seed)
-    with device:
+    with build_device(config.model, device):
         model = build_classifier(config.model, num_domains=int(meta.get("num_domains", 0)))
     state = load_file(str(model_dir / MODEL_FILE))
     model.load_trainable_state_dict(state)

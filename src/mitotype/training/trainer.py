@@ -194,14 +194,14 @@ class Trainer:
     _best_state: dict[str, torch.Tensor] | None = None
 
     def _build(self) -> None:
-        from mitotype.models.classifier import build_classifier
+        from mitotype.models.classifier import build_classifier, build_device
         from mitotype.training.augment import BatchAugment
         from mitotype.training.hard_mining import HardExampleMiner
         from mitotype.training.losses import AdaptiveFocalLoss
 
         cfg = self.config
         torch.manual_seed(cfg.seed)
-        with self.device:  # built where it trains (see checkpoint.load_model_artifact)
+        with build_device(cfg.model, self.device):
             self.model = build_classifier(cfg.model,
                                           num_domains=len(self.domain_names) if self.use_domain_head else 0)
         self.model.to(self.device)
