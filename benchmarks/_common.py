@@ -161,3 +161,14 @@ def load_average() -> float | None:
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):
         return None
+
+
+def dihedral_np(images: Any, k: int) -> Any:
+    """``augment.dihedral`` on N x H x W x 3 numpy arrays (a horizontal flip when ``k >= 4``, then ``k % 4``
+    counter-clockwise quarter turns): the looped TTA's input, made on the host as a naive implementation
+    would."""
+    import numpy as np
+
+    if k >= 4:
+        images = images[:, :, ::-1]
+    return np.ascontiguousarray(np.rot90(images, k % 4, axes=(1, 2)))

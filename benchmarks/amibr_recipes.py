@@ -72,6 +72,7 @@ def score_run(recipe: str, seed: int, out: Path, cache: Path) -> dict[str, Any]:
     """Test metrics of a trained run: single view at its threshold and at 0.5, and 8-view TTA at its TTA
     threshold (chosen on its validation split when the run predates stored TTA thresholds)."""
     from mitotype.evaluation.metrics import best_threshold, binary_metrics
+    from mitotype.ioutils import atomic_write
     from mitotype.serving.predict import predict_proba, threshold_of
     from mitotype.training.checkpoint import load_model_artifact
 
@@ -88,12 +89,14 @@ def score_run(recipe: str, seed: int, out: Path, cache: Path) -> dict[str, Any]:
     rows = [{"uid": figures.records[i].uid, "dataset": figures.records[i].dataset, "group": figures.records[i].group,
              "label": int(label), "p_atypical": float(a), "p_atypical_tta": float(b)}
             for i, label, a, b in zip(test_idx, y, p, p_tta)]
-    tmp = out / ".test_predictions.csv.tmp"
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(out / "test_predictions.csv")
+
+    def write_csv(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(out / "test_predictions.csv", write_csv)
     tuned = binary_metrics(y, p, loaded.threshold)
     tta = binary_metrics(y, p_tta, threshold_tta)
     return {
@@ -223,6 +226,7 @@ def child(args: argparse.Namespace, flag: str, recipe: str, seed: int) -> dict[s
 
 def main() -> int:
     from mitotype.evaluation.cv import STRATEGY_SWITCHES
+    from mitotype.ioutils import write_json_atomic
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", nargs="+", default=None, help="default: plain full-cpu")
@@ -247,10 +251,7 @@ def main() -> int:
         else:
             run = score_run(recipe, seed, out, cache)
         scores = out / "scores.json"  # the run's own record; re-scoring updates it, keeping the training facts
-        merged = {**(json.loads(scores.read_text()) if scores.is_file() else {}), **run}
-        tmp = scores.with_name(".scores.json.tmp")
-        tmp.write_text(json.dumps(merged, indent=1) + "\n")
-        tmp.replace(scores)
+        write_json_atomic(scores, {**(json.loads(scores.read_text()) if scores.is_file() else {}), **run}, indent=1)
         print("RESULT " + json.dumps(run), flush=True)
         return 0
     if args.ablate:

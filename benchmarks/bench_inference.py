@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     alternate,
     command_line,
+    dihedral_np,
     load_average,
     median_ratio,
     register_tiny_vit,
@@ -52,13 +53,6 @@ from _common import (
 MODELS = ("efficientnet-lite0@128", "tiny-vit-reg4", "tiny-vit-p16@224")
 MODES = ("no_tta", "tta_batched", "tta_batched_fwd_B", "tta_looped", "per_image")
 
-
-def dihedral_np(images: np.ndarray, k: int) -> np.ndarray:
-    """``augment.dihedral`` on N x H x W x 3 arrays: a horizontal flip when ``k >= 4``, then ``k % 4``
-    counter-clockwise quarter turns."""
-    if k >= 4:
-        images = images[:, :, ::-1]
-    return np.ascontiguousarray(np.rot90(images, k % 4, axes=(1, 2)))
 
 
 def model_config(name: str, quick: bool, random_weights: bool = False) -> Any:

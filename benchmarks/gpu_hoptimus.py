@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO_ROOT, RESULTS_DIR, command_line, set_omp_wait_policy, write_result
+from _common import REPO_ROOT, RESULTS_DIR, command_line, dihedral_np, set_omp_wait_policy, write_result
 
 NOMINAL_FORWARD_TFLOP = 0.6
 """Forward cost of one 224 px image through H-optimus-0 (about 2 x 1.1e9 parameters x 261 tokens)."""
@@ -438,15 +438,6 @@ def compiled_throughput(dev: Device, target: Trainer | Inferer, batch: int, args
             info["skipped"] = f"measuring (or recompiling) ran {str(timeout).splitlines()[0]}"
     return info
 
-
-def dihedral_np(images: Any, k: int) -> Any:
-    """``augment.dihedral`` on N x H x W x 3 arrays (a flip when ``k >= 4``, then ``k % 4`` quarter turns):
-    the looped TTA's input, made on the host as a naive implementation would."""
-    import numpy as np
-
-    if k >= 4:
-        images = images[:, :, ::-1]
-    return np.ascontiguousarray(np.rot90(images, k % 4, axes=(1, 2)))
 
 
 def stack_latency(dev: Device, model: Any, amp_name: str, seconds: float) -> dict[str, Any]:
