@@ -37,7 +37,7 @@ def test_build_then_load(records: list[FigureRecord], tmp_path: Path) -> None:
     loaded = PatchStore.open_or_build(records, cache)
     assert not loaded.built and loaded.key == built.key and loaded.path == built.path
     assert np.array_equal(np.asarray(loaded.images), np.asarray(built.images))
-    assert [p.name for p in cache.iterdir()] == [built.path.name]  # no temporary folder left behind
+    assert sorted(p.name for p in cache.iterdir()) == [".locks", built.path.name]  # no temporary folder
 
 
 def test_rows_follow_the_order_of_records(records: list[FigureRecord], tmp_path: Path) -> None:
@@ -89,7 +89,7 @@ def test_failed_build_leaves_nothing(records: list[FigureRecord], tmp_path: Path
     cache = tmp_path / "cache"
     with pytest.raises(DataError, match=records[7].image.name):
         PatchStore.open_or_build(records, cache)
-    assert list(cache.iterdir()) == []
+    assert [p.name for p in cache.iterdir()] == [".locks"]  # no store, no temporary folder
     with pytest.raises(DataError, match="no records"):
         PatchStore.open_or_build([], cache)
 
@@ -119,4 +119,38 @@ def test_a_concurrent_finished_store_is_kept(records: list[FigureRecord], tmp_pa
     # a second builder that lost the race must keep the finished store, not replace it
     store_module._build(first.path, first.key, records, size=128, policy="center-crop", workers=1)
     assert (first.path / "images.npy").stat().st_ino == stamp
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [first.path.name]
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [".locks", first.path.name]
+
+
+_BUILDER = """
+import json, pathlib, sys, time
+from mitotype.data.readers import read_dataset
+from mitotype.data.store import PatchStore
+records = read_dataset(sys.argv[1]).records
+pathlib.Path(sys.argv[3] + "." + sys.argv[4]).touch()  # ready
+while not pathlib.Path(sys.argv[3]).exists():
+    time.sleep(0.001)
+store = PatchStore.open_or_build(records, sys.argv[2], workers=1)
+print(json.dumps({"built": store.built, "sum": int(store.images.sum(dtype="int64"))}))
+"""
+
+
+def test_two_processes_wanting_the_same_cold_store_build_it_once(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    write_midog25(tmp_path / "ds", midog25_rows(64))
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", _BUILDER, str(tmp_path / "ds"), str(tmp_path / "cache"),
+                               str(go), str(i)], stdout=subprocess.PIPE, text=True) for i in range(2)]
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"go.{i}").exists() for i in range(2)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()  # both start together, so without the lock both would find no store and build it
+    results = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sorted(r["built"] for r in results) == [False, True]
+    assert results[0]["sum"] == results[1]["sum"] > 0
+    stores = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
+    assert len(stores) == 1 and not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".tmp")]

@@ -5,11 +5,12 @@ The store decodes once into a ``.npy`` file opened as a memory map (``np.lib.for
 keeps a small JSON manifest beside it. It is keyed by a hash of the inputs' *content* (the bytes of
 every image file, crop coordinates, uids and order, size and decode policy), so an edited image, a
 relabelled-but-moved file or another policy gets a new store, while re-reading the same data finds the
-old one. A store is written into a temporary folder and renamed into place, so a crash or a concurrent
-builder never leaves a half-written store under a valid key.
+old one. A store is written into a temporary folder and renamed into place, so a crash never leaves a
+half-written store under a valid key; processes that want the same missing store at once (torchrun ranks,
+parallel benchmark runs) take a lock, so one builds and the others wait, then open it.
 
-Layout: ``<cache_dir>/<key[:32]>/images.npy`` + ``manifest.json``. Default ``cache_dir``:
-``$MITOTYPE_CACHE/patches`` when ``MITOTYPE_CACHE`` is set, else ``~/.cache/mitotype/patches``.
+Layout: ``<cache_dir>/<key[:32]>/images.npy`` + ``manifest.json``; locks in ``<cache_dir>/.locks/``.
+Default ``cache_dir``: ``$MITOTYPE_CACHE/patches`` when ``MITOTYPE_CACHE`` is set, else ``~/.cache/mitotype/patches``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,13 +108,35 @@ class PatchStore:
         key = content_key(records, size=size, policy=policy, workers=workers)
         final = cache / key[:32]
         images = _open(final, key, records, size)
-        if images is not None:
-            return cls(images, records, key, final, built=False, seconds=time.perf_counter() - start)
-        _build(final, key, records, size=size, policy=policy, workers=workers)
-        images = _open(final, key, records, size)
+        built = False
         if images is None:
-            raise DataError(f"{final}: patch store could not be read back after building it")
-        return cls(images, records, key, final, built=True, seconds=time.perf_counter() - start)
+            with _build_lock(cache / ".locks" / final.name):
+                images = _open(final, key, records, size)  # another process may have built it meanwhile
+                if images is None:
+                    _build(final, key, records, size=size, policy=policy, workers=workers)
+                    built = True
+                    images = _open(final, key, records, size)
+            if images is None:
+                raise DataError(f"{final}: patch store could not be read back after building it")
+        return cls(images, records, key, final, built=built, seconds=time.perf_counter() - start)
+
+
+@contextmanager
+def _build_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (POSIX ``flock``) held while a store is checked and built. The lock file
+    stays: removing it would let a late process lock a new file while a waiter holds the old one."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): concurrent builders each build; the rename keeps stores whole
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _open(folder: Path, key: str, records: Sequence[FigureRecord], size: int) -> np.ndarray | None:
