@@ -11,9 +11,15 @@ Results are appended to ``benchmarks/results/<name>.json`` after every run; fini
     python benchmarks/amibr_recipes.py --recipes plain full-cpu --seeds 0 1 2
     python benchmarks/amibr_recipes.py --ablate full-cpu --seeds 0      # full-cpu minus each strategy
     python benchmarks/amibr_recipes.py --rescore                        # score saved runs again (no training)
+    python benchmarks/amibr_recipes.py --name amibr_recipes_gpu --set optim.device=cuda --jobs 6 \
+        --seeds 0 1 2 3 4 --budget 420                                  # on a GPU: several runs at once
 
 A recipe is a preset name, or ``<preset>-no_<strategy>``: the preset with one strategy of
-``evaluation.cv.STRATEGY_SWITCHES`` switched off (what ``--ablate`` runs). The ablation's figures are
+``evaluation.cv.STRATEGY_SWITCHES`` switched off (what ``--ablate`` runs), optionally followed by
+``+<variant>`` (``VARIANTS``: ``+last`` keeps the last epoch instead of the best on validation).
+``--set KEY=VALUE`` applies a config override to every run (recorded with the results). Recipes are
+compared on their validation figures too (``chosen_on_validation``), so that a recipe can be picked
+without looking at the test split. The ablation's figures are
 paired: each variant against the full recipe with the same seed on the same test figures, the change
 in balanced accuracy with a 95 % interval from resampling test slides (``cv.paired_bootstrap_delta``);
 that interval covers test-set sampling only, not seed-to-seed training noise (see the recipe SDs).
@@ -24,10 +30,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import resource
 import subprocess
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +50,30 @@ PUBLISHED = {
 }
 
 
-def recipe_config(recipe: str, seed: int, epochs: int | None) -> Any:
-    """The config of ``recipe`` (a preset, or ``<preset>-no_<strategy>``) on the shared AMi-Br data."""
+VARIANTS = {
+    "last": ["optim.select_metric=last"],
+    "auc": ["optim.select_metric=roc_auc"],
+}
+"""``<recipe>+<variant>``: config overrides on top of the recipe."""
+
+
+def recipe_config(recipe: str, seed: int, epochs: int | None, extra: list[str] | None = None) -> Any:
+    """The config of ``recipe`` (``<preset>[-no_<strategy>][+<variant>]``) on the shared AMi-Br data."""
     from mitotype.evaluation.cv import STRATEGY_SWITCHES
     from mitotype.training.config import load_config
 
-    preset, _, off = recipe.partition("-no_")
+    base, _, variant = recipe.partition("+")
+    preset, _, off = base.partition("-no_")
     overrides = [f"seed={seed}", f"data.path={shared_data_dir() / 'amibr'}"]
     if off:
         overrides.append(f"{STRATEGY_SWITCHES[off]}=false")
+    if variant:
+        if variant not in VARIANTS:
+            raise SystemExit(f"recipe {recipe}: unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
+        overrides += VARIANTS[variant]
     if epochs:
         overrides.append(f"optim.epochs={epochs}")
-    return load_config(preset=preset, overrides=overrides)
+    return load_config(preset=preset, overrides=overrides + list(extra or []))
 
 
 def benchmark_split(config: Any, cache: Path, seed: int) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
@@ -68,24 +88,28 @@ def benchmark_split(config: Any, cache: Path, seed: int) -> tuple[Any, np.ndarra
     return figures, train_idx, val_idx, test_idx
 
 
-def score_run(recipe: str, seed: int, out: Path, cache: Path) -> dict[str, Any]:
+def score_run(recipe: str, seed: int, out: Path, cache: Path, extra: list[str] | None = None) -> dict[str, Any]:
     """Test metrics of a trained run: single view at its threshold and at 0.5, and 8-view TTA at its TTA
     threshold (chosen on its validation split when the run predates stored TTA thresholds)."""
     from mitotype.evaluation.metrics import best_threshold, binary_metrics
     from mitotype.ioutils import atomic_write
     from mitotype.serving.predict import predict_proba, threshold_of
     from mitotype.training.checkpoint import load_model_artifact
+    from mitotype.training.trainer import resolve_device
 
-    config = recipe_config(recipe, seed, None)
+    config = recipe_config(recipe, seed, None, extra)
     figures, _, val_idx, test_idx = benchmark_split(config, cache, seed)
-    loaded = load_model_artifact(out)
+    device = resolve_device(config.optim.device)
+    loaded = load_model_artifact(out, device=device)
+    kw = {"device": device, "precision": config.optim.precision}
     threshold_tta = threshold_of(loaded.meta, tta=True) if loaded.meta.get("threshold_tta") is not None else None
     if threshold_tta is None:
         y_val = np.array([figures.records[i].label for i in val_idx])
-        threshold_tta = best_threshold(y_val, predict_proba(loaded.model, figures.images[val_idx], 1024, tta=True))
+        threshold_tta = best_threshold(y_val, predict_proba(loaded.model, figures.images[val_idx], 1024, tta=True,
+                                                            **kw))
     y = np.array([figures.records[i].label for i in test_idx])
-    p = predict_proba(loaded.model, figures.images[test_idx], batch_size=128)
-    p_tta = predict_proba(loaded.model, figures.images[test_idx], batch_size=1024, tta=True)
+    p = predict_proba(loaded.model, figures.images[test_idx], batch_size=128, **kw)
+    p_tta = predict_proba(loaded.model, figures.images[test_idx], batch_size=1024, tta=True, **kw)
     rows = [{"uid": figures.records[i].uid, "dataset": figures.records[i].dataset, "group": figures.records[i].group,
              "label": int(label), "p_atypical": float(a), "p_atypical_tta": float(b)}
             for i, label, a, b in zip(test_idx, y, p, p_tta)]
@@ -110,11 +134,14 @@ def score_run(recipe: str, seed: int, out: Path, cache: Path) -> dict[str, Any]:
     }
 
 
-def train_run(recipe: str, seed: int, epochs: int | None, out: Path, cache: Path) -> dict[str, Any]:
+def train_run(recipe: str, seed: int, epochs: int | None, out: Path, cache: Path,
+              extra: list[str] | None = None) -> dict[str, Any]:
     """Train one recipe with one seed, then score it (runs in a child process)."""
+    import torch
+
     from mitotype.training.trainer import Trainer
 
-    config = recipe_config(recipe, seed, epochs)
+    config = recipe_config(recipe, seed, epochs, extra)
     figures, train_idx, val_idx, _ = benchmark_split(config, cache, seed)
     start = time.perf_counter()
     result = Trainer(config, figures.records, figures.images, train_idx, val_idx, out, progress=False,
@@ -122,10 +149,13 @@ def train_run(recipe: str, seed: int, epochs: int | None, out: Path, cache: Path
     train_s = time.perf_counter() - start
     return {
         "recipe": recipe, "seed": seed, "epochs": config.optim.epochs, "best_epoch": result.best_epoch,
-        "val_balanced_accuracy": result.val_metrics["balanced_accuracy"], "train_seconds": train_s,
-        "n_train": len(train_idx), "n_val": len(val_idx),
-        **score_run(recipe, seed, out, cache),
+        "val_balanced_accuracy": result.val_metrics["balanced_accuracy"],
+        "val_roc_auc": result.val_metrics.get("roc_auc"), "train_seconds": train_s,
+        "n_train": len(train_idx), "n_val": len(val_idx), "overrides": list(extra or []),
+        **score_run(recipe, seed, out, cache, extra),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **({"gpu_peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30,
+            "gpu": torch.cuda.get_device_name()} if torch.cuda.is_initialized() else {}),
     }
 
 
@@ -152,8 +182,26 @@ def summarise(runs: list[dict]) -> dict:
                 entry[f"{key}_mean"] = float(np.mean(values))
                 entry[f"{key}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
                 entry[f"{key}_range"] = [float(min(values)), float(max(values))]
+        for key in ("val_balanced_accuracy", "val_roc_auc"):
+            values = [r[key] for r in mine if r.get(key) is not None]
+            if values:
+                entry[f"{key}_mean"] = float(np.mean(values))
         out[recipe] = entry
     return out
+
+
+def chosen_on_validation(summary: dict[str, Any], min_seeds: int = 3) -> dict[str, Any] | None:
+    """The recipe with the best mean validation AUC over seeds (recipes with ``min_seeds`` or more), and
+    its test figures: a choice made without the test split. AUC, not balanced accuracy, because each
+    run's validation balanced accuracy is at a threshold and epoch tuned on that same split."""
+    eligible = {k: v for k, v in summary.items() if v["n_seeds"] >= min_seeds and "val_roc_auc_mean" in v}
+    if not eligible:
+        return None
+    best = max(eligible, key=lambda k: eligible[k]["val_roc_auc_mean"])
+    ranking = sorted(eligible, key=lambda k: -eligible[k]["val_roc_auc_mean"])
+    return {"recipe": best, "criterion": "mean validation ROC AUC over seeds", "min_seeds": min_seeds,
+            "ranking": [[k, round(eligible[k]["val_roc_auc_mean"], 4)] for k in ranking],
+            "test": {k: v for k, v in eligible[best].items() if k.endswith(("_mean", "_sd"))}}
 
 
 def ablation(runs: list[dict], work: Path) -> dict[str, Any]:
@@ -212,11 +260,17 @@ def ensembles(runs: list[dict], work: Path) -> dict[str, Any]:
 
 
 def child(args: argparse.Namespace, flag: str, recipe: str, seed: int) -> dict[str, Any] | None:
-    """Run ``--train-one`` / ``--score-one`` in a subprocess; its result, or ``None`` when it failed."""
+    """Run ``--train-one`` / ``--score-one`` in a subprocess; its result, or ``None`` when it failed.
+    With ``--jobs N`` each child gets ``1/N`` of the CPU threads."""
     cmd = [sys.executable, __file__, flag, recipe, str(seed), "--work", str(args.work)]
     if args.epochs:
         cmd += ["--epochs", str(args.epochs)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    for item in args.set:
+        cmd += ["--set", item]
+    env = dict(os.environ)
+    if args.jobs > 1:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.jobs))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     sys.stdout.write(proc.stdout)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
@@ -229,14 +283,21 @@ def main() -> int:
     from mitotype.ioutils import write_json_atomic
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", nargs="+", default=None, help="default: plain full-cpu")
+    parser.add_argument("--recipes", nargs="+", default=None, help="default: plain full-cpu (none with --ablate)")
     parser.add_argument("--ablate", metavar="PRESET", help="run PRESET minus each strategy (and PRESET)")
     parser.add_argument("--strategies", nargs="+", choices=list(STRATEGY_SWITCHES), default=None,
                         help="with --ablate: which strategies to switch off (default: all)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--ablate-seeds", nargs="+", type=int, default=None,
+                        help="seeds of the ablation runs (default: --seeds); they queue after --recipes")
     parser.add_argument("--epochs", type=int, help="override every recipe's epochs (default: the preset's)")
     parser.add_argument("--rescore", action="store_true",
                         help="score the saved runs in the results file again (adds TTA figures), no training")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every run, e.g. optim.device=cuda (repeatable)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (one GPU takes several)")
+    parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                        help="start no run after this many seconds (runs in flight finish)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/mitotype-amibr-recipes"))
     parser.add_argument("--name", default="amibr_recipes", help="results file name")
     parser.add_argument("--train-one", nargs=2, metavar=("RECIPE", "SEED"), help=argparse.SUPPRESS)
@@ -247,23 +308,26 @@ def main() -> int:
         recipe, seed = (args.train_one or args.score_one)[0], int((args.train_one or args.score_one)[1])
         out = args.work / f"{recipe}-seed{seed}"
         if args.train_one:
-            run = train_run(recipe, seed, args.epochs, out, cache)
+            run = train_run(recipe, seed, args.epochs, out, cache, args.set)
         else:
-            run = score_run(recipe, seed, out, cache)
+            run = score_run(recipe, seed, out, cache, args.set)
         scores = out / "scores.json"  # the run's own record; re-scoring updates it, keeping the training facts
         write_json_atomic(scores, {**(json.loads(scores.read_text()) if scores.is_file() else {}), **run}, indent=1)
         print("RESULT " + json.dumps(run), flush=True)
         return 0
-    if args.ablate:
-        recipes = [args.ablate] + [f"{args.ablate}-no_{s}" for s in (args.strategies or STRATEGY_SWITCHES)]
-    else:
-        recipes = args.recipes or ["plain", "full-cpu"]
+    recipes = args.recipes or ([] if args.ablate else ["plain", "full-cpu"])
+    queue = [(recipe, seed) for seed in args.seeds for recipe in recipes]
+    if args.ablate:  # after the recipes: the preset, then the preset minus each strategy, seed by seed
+        variants = [args.ablate] + [f"{args.ablate}-no_{s}" for s in (args.strategies or STRATEGY_SWITCHES)]
+        queue += [(v, seed) for seed in (args.ablate_seeds or args.seeds) for v in variants]
     path = RESULTS_DIR / f"{args.name}.json"
     runs: list[dict] = json.loads(path.read_text()).get("figures", {}).get("runs", []) if path.is_file() else []
     command = "python benchmarks/amibr_recipes.py " + " ".join(sys.argv[1:])
 
     def save() -> None:
-        write_result(args.name, command, {"runs": runs, "summary": summarise(runs),
+        summary = summarise(runs)
+        write_result(args.name, command, {"runs": runs, "summary": summary,
+                                          "chosen_on_validation": chosen_on_validation(summary),
                                           "seed_ensembles": ensembles(runs, args.work),
                                           "ablation": ablation(runs, args.work)},
                      extra={"published_balanced_accuracy": PUBLISHED,
@@ -283,20 +347,36 @@ def main() -> int:
                   f"{run['test_balanced_accuracy_tta']:.4f} (AUC {run['test_roc_auc_tta']:.4f})", flush=True)
         return 0
     done = {(r["recipe"], r["seed"]) for r in runs}
-    for seed in args.seeds:
-        for recipe in recipes:
-            if (recipe, seed) in done:
-                continue
-            run = child(args, "--train-one", recipe, seed)
-            if run is None:
-                return 1
-            runs.append(run)
-            save()
-            print(f"{recipe} seed {seed}: test balanced accuracy {run['test_balanced_accuracy']:.4f} "
-                  f"(AUC {run['test_roc_auc']:.4f}, at 0.5: {run['test_balanced_accuracy_at_0.5']:.4f}; "
-                  f"TTA {run['test_balanced_accuracy_tta']:.4f}, AUC {run['test_roc_auc_tta']:.4f}) "
-                  f"in {run['train_seconds'] / 60:.1f} min", flush=True)
-    return 0
+    queue = [job for i, job in enumerate(queue) if job not in done and job not in queue[:i]]
+    if args.jobs > 1 and queue:  # the store is built once before the children start, not by each of them
+        benchmark_split(recipe_config(queue[0][0], 0, None, args.set), cache, 0)
+    start, failed = time.monotonic(), 0
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        running: dict[Future, tuple[str, int]] = {}
+        while queue or running:
+            while queue and len(running) < args.jobs:
+                if args.budget is not None and time.monotonic() - start > args.budget:
+                    print(f"budget of {args.budget:.0f} s spent: {len(queue)} runs not started", flush=True)
+                    queue.clear()
+                    break
+                recipe, seed = queue.pop(0)
+                running[pool.submit(child, args, "--train-one", recipe, seed)] = (recipe, seed)
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                recipe, seed = running.pop(future)
+                run = future.result()
+                if run is None:
+                    failed += 1
+                    continue
+                runs.append(run)
+                save()
+                print(f"{recipe} seed {seed}: test balanced accuracy {run['test_balanced_accuracy']:.4f} "
+                      f"(AUC {run['test_roc_auc']:.4f}, at 0.5: {run['test_balanced_accuracy_at_0.5']:.4f}; "
+                      f"TTA {run['test_balanced_accuracy_tta']:.4f}, AUC {run['test_roc_auc_tta']:.4f}) "
+                      f"in {run['train_seconds'] / 60:.1f} min", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -93,3 +93,26 @@ def test_seed_ensemble_averages_probabilities_and_thresholds(recipes: ModuleType
     assert out["plain"]["threshold_tta"] == pytest.approx(0.4)
     assert out["plain"]["balanced_accuracy_tta"] == pytest.approx(0.75)  # at 0.4: 0.45 is called atypical
     assert out["plain"]["roc_auc"] == pytest.approx(1.0)
+
+
+def test_variants_and_overrides_compose(recipes: ModuleType) -> None:
+    last = recipes.recipe_config("plain+last", seed=1, epochs=None, extra=["optim.batch_size=16"])
+    assert last.optim.select_metric == "last" and last.optim.batch_size == 16
+    assert recipes.recipe_config("plain", seed=1, epochs=None).optim.select_metric == "balanced_accuracy"
+    both = recipes.recipe_config("full-cpu-no_mixup+auc", seed=0, epochs=None)
+    assert not both.strategies.mixup.enabled and both.optim.select_metric == "roc_auc"
+    with pytest.raises(SystemExit, match="unknown variant 'nope'"):
+        recipes.recipe_config("plain+nope", seed=0, epochs=None)
+
+
+def test_recipe_is_chosen_on_validation_not_test(recipes: ModuleType) -> None:
+    def runs(recipe: str, val_auc: float, test_ba: float, n: int) -> list[dict]:
+        return [{"recipe": recipe, "seed": s, "val_roc_auc": val_auc, "val_balanced_accuracy": 0.8,
+                 "test_balanced_accuracy": test_ba, "test_roc_auc": 0.8} for s in range(n)]
+
+    # "b" has the best test figures, "a" the best validation AUC, "c" is better still but has too few seeds
+    summary = recipes.summarise(runs("a", 0.90, 0.70, 3) + runs("b", 0.85, 0.80, 3) + runs("c", 0.95, 0.9, 2))
+    chosen = recipes.chosen_on_validation(summary)
+    assert chosen["recipe"] == "a" and [r[0] for r in chosen["ranking"]] == ["a", "b"]
+    assert chosen["test"]["balanced_accuracy_mean"] == pytest.approx(0.70)
+    assert recipes.chosen_on_validation(summary, min_seeds=4) is None
