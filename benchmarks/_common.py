@@ -28,17 +28,19 @@ def shared_data_dir() -> Path:
 
 
 def git_commit() -> str:
-    """``git rev-parse HEAD`` (with ``+dirty`` when the tree has changes); where there is no repository (a
-    copy of the tree on a GPU machine), ``$MITOTYPE_COMMIT`` as given by whoever copied it, else
-    ``"uncommitted"``."""
+    """``$MITOTYPE_COMMIT`` when set (whoever copied the tree to another machine knows its commit better
+    than the copy's git metadata, which may be stale), else ``git rev-parse HEAD`` (with ``+dirty`` when
+    the tree has changes), else ``"uncommitted"``."""
+    given = os.environ.get("MITOTYPE_COMMIT")
+    if given:
+        return f"{given} (from MITOTYPE_COMMIT)"
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        given = os.environ.get("MITOTYPE_COMMIT")
-        return f"{given} (copy without .git)" if given else "uncommitted"
+        return "uncommitted"
     return f"{head}+dirty" if dirty else head
 
 

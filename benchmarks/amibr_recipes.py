@@ -11,6 +11,7 @@ Results are appended to ``benchmarks/results/<name>.json`` after every run; fini
     python benchmarks/amibr_recipes.py --recipes plain full-cpu --seeds 0 1 2
     python benchmarks/amibr_recipes.py --ablate full-cpu --seeds 0      # full-cpu minus each strategy
     python benchmarks/amibr_recipes.py --rescore                        # score saved runs again (no training)
+    python benchmarks/amibr_recipes.py --collect --work DIR             # add finished runs a stopped sweep lost
     python benchmarks/amibr_recipes.py --name amibr_recipes_gpu --set optim.device=cuda --jobs 6 \
         --seeds 0 1 2 3 4 --budget 420                                  # on a GPU: several runs at once
 
@@ -229,6 +230,26 @@ def ablation(runs: list[dict], work: Path) -> dict[str, Any]:
     return out
 
 
+def ablation_means(paired: dict[str, Any]) -> dict[str, Any]:
+    """Per strategy switched off: the seed-paired changes of :func:`ablation` averaged over seeds, with
+    the per-seed values, so that one seed's luck shows as spread rather than as an effect."""
+    out: dict[str, Any] = {}
+    for strategy in sorted({e["switched_off"] for e in paired.values()}):
+        mine = [e for e in paired.values() if e["switched_off"] == strategy]
+        entry: dict[str, Any] = {"n_seeds": len(mine), "seeds": [e["seed"] for e in mine]}
+        for key in ("delta_balanced_accuracy", "delta_balanced_accuracy_tta"):
+            values = [e[key]["delta"] for e in mine if key in e]
+            if values:
+                entry[f"{key}_mean"] = float(np.mean(values))
+                entry[f"{key}_per_seed"] = [round(float(v), 4) for v in values]
+        for key in ("delta_roc_auc", "delta_roc_auc_tta"):
+            values = [e[key] for e in mine if key in e]
+            if values:
+                entry[f"{key}_mean"] = float(np.mean(values))
+        out[strategy] = entry
+    return out
+
+
 def ensembles(runs: list[dict], work: Path) -> dict[str, Any]:
     """Per recipe with two or more seeds: the seeds' models as one ensemble, as ``mitotype predict`` runs
     a set of models (probabilities averaged, threshold = mean of the members' validation thresholds)."""
@@ -298,6 +319,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (one GPU takes several)")
     parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                         help="start no run after this many seconds (runs in flight finish)")
+    parser.add_argument("--collect", action="store_true",
+                        help="add finished runs under --work (their scores.json) missing from the results file")
     parser.add_argument("--work", type=Path, default=Path("/tmp/mitotype-amibr-recipes"))
     parser.add_argument("--name", default="amibr_recipes", help="results file name")
     parser.add_argument("--train-one", nargs=2, metavar=("RECIPE", "SEED"), help=argparse.SUPPRESS)
@@ -321,17 +344,34 @@ def main() -> int:
         variants = [args.ablate] + [f"{args.ablate}-no_{s}" for s in (args.strategies or STRATEGY_SWITCHES)]
         queue += [(v, seed) for seed in (args.ablate_seeds or args.seeds) for v in variants]
     path = RESULTS_DIR / f"{args.name}.json"
-    runs: list[dict] = json.loads(path.read_text()).get("figures", {}).get("runs", []) if path.is_file() else []
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    runs: list[dict] = previous.get("figures", {}).get("runs", [])
     command = "python benchmarks/amibr_recipes.py " + " ".join(sys.argv[1:])
+    extra = {"published_balanced_accuracy": PUBLISHED,
+             "data": "AMi-Br benchmark_split train -> test (826 figures: 642 NMF, 184 AMF)"}
+    if args.collect and previous:  # the runs were trained by the earlier command, maybe on another machine
+        before = str(previous.get("command"))
+        command = before if before.endswith(f" && {command}") else f"{before} && {command}"
+        extra["runs_commit"] = previous.get("extra", {}).get("runs_commit", previous.get("commit"))
+        extra["runs_machine"] = previous.get("extra", {}).get("runs_machine", previous.get("machine"))
 
     def save() -> None:
-        summary = summarise(runs)
+        summary, paired = summarise(runs), ablation(runs, args.work)
         write_result(args.name, command, {"runs": runs, "summary": summary,
                                           "chosen_on_validation": chosen_on_validation(summary),
                                           "seed_ensembles": ensembles(runs, args.work),
-                                          "ablation": ablation(runs, args.work)},
-                     extra={"published_balanced_accuracy": PUBLISHED,
-                            "data": "AMi-Br benchmark_split train -> test (826 figures: 642 NMF, 184 AMF)"})
+                                          "ablation": paired, "ablation_over_seeds": ablation_means(paired)},
+                     extra=extra)
+
+    if args.collect:  # finished runs whose results never reached the file (the sweep was stopped)
+        known = {(r["recipe"], r["seed"]) for r in runs}
+        found = [json.loads(f.read_text()) for f in sorted(args.work.glob("*/scores.json"))]
+        new = [r for r in found if {"recipe", "seed", "test_balanced_accuracy"} <= r.keys()
+               and (r["recipe"], r["seed"]) not in known]
+        runs.extend(new)
+        save()
+        print(f"{len(new)} finished runs added from {args.work}; {len(runs)} in {path.name}")
+        return 0
 
     if args.rescore:
         for run in runs:

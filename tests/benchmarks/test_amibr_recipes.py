@@ -116,3 +116,16 @@ def test_recipe_is_chosen_on_validation_not_test(recipes: ModuleType) -> None:
     assert chosen["recipe"] == "a" and [r[0] for r in chosen["ranking"]] == ["a", "b"]
     assert chosen["test"]["balanced_accuracy_mean"] == pytest.approx(0.70)
     assert recipes.chosen_on_validation(summary, min_seeds=4) is None
+
+
+def test_ablation_means_average_the_seed_paired_changes(recipes: ModuleType) -> None:
+    def entry(seed: int, off: str, delta: float) -> dict:
+        return {"seed": seed, "switched_off": off, "delta_balanced_accuracy": {"delta": delta},
+                "delta_roc_auc": delta / 2}
+
+    paired = {"a0": entry(0, "mixup", 0.04), "a1": entry(1, "mixup", -0.02), "b0": entry(0, "augment", -0.05)}
+    means = recipes.ablation_means(paired)
+    assert means["mixup"]["n_seeds"] == 2 and means["mixup"]["delta_balanced_accuracy_mean"] == pytest.approx(0.01)
+    assert means["mixup"]["delta_balanced_accuracy_per_seed"] == [0.04, -0.02]
+    assert means["augment"]["delta_roc_auc_mean"] == pytest.approx(-0.025)
+    assert "delta_balanced_accuracy_tta_mean" not in means["augment"]
