@@ -250,6 +250,37 @@ def ablation_means(paired: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def threshold_headroom(runs: list[dict], work: Path) -> dict[str, Any]:
+    """Per recipe: mean test balanced accuracy at each run's validation threshold against the best any
+    threshold could give on the test figures (an oracle, a diagnostic only: it says how much of the gap
+    to a target is the threshold and how much the ranking, never a figure to report as a result)."""
+    from mitotype.evaluation.metrics import best_threshold, binary_metrics
+
+    out: dict[str, Any] = {}
+    for recipe in sorted({r["recipe"] for r in runs}):
+        entry: dict[str, Any] = {}
+        for tta in (False, True):
+            pairs = []
+            for r in runs:
+                path = work / f"{recipe}-seed{r['seed']}" / "test_predictions.csv"
+                if r["recipe"] != recipe or not path.is_file():
+                    continue
+                rows = read_predictions(path, tta)
+                y = np.array([row["label"] for row in rows])
+                p = np.array([float(row["p_atypical_tta" if tta else "p_atypical"]) for row in rows])
+                tuned = float(np.mean([row["decision"] == 1 for row in rows if row["label"] == 1])
+                              + np.mean([row["decision"] == 0 for row in rows if row["label"] == 0])) / 2
+                pairs.append((tuned, binary_metrics(y, p, best_threshold(y, p))["balanced_accuracy"]))
+            if pairs:
+                suffix = "_tta" if tta else ""
+                entry[f"n_seeds{suffix}"] = len(pairs)
+                entry[f"at_validation_threshold{suffix}"] = float(np.mean([a for a, _ in pairs]))
+                entry[f"at_best_test_threshold{suffix}"] = float(np.mean([b for _, b in pairs]))
+        if entry:
+            out[recipe] = entry
+    return out
+
+
 def ensembles(runs: list[dict], work: Path) -> dict[str, Any]:
     """Per recipe with two or more seeds: the seeds' models as one ensemble, as ``mitotype predict`` runs
     a set of models (probabilities averaged, threshold = mean of the members' validation thresholds)."""
@@ -360,7 +391,8 @@ def main() -> int:
         write_result(args.name, command, {"runs": runs, "summary": summary,
                                           "chosen_on_validation": chosen_on_validation(summary),
                                           "seed_ensembles": ensembles(runs, args.work),
-                                          "ablation": paired, "ablation_over_seeds": ablation_means(paired)},
+                                          "ablation": paired, "ablation_over_seeds": ablation_means(paired),
+                                          "threshold_headroom": threshold_headroom(runs, args.work)},
                      extra=extra)
 
     if args.collect:  # finished runs whose results never reached the file (the sweep was stopped)

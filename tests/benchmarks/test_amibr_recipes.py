@@ -129,3 +129,15 @@ def test_ablation_means_average_the_seed_paired_changes(recipes: ModuleType) -> 
     assert means["mixup"]["delta_balanced_accuracy_per_seed"] == [0.04, -0.02]
     assert means["augment"]["delta_roc_auc_mean"] == pytest.approx(-0.025)
     assert "delta_balanced_accuracy_tta_mean" not in means["augment"]
+
+
+def test_threshold_headroom_compares_the_run_threshold_with_the_test_oracle(recipes: ModuleType,
+                                                                            tmp_path: Path) -> None:
+    labels = [0, 1] * 20
+    # perfectly ranked, but the stored threshold 0.5 calls every figure normal: 0.5 against an oracle 1.0
+    _write_run(tmp_path, "plain", 0, labels, [0.3 if y else 0.1 for y in labels])
+    out = recipes.threshold_headroom([{"recipe": "plain", "seed": 0}, {"recipe": "gone", "seed": 0}], tmp_path)
+    assert list(out) == ["plain"]
+    assert out["plain"]["at_validation_threshold"] == pytest.approx(0.5)
+    assert out["plain"]["at_best_test_threshold"] == pytest.approx(1.0)
+    assert out["plain"]["n_seeds_tta"] == 1
