@@ -15,11 +15,12 @@ On real 128 px AMi-Br patches (uint8, as the challenge container gets them), per
 Modes alternate within each of ``--rounds`` rounds (order rotated), each over the same ``--images``
 patches; figures are images/s (all images / all seconds) and ratios (median over rounds of the ratio
 within a round). Numerical check: max |p_batched - p_looped| (and the other pairs that must agree).
-Models: EfficientNet-Lite0 (``efficientnet-lite0-imagenet`` at 128 px), the registry's ``tiny-vit-reg4``
-(56 px; LoRA, unmerged) and the same tiny ViT with 16 px patches at 224 px (``_common.register_tiny_vit``,
-H-optimus-0's input size and about its token count). fp32 on the CPU (``precision="auto"``).
+Models: EfficientNet-Lite0 (``efficientnet-lite0-imagenet``) at 128 and 224 px (the 128 px patches
+resized inside the model), the registry's ``tiny-vit-reg4`` (56 px; LoRA, unmerged) and the same tiny ViT
+with 16 px patches at 128 and 224 px (``_common.register_tiny_vit``; 224 px is H-optimus-0's input size
+and about its token count). fp32 on the CPU (``precision="auto"``).
 
-Run: ``python benchmarks/bench_inference.py`` (2.5 minutes on 2 cores shared with a training run) ->
+Run: ``python benchmarks/bench_inference.py`` (about 6 minutes on 2 cores) ->
 ``benchmarks/results/inference.json``; ``--quick`` runs in seconds (tests) -> ``inference_quick.json``.
 On a GPU: ``--device cuda`` (bf16 autocast; ``--random-weights`` where the EfficientNet package is not
 installed; ``--data`` any dataset, e.g. one from ``mitotype data synth``) -> ``inference_cuda.json``.
@@ -50,7 +51,7 @@ from _common import (
     write_result,
 )
 
-MODELS = ("efficientnet-lite0@128", "tiny-vit-reg4", "tiny-vit-p16@224")
+MODELS = ("efficientnet-lite0@128", "tiny-vit-reg4", "tiny-vit-p16@224", "efficientnet-lite0@224", "tiny-vit-p16@128")
 MODES = ("no_tta", "tta_batched", "tta_batched_fwd_B", "tta_looped", "per_image")
 
 
@@ -58,15 +59,15 @@ MODES = ("no_tta", "tta_batched", "tta_batched_fwd_B", "tta_looped", "per_image"
 def model_config(name: str, quick: bool, random_weights: bool = False) -> Any:
     from mitotype.models.classifier import ModelConfig
 
+    size = int(name.partition("@")[2] or 0)
     if name.startswith("efficientnet-lite0"):
         if quick:
             return ModelConfig(backbone="tiny-efficientnet", input_size=64, adaptation="full")
-        return ModelConfig(backbone="efficientnet-lite0-imagenet", input_size=128, adaptation="full",
+        return ModelConfig(backbone="efficientnet-lite0-imagenet", input_size=size, adaptation="full",
                            weights="random" if random_weights else None)
     if name == "tiny-vit-reg4":
         return ModelConfig(backbone="tiny-vit-reg4", adaptation="lora")
-    size = 64 if quick else 224
-    return ModelConfig(backbone=register_tiny_vit(size), weights="random", adaptation="lora")
+    return ModelConfig(backbone=register_tiny_vit(64 if quick else size), weights="random", adaptation="lora")
 
 
 def load_images(data: Path, count: int) -> np.ndarray:
@@ -145,7 +146,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=None,
                         help="dataset folder (any read_dataset format; default: shared AMi-Br)")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=None,
-                        help="default: all three (--quick: the first two)")
+                        help="default: all five (--quick: the first two)")
     parser.add_argument("--images", type=int, default=None, help="patches per measurement (default 64)")
     parser.add_argument("--batch", type=int, default=None, help="B, images per forward (default 64)")
     parser.add_argument("--rounds", type=int, default=None, help="alternation rounds (default 3)")
