@@ -36,6 +36,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -330,9 +331,8 @@ def child(args: argparse.Namespace, flag: str, recipe: str, seed: int) -> dict[s
     return json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     from mitotype.evaluation.cv import STRATEGY_SWITCHES
-    from mitotype.ioutils import write_json_atomic
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", nargs="+", default=None, help="default: plain full-cpu (none with --ablate)")
@@ -357,23 +357,78 @@ def main() -> int:
     parser.add_argument("--train-one", nargs=2, metavar=("RECIPE", "SEED"), help=argparse.SUPPRESS)
     parser.add_argument("--score-one", nargs=2, metavar=("RECIPE", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    cache = args.work / "cache"
-    if args.train_one or args.score_one:
-        recipe, seed = (args.train_one or args.score_one)[0], int((args.train_one or args.score_one)[1])
-        out = args.work / f"{recipe}-seed{seed}"
-        if args.train_one:
-            run = train_run(recipe, seed, args.epochs, out, cache, args.set)
-        else:
-            run = score_run(recipe, seed, out, cache, args.set)
-        scores = out / "scores.json"  # the run's own record; re-scoring updates it, keeping the training facts
-        write_json_atomic(scores, {**(json.loads(scores.read_text()) if scores.is_file() else {}), **run}, indent=1)
-        print("RESULT " + json.dumps(run), flush=True)
-        return 0
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    return args
+
+
+def one_run(args: argparse.Namespace) -> int:
+    """``--train-one`` / ``--score-one``: one run in this (child) process; its record in its scores.json."""
+    from mitotype.ioutils import write_json_atomic
+
+    recipe, seed = (args.train_one or args.score_one)[0], int((args.train_one or args.score_one)[1])
+    out, cache = args.work / f"{recipe}-seed{seed}", args.work / "cache"
+    if args.train_one:
+        run = train_run(recipe, seed, args.epochs, out, cache, args.set)
+    else:
+        run = score_run(recipe, seed, out, cache, args.set)
+    scores = out / "scores.json"  # the run's own record; re-scoring updates it, keeping the training facts
+    write_json_atomic(scores, {**(json.loads(scores.read_text()) if scores.is_file() else {}), **run}, indent=1)
+    print("RESULT " + json.dumps(run), flush=True)
+    return 0
+
+
+def build_queue(args: argparse.Namespace, done: set[tuple[str, int]]) -> list[tuple[str, int]]:
+    """(recipe, seed) pairs to train, in order: the recipes seed by seed, then the ablation seed by seed;
+    pairs already in the results file are left out."""
+    from mitotype.evaluation.cv import STRATEGY_SWITCHES
+
     recipes = args.recipes or ([] if args.ablate else ["plain", "full-cpu"])
     queue = [(recipe, seed) for seed in args.seeds for recipe in recipes]
-    if args.ablate:  # after the recipes: the preset, then the preset minus each strategy, seed by seed
+    if args.ablate:
         variants = [args.ablate] + [f"{args.ablate}-no_{s}" for s in (args.strategies or STRATEGY_SWITCHES)]
         queue += [(v, seed) for seed in (args.ablate_seeds or args.seeds) for v in variants]
+    return [job for i, job in enumerate(queue) if job not in done and job not in queue[:i]]
+
+
+def run_queue(args: argparse.Namespace, queue: list[tuple[str, int]], runs: list[dict],
+              save: Callable[[], None]) -> int:
+    """Train the queue, ``--jobs`` children at a time; each finished run is saved at once."""
+    if args.jobs > 1 and queue:  # the store is built once before the children start, not by each of them
+        benchmark_split(recipe_config(queue[0][0], 0, None, args.set), args.work / "cache", 0)
+    start, failed = time.monotonic(), 0
+    with ThreadPoolExecutor(args.jobs) as pool:
+        running: dict[Future, tuple[str, int]] = {}
+        while queue or running:
+            while queue and len(running) < args.jobs:
+                if args.budget is not None and time.monotonic() - start > args.budget:
+                    print(f"budget of {args.budget:.0f} s spent: {len(queue)} runs not started", flush=True)
+                    queue.clear()
+                    break
+                recipe, seed = queue.pop(0)
+                running[pool.submit(child, args, "--train-one", recipe, seed)] = (recipe, seed)
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                recipe, seed = running.pop(future)
+                run = future.result()
+                if run is None:
+                    failed += 1
+                    continue
+                runs.append(run)
+                save()
+                print(f"{recipe} seed {seed}: test balanced accuracy {run['test_balanced_accuracy']:.4f} "
+                      f"(AUC {run['test_roc_auc']:.4f}, at 0.5: {run['test_balanced_accuracy_at_0.5']:.4f}; "
+                      f"TTA {run['test_balanced_accuracy_tta']:.4f}, AUC {run['test_roc_auc_tta']:.4f}) "
+                      f"in {run['train_seconds'] / 60:.1f} min", flush=True)
+    return 1 if failed else 0
+
+
+def main() -> int:
+    args = parse_args()
+    if args.train_one or args.score_one:
+        return one_run(args)
     path = RESULTS_DIR / f"{args.name}.json"
     previous = json.loads(path.read_text()) if path.is_file() else {}
     runs: list[dict] = previous.get("figures", {}).get("runs", [])
@@ -404,7 +459,6 @@ def main() -> int:
         save()
         print(f"{len(new)} finished runs added from {args.work}; {len(runs)} in {path.name}")
         return 0
-
     if args.rescore:
         for run in runs:
             if not (args.work / f"{run['recipe']}-seed{run['seed']}" / "model.safetensors").is_file():
@@ -418,37 +472,7 @@ def main() -> int:
             print(f"{run['recipe']} seed {run['seed']}: rescored, TTA balanced accuracy "
                   f"{run['test_balanced_accuracy_tta']:.4f} (AUC {run['test_roc_auc_tta']:.4f})", flush=True)
         return 0
-    done = {(r["recipe"], r["seed"]) for r in runs}
-    queue = [job for i, job in enumerate(queue) if job not in done and job not in queue[:i]]
-    if args.jobs > 1 and queue:  # the store is built once before the children start, not by each of them
-        benchmark_split(recipe_config(queue[0][0], 0, None, args.set), cache, 0)
-    start, failed = time.monotonic(), 0
-    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        running: dict[Future, tuple[str, int]] = {}
-        while queue or running:
-            while queue and len(running) < args.jobs:
-                if args.budget is not None and time.monotonic() - start > args.budget:
-                    print(f"budget of {args.budget:.0f} s spent: {len(queue)} runs not started", flush=True)
-                    queue.clear()
-                    break
-                recipe, seed = queue.pop(0)
-                running[pool.submit(child, args, "--train-one", recipe, seed)] = (recipe, seed)
-            if not running:
-                break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                recipe, seed = running.pop(future)
-                run = future.result()
-                if run is None:
-                    failed += 1
-                    continue
-                runs.append(run)
-                save()
-                print(f"{recipe} seed {seed}: test balanced accuracy {run['test_balanced_accuracy']:.4f} "
-                      f"(AUC {run['test_roc_auc']:.4f}, at 0.5: {run['test_balanced_accuracy_at_0.5']:.4f}; "
-                      f"TTA {run['test_balanced_accuracy_tta']:.4f}, AUC {run['test_roc_auc_tta']:.4f}) "
-                      f"in {run['train_seconds'] / 60:.1f} min", flush=True)
-    return 1 if failed else 0
+    return run_queue(args, build_queue(args, {(r["recipe"], r["seed"]) for r in runs}), runs, save)
 
 
 if __name__ == "__main__":

@@ -141,3 +141,16 @@ def test_threshold_headroom_compares_the_run_threshold_with_the_test_oracle(reci
     assert out["plain"]["at_validation_threshold"] == pytest.approx(0.5)
     assert out["plain"]["at_best_test_threshold"] == pytest.approx(1.0)
     assert out["plain"]["n_seeds_tta"] == 1
+
+
+def test_queue_runs_recipes_first_then_the_ablation_seed_by_seed(recipes: ModuleType) -> None:
+    import argparse
+
+    args = argparse.Namespace(recipes=["plain", "full-cpu"], seeds=[0, 1], ablate="full-cpu",
+                              strategies=["mixup", "augment"], ablate_seeds=[0])
+    queue = recipes.build_queue(args, done={("plain", 1)})
+    assert queue == [("plain", 0), ("full-cpu", 0), ("full-cpu", 1),
+                     ("full-cpu-no_mixup", 0), ("full-cpu-no_augment", 0)]  # full-cpu seed 0 only once
+    args.recipes, args.ablate_seeds = None, None
+    assert recipes.build_queue(args, done=set())[:3] == [("full-cpu", 0), ("full-cpu-no_mixup", 0),
+                                                         ("full-cpu-no_augment", 0)]
