@@ -103,15 +103,15 @@ def score_run(recipe: str, seed: int, out: Path, cache: Path, extra: list[str] |
     figures, _, val_idx, test_idx = benchmark_split(config, cache, seed)
     device = resolve_device(config.optim.device)
     loaded = load_model_artifact(out, device=device)
-    kw = {"device": device, "precision": config.optim.precision}
+    # TTA batch = views per forward: the config's eval batch, not 8x it (1024 views at 224 px held ~15 GB)
+    kw = {"device": device, "precision": config.optim.precision, "batch_size": config.optim.eval_batch_size}
     threshold_tta = threshold_of(loaded.meta, tta=True) if loaded.meta.get("threshold_tta") is not None else None
     if threshold_tta is None:
         y_val = np.array([figures.records[i].label for i in val_idx])
-        threshold_tta = best_threshold(y_val, predict_proba(loaded.model, figures.images[val_idx], 1024, tta=True,
-                                                            **kw))
+        threshold_tta = best_threshold(y_val, predict_proba(loaded.model, figures.images[val_idx], tta=True, **kw))
     y = np.array([figures.records[i].label for i in test_idx])
-    p = predict_proba(loaded.model, figures.images[test_idx], batch_size=128, **kw)
-    p_tta = predict_proba(loaded.model, figures.images[test_idx], batch_size=1024, tta=True, **kw)
+    p = predict_proba(loaded.model, figures.images[test_idx], **kw)
+    p_tta = predict_proba(loaded.model, figures.images[test_idx], tta=True, **kw)
     rows = [{"uid": figures.records[i].uid, "dataset": figures.records[i].dataset, "group": figures.records[i].group,
              "label": int(label), "p_atypical": float(a), "p_atypical_tta": float(b)}
             for i, label, a, b in zip(test_idx, y, p, p_tta)]
