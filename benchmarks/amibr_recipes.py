@@ -255,22 +255,22 @@ def threshold_headroom(runs: list[dict], work: Path) -> dict[str, Any]:
     """Per recipe: mean test balanced accuracy at each run's validation threshold against the best any
     threshold could give on the test figures (an oracle, a diagnostic only: it says how much of the gap
     to a target is the threshold and how much the ranking, never a figure to report as a result)."""
+    from sklearn.metrics import balanced_accuracy_score
+
     from mitotype.evaluation.metrics import best_threshold, binary_metrics
 
     out: dict[str, Any] = {}
     for recipe in sorted({r["recipe"] for r in runs}):
+        paths = [work / f"{recipe}-seed{r['seed']}" / "test_predictions.csv" for r in runs if r["recipe"] == recipe]
+        paths = [path for path in paths if path.is_file()]
         entry: dict[str, Any] = {}
         for tta in (False, True):
             pairs = []
-            for r in runs:
-                path = work / f"{recipe}-seed{r['seed']}" / "test_predictions.csv"
-                if r["recipe"] != recipe or not path.is_file():
-                    continue
+            for path in paths:
                 rows = read_predictions(path, tta)
                 y = np.array([row["label"] for row in rows])
                 p = np.array([float(row["p_atypical_tta" if tta else "p_atypical"]) for row in rows])
-                tuned = float(np.mean([row["decision"] == 1 for row in rows if row["label"] == 1])
-                              + np.mean([row["decision"] == 0 for row in rows if row["label"] == 0])) / 2
+                tuned = float(balanced_accuracy_score(y, [row["decision"] for row in rows]))
                 pairs.append((tuned, binary_metrics(y, p, best_threshold(y, p))["balanced_accuracy"]))
             if pairs:
                 suffix = "_tta" if tta else ""

@@ -121,11 +121,6 @@ def test_ddp_two_processes_agree_with_one(synth_dir, synth_figures, tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    # Warm the patch store once, as a launcher script would: two processes building the same cold store
-    # at once can race (seen once in CI; a store lock is still to do).
-    from mitotype.training.inputs import load_figures
-
-    load_figures(synth_dir, fmt="midog25", domain=["scanner"], cache_dir=tmp_path / "cache")
     mp.start_processes(_ddp_worker, args=(2, port, str(synth_dir), str(tmp_path / "cache"), str(tmp_path / "ddp")),
                        nprocs=2, start_method="spawn")
     from safetensors import safe_open
