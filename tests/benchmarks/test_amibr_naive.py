@@ -1,0 +1,59 @@
+"""The textbook cross-check trains the same network on the same split as the tool, or it checks nothing."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name: str) -> ModuleType:
+    sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def naive() -> ModuleType:
+    return _load("amibr_naive")
+
+
+def test_naive_network_starts_from_the_tools_pretrained_weights(naive: ModuleType) -> None:
+    from mitotype.models.classifier import ModelConfig, build_classifier
+
+    ours = build_classifier(ModelConfig(backbone="efficientnet-lite0-imagenet", input_size=128)).eval()
+    textbook = naive.build_model("tf_efficientnet_lite0").eval()
+    x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        theirs = textbook.forward_head(textbook.forward_features((x - 0.5) / 0.5), pre_logits=True)
+        assert torch.allclose(ours.embed(x), theirs, atol=1e-4)
+    assert textbook.get_classifier().out_features == 1
+    # timm's PyTorch variant takes the same tensors (same shapes, same order), so the rename holds there too
+    other = naive.build_model("efficientnet_lite0")
+    assert torch.equal(other.conv_stem.weight, textbook.conv_stem.weight)
+
+
+def test_naive_split_is_the_recipe_benchmarks_split(naive: ModuleType, shared_data: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MITOTYPE_SHARED_DATA", str(shared_data))
+    recipes = _load("amibr_recipes")
+    config = recipes.recipe_config("plain", seed=1, epochs=None)
+    figures, train, val, test = recipes.benchmark_split(config, tmp_path / "cache", seed=1)
+    records, n_train, n_val, n_test = naive.split(seed=1, val_fraction=config.data.val_fraction)
+
+    def uids(recs: list, idx: np.ndarray) -> set[str]:
+        return {recs[i].uid for i in idx}
+
+    assert uids(records, n_test) == uids(figures.records, test) and len(n_test) == 826
+    assert uids(records, n_val) == uids(figures.records, val)
+    assert uids(records, n_train) == uids(figures.records, train)
+    assert not {records[i].group for i in n_val} & {records[i].group for i in n_train}
