@@ -425,6 +425,11 @@ def run_queue(args: argparse.Namespace, queue: list[tuple[str, int]], runs: list
     return 1 if failed else 0
 
 
+def combined_command(before: str, command: str) -> str:
+    """The commands behind a results file that runs were added to: ``before && command``, each once."""
+    return before if command in before.split(" && ") else f"{before} && {command}"
+
+
 def main() -> int:
     args = parse_args()
     if args.train_one or args.score_one:
@@ -435,9 +440,9 @@ def main() -> int:
     command = "python benchmarks/amibr_recipes.py " + " ".join(sys.argv[1:])
     extra = {"published_balanced_accuracy": PUBLISHED,
              "data": "AMi-Br benchmark_split train -> test (826 figures: 642 NMF, 184 AMF)"}
+    if previous and (runs or args.collect):  # runs came from earlier commands: keep them all on record
+        command = combined_command(str(previous.get("command")), command)
     if args.collect and previous:  # the runs were trained by the earlier command, maybe on another machine
-        before = str(previous.get("command"))
-        command = before if before.endswith(f" && {command}") else f"{before} && {command}"
         extra["runs_commit"] = previous.get("extra", {}).get("runs_commit", previous.get("commit"))
         extra["runs_machine"] = previous.get("extra", {}).get("runs_machine", previous.get("machine"))
 

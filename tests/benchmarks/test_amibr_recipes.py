@@ -154,3 +154,12 @@ def test_queue_runs_recipes_first_then_the_ablation_seed_by_seed(recipes: Module
     args.recipes, args.ablate_seeds = None, None
     assert recipes.build_queue(args, done=set())[:3] == [("full-cpu", 0), ("full-cpu-no_mixup", 0),
                                                          ("full-cpu-no_augment", 0)]
+
+
+def test_results_file_keeps_every_command_that_added_runs(recipes: ModuleType) -> None:
+    first = "python benchmarks/amibr_recipes.py --recipes plain --seeds 0"
+    second = "python benchmarks/amibr_recipes.py --recipes plain --seeds 1"
+    both = recipes.combined_command(first, second)
+    assert both == f"{first} && {second}"
+    assert recipes.combined_command(both, second) == both  # a rerun of the same command is not repeated
+    assert recipes.combined_command(both, first) == both
