@@ -66,6 +66,11 @@ def command_line() -> str:
     return " ".join(["python", script_text, *sys.argv[1:]])
 
 
+def combined_command(before: str, command: str) -> str:
+    """The commands behind a results file that runs were added to: ``before && command``, each once."""
+    return before if command in before.split(" && ") else f"{before} && {command}"
+
+
 def write_result(name: str, command: str, figures: dict[str, Any],
                  extra: dict[str, Any] | None = None, path: Path | None = None) -> Path:
     """Write ``benchmarks/results/<name>.json`` (or ``path``) atomically and return its path."""

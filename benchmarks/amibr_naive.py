@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, command_line, set_omp_wait_policy, shared_data_dir, write_result
+from _common import RESULTS_DIR, combined_command, command_line, set_omp_wait_policy, shared_data_dir, write_result
 
 
 def split(seed: int, val_fraction: float) -> tuple[list[Any], np.ndarray, np.ndarray, np.ndarray]:
@@ -205,11 +205,15 @@ def main() -> int:
     if not (shared_data_dir() / "amibr" / "labels.csv").is_file():
         raise SystemExit(f"{shared_data_dir() / 'amibr'}: AMi-Br data not found (set MITOTYPE_SHARED_DATA)")
     path = RESULTS_DIR / f"{args.name}.json"
-    runs = json.loads(path.read_text())["extra"]["runs"] if path.is_file() else []
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    runs = previous.get("extra", {}).get("runs", [])
+    command = command_line()
+    if runs:  # runs from earlier commands stay in the file: keep their commands on record too
+        command = combined_command(str(previous.get("command")), command)
     for seed in args.seeds:
         result = run(seed, args)
         runs = [r for r in runs if (r["arch"], r["seed"]) != (args.arch, seed)] + [result]
-        write_result(args.name, command_line(), summary(runs), extra={"runs": runs})
+        write_result(args.name, command, summary(runs), extra={"runs": runs})
     print(json.dumps(summary(runs), indent=2))
     return 0
 

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, shared_data_dir, write_result
+from _common import RESULTS_DIR, combined_command, shared_data_dir, write_result
 
 PUBLISHED = {
     "EfficientNetV2-M": 0.747, "ViT-L/16": 0.790, "Swin-B": 0.805, "H-optimus-0 + LoRA": 0.785,
@@ -425,9 +425,25 @@ def run_queue(args: argparse.Namespace, queue: list[tuple[str, int]], runs: list
     return 1 if failed else 0
 
 
-def combined_command(before: str, command: str) -> str:
-    """The commands behind a results file that runs were added to: ``before && command``, each once."""
-    return before if command in before.split(" && ") else f"{before} && {command}"
+# Overrides that change where a run computes, not what it computes: runs may differ in these and still pool.
+PLACEMENT_KEYS = ("optim.device",)
+
+
+def settings_clash(runs: list[dict], overrides: list[str]) -> str | None:
+    """Why runs already in a results file cannot be pooled with runs under ``overrides``, or None.
+
+    Runs are matched by (recipe, seed), so a second setting written to the same file would count the first
+    setting's runs as done and mix both in one table."""
+    def result_changing(items: list[str]) -> list[str]:
+        return sorted(i for i in items if i.split("=", 1)[0] not in PLACEMENT_KEYS)
+
+    wanted = result_changing(overrides)
+    for run in runs:
+        have = result_changing(run.get("overrides", []))
+        if have != wanted:
+            return (f"its {run['recipe']} seed {run['seed']} ran with --set {have or 'nothing'}, this command sets "
+                    f"{wanted or 'nothing'}; give these runs their own --name and --work")
+    return None
 
 
 def main() -> int:
@@ -437,6 +453,10 @@ def main() -> int:
     path = RESULTS_DIR / f"{args.name}.json"
     previous = json.loads(path.read_text()) if path.is_file() else {}
     runs: list[dict] = previous.get("figures", {}).get("runs", [])
+    clash = None if args.collect or args.rescore else settings_clash(runs, args.set)
+    if clash:
+        print(f"{path}: {clash}", file=sys.stderr)
+        return 2
     command = "python benchmarks/amibr_recipes.py " + " ".join(sys.argv[1:])
     extra = {"published_balanced_accuracy": PUBLISHED,
              "data": "AMi-Br benchmark_split train -> test (826 figures: 642 NMF, 184 AMF)"}

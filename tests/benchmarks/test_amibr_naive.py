@@ -27,19 +27,38 @@ def naive() -> ModuleType:
     return _load("amibr_naive")
 
 
-def test_naive_network_starts_from_the_tools_pretrained_weights(naive: ModuleType) -> None:
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@pytest.mark.parametrize(("arch", "backbone", "mean", "std"), [
+    ("tf_efficientnet_lite0", "efficientnet-lite0-imagenet", (0.5,) * 3, (0.5,) * 3),
+    ("efficientnet_lite0", "efficientnet-lite0-imagenet-torch", IMAGENET_MEAN, IMAGENET_STD),
+])
+def test_naive_network_starts_from_the_tools_pretrained_weights(naive: ModuleType, arch: str, backbone: str,
+                                                                mean: tuple, std: tuple) -> None:
+    """Each ``--arch`` of the textbook script is one of the tool's backbones: same weights, same input scaling."""
     from mitotype.models.classifier import ModelConfig, build_classifier
 
-    ours = build_classifier(ModelConfig(backbone="efficientnet-lite0-imagenet", input_size=128)).eval()
-    textbook = naive.build_model("tf_efficientnet_lite0").eval()
+    ours = build_classifier(ModelConfig(backbone=backbone, input_size=128)).eval()
+    textbook = naive.build_model(arch).eval()
     x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    scaled = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     with torch.inference_mode():
-        theirs = textbook.forward_head(textbook.forward_features((x - 0.5) / 0.5), pre_logits=True)
+        theirs = textbook.forward_head(textbook.forward_features(scaled), pre_logits=True)
         assert torch.allclose(ours.embed(x), theirs, atol=1e-4)
     assert textbook.get_classifier().out_features == 1
-    # timm's PyTorch variant takes the same tensors (same shapes, same order), so the rename holds there too
-    other = naive.build_model("efficientnet_lite0")
-    assert torch.equal(other.conv_stem.weight, textbook.conv_stem.weight)
+
+
+def test_the_two_lite0_variants_share_every_tensor_but_not_the_network(naive: ModuleType) -> None:
+    """Same tensors; TF "same" vs symmetric padding and BatchNorm eps 1e-3 vs 1e-5, so the features differ."""
+    tf = naive.build_model("tf_efficientnet_lite0").eval()
+    torch_variant = naive.build_model("efficientnet_lite0").eval()
+    pretrained = [(k, v) for k, v in tf.state_dict().items() if not k.startswith("classifier")]  # new 1-logit head
+    other = torch_variant.state_dict()
+    assert len(pretrained) == 294 and all(torch.equal(v, other[k]) for k, v in pretrained)
+    x = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        assert not torch.allclose(tf.forward_features(x), torch_variant.forward_features(x), atol=1e-3)
 
 
 def test_naive_split_is_the_recipe_benchmarks_split(naive: ModuleType, shared_data: Path, tmp_path: Path,

