@@ -282,33 +282,41 @@ def threshold_headroom(runs: list[dict], work: Path) -> dict[str, Any]:
     return out
 
 
-def ensembles(runs: list[dict], work: Path) -> dict[str, Any]:
-    """Per recipe with two or more seeds: the seeds' models as one ensemble, as ``mitotype predict`` runs
-    a set of models (probabilities averaged, threshold = mean of the members' validation thresholds)."""
+def ensemble_scores(recipe: str, members: list[dict], work: Path) -> dict[str, Any]:
+    """``members`` (runs of one recipe) as one ensemble, as ``mitotype predict`` runs a set of models:
+    probabilities averaged, threshold = mean of the members' validation thresholds."""
     from mitotype.evaluation.metrics import binary_metrics
 
+    entry: dict[str, Any] = {"seeds": [r["seed"] for r in members]}
+    for tta in (False, True):
+        rows = [read_predictions(work / f"{recipe}-seed{r['seed']}" / "test_predictions.csv", tta) for r in members]
+        if any([row["uid"] for row in x] != [row["uid"] for row in rows[0]] for x in rows):
+            raise ValueError(f"{recipe}: the seeds' test predictions are not over the same figures")
+        column = "p_atypical_tta" if tta else "p_atypical"
+        y = np.array([row["label"] for row in rows[0]])
+        p = np.mean([[float(row[column]) for row in x] for x in rows], axis=0)
+        threshold = float(np.mean([r["threshold_tta" if tta else "threshold"] for r in members]))
+        m = binary_metrics(y, p, threshold)
+        suffix = "_tta" if tta else ""
+        entry[f"threshold{suffix}"] = threshold
+        entry[f"balanced_accuracy{suffix}"] = m["balanced_accuracy"]
+        entry[f"roc_auc{suffix}"] = m["roc_auc"]
+    return entry
+
+
+def ensembles(runs: list[dict], work: Path) -> dict[str, Any]:
+    """Per recipe with two or more seeds: all its seeds as one ensemble. With three or more, also each
+    ensemble that leaves one seed out (``without_one_seed``), which shows how much the figure rests on one seed."""
     out: dict[str, Any] = {}
     for recipe in sorted({r["recipe"] for r in runs}):
         members = [r for r in runs if r["recipe"] == recipe
                    and (work / f"{recipe}-seed{r['seed']}" / "test_predictions.csv").is_file()]
         if len(members) < 2:
             continue
-        entry: dict[str, Any] = {"seeds": [r["seed"] for r in members]}
-        for tta in (False, True):
-            rows = [read_predictions(work / f"{recipe}-seed{r['seed']}" / "test_predictions.csv", tta)
-                    for r in members]
-            if any([row["uid"] for row in x] != [row["uid"] for row in rows[0]] for x in rows):
-                raise ValueError(f"{recipe}: the seeds' test predictions are not over the same figures")
-            column = "p_atypical_tta" if tta else "p_atypical"
-            y = np.array([row["label"] for row in rows[0]])
-            p = np.mean([[float(row[column]) for row in x] for x in rows], axis=0)
-            threshold = float(np.mean([r["threshold_tta" if tta else "threshold"] for r in members]))
-            m = binary_metrics(y, p, threshold)
-            suffix = "_tta" if tta else ""
-            entry[f"threshold{suffix}"] = threshold
-            entry[f"balanced_accuracy{suffix}"] = m["balanced_accuracy"]
-            entry[f"roc_auc{suffix}"] = m["roc_auc"]
-        out[recipe] = entry
+        out[recipe] = ensemble_scores(recipe, members, work)
+        if len(members) >= 3:
+            out[recipe]["without_one_seed"] = [ensemble_scores(recipe, [m for m in members if m is not left], work)
+                                               for left in members]
     return out
 
 

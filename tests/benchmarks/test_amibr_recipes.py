@@ -93,6 +93,22 @@ def test_seed_ensemble_averages_probabilities_and_thresholds(recipes: ModuleType
     assert out["plain"]["threshold_tta"] == pytest.approx(0.4)
     assert out["plain"]["balanced_accuracy_tta"] == pytest.approx(0.75)  # at 0.4: 0.45 is called atypical
     assert out["plain"]["roc_auc"] == pytest.approx(1.0)
+    assert "without_one_seed" not in out["plain"]  # two seeds: leaving one out is no ensemble
+
+
+def test_ensemble_of_three_seeds_also_reports_each_two_seed_ensemble(recipes: ModuleType, tmp_path: Path) -> None:
+    labels = [0, 0, 1, 1]
+    _write_run(tmp_path, "plain", 0, labels, [0.1, 0.2, 0.8, 0.9])  # perfect
+    _write_run(tmp_path, "plain", 1, labels, [0.1, 0.2, 0.8, 0.9])  # perfect
+    _write_run(tmp_path, "plain", 2, labels, [0.9, 0.9, 0.1, 0.1])  # inverted: drags any ensemble it is in
+    runs = [{"recipe": "plain", "seed": s, "threshold": 0.5, "threshold_tta": 0.5} for s in (0, 1, 2)]
+    out = recipes.ensembles(runs, tmp_path)["plain"]
+    assert out["seeds"] == [0, 1, 2]
+    loo = {tuple(e["seeds"]): e for e in out["without_one_seed"]}
+    assert set(loo) == {(1, 2), (0, 2), (0, 1)}
+    assert loo[(0, 1)]["balanced_accuracy"] == pytest.approx(1.0) and loo[(0, 1)]["roc_auc"] == pytest.approx(1.0)
+    # means 0.5, 0.55, 0.45, 0.5 at threshold 0.5: both normals called atypical, one atypical missed
+    assert loo[(0, 2)]["balanced_accuracy"] == pytest.approx(0.25)
 
 
 def test_variants_and_overrides_compose(recipes: ModuleType) -> None:
