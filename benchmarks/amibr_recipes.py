@@ -282,14 +282,16 @@ def threshold_headroom(runs: list[dict], work: Path) -> dict[str, Any]:
     return out
 
 
-def ensemble_scores(recipe: str, members: list[dict], work: Path) -> dict[str, Any]:
+def ensemble_scores(recipe: str, members: list[dict],
+                    predictions: dict[tuple[int, bool], list[dict]]) -> dict[str, Any]:
     """``members`` (runs of one recipe) as one ensemble, as ``mitotype predict`` runs a set of models:
-    probabilities averaged, threshold = mean of the members' validation thresholds."""
+    probabilities averaged, threshold = mean of the members' validation thresholds. ``predictions`` holds
+    each member's ``read_predictions`` rows by (seed, tta)."""
     from mitotype.evaluation.metrics import binary_metrics
 
     entry: dict[str, Any] = {"seeds": [r["seed"] for r in members]}
     for tta in (False, True):
-        rows = [read_predictions(work / f"{recipe}-seed{r['seed']}" / "test_predictions.csv", tta) for r in members]
+        rows = [predictions[(r["seed"], tta)] for r in members]
         if any([row["uid"] for row in x] != [row["uid"] for row in rows[0]] for x in rows):
             raise ValueError(f"{recipe}: the seeds' test predictions are not over the same figures")
         column = "p_atypical_tta" if tta else "p_atypical"
@@ -313,10 +315,13 @@ def ensembles(runs: list[dict], work: Path) -> dict[str, Any]:
                    and (work / f"{recipe}-seed{r['seed']}" / "test_predictions.csv").is_file()]
         if len(members) < 2:
             continue
-        out[recipe] = ensemble_scores(recipe, members, work)
+        predictions = {(r["seed"], tta): read_predictions(work / f"{recipe}-seed{r['seed']}" / "test_predictions.csv",
+                                                          tta)
+                       for r in members for tta in (False, True)}  # read once, shared by every subset below
+        out[recipe] = ensemble_scores(recipe, members, predictions)
         if len(members) >= 3:
-            out[recipe]["without_one_seed"] = [ensemble_scores(recipe, [m for m in members if m is not left], work)
-                                               for left in members]
+            out[recipe]["without_one_seed"] = [
+                ensemble_scores(recipe, [m for m in members if m is not left], predictions) for left in members]
     return out
 
 
