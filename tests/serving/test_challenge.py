@@ -52,13 +52,13 @@ def test_real_stack_gives_16_valid_entries(shared_data, tmp_path):
 
 
 @pytest.mark.parametrize(("bias", "expected"), [(8.0, "atypical"), (-8.0, "normal")])
-def test_confidence_is_p_atypical(tmp_path, pages, bias, expected):
+def test_confidence_is_the_probability_of_the_predicted_class(tmp_path, pages, bias, expected):
     model = make_model_dir(tmp_path / "model", bias=bias, threshold=0.5)
     out = run_challenge(_paths(tmp_path, _stack_input(tmp_path, pages), model), device="cpu", tta=False)
     entries = json.loads(out.read_text())
     assert [e["class"] for e in entries] == [expected] * len(pages)
-    for e in entries:
-        assert (e["confidence"] > 0.5) == (expected == "atypical")
+    for e in entries:  # a sure call is a high confidence, for either class
+        assert e["confidence"] > 0.99
 
 
 def test_class_follows_the_stored_threshold(tmp_path, pages):
@@ -66,7 +66,7 @@ def test_class_follows_the_stored_threshold(tmp_path, pages):
     model = make_model_dir(tmp_path / "model", bias=1.0, threshold=0.9)
     out = run_challenge(_paths(tmp_path, _stack_input(tmp_path, pages), model), device="cpu", tta=False)
     entries = json.loads(out.read_text())
-    assert all(e["class"] == "normal" and 0.7 < e["confidence"] < 0.76 for e in entries)
+    assert all(e["class"] == "normal" and 0.24 < e["confidence"] < 0.3 for e in entries)
 
 
 def test_nan_scores_are_an_error_and_nothing_is_written(tmp_path, pages):

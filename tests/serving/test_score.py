@@ -16,6 +16,7 @@ from mitotype.errors import DataError
 from mitotype.serving.outputs import (
     OUTPUT_FILENAME,
     challenge_entries,
+    p_atypical_from_entry,
     validate_output,
     write_challenge_output,
 )
@@ -29,10 +30,26 @@ def test_challenge_entries_types_and_threshold() -> None:
     entries = challenge_entries(np.array([0.0, 0.3, 0.5, 1.0], dtype=np.float32), threshold=0.5)
     assert [e["class"] for e in entries] == ["normal", "normal", "atypical", "atypical"]
     assert all(type(e["confidence"]) is float for e in entries)  # never int, never numpy
-    assert entries[1]["confidence"] == pytest.approx(0.3)  # confidence IS p(atypical)
-    assert json.dumps(entries[0]) == '{"class": "normal", "confidence": 0.0}'
+    # confidence is the probability of the PREDICTED class: 1 - p for normal, p for atypical
+    assert entries[1]["confidence"] == pytest.approx(0.7)
+    assert entries[2]["confidence"] == pytest.approx(0.5)
+    assert json.dumps(entries[0]) == '{"class": "normal", "confidence": 1.0}'
     assert challenge_entries([0.3], threshold=0.2)[0] == {"class": "atypical", "confidence": 0.3}
+    assert challenge_entries([0.3], threshold=0.4)[0] == {"class": "normal", "confidence": 0.7}
     validate_output(entries, 4)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.05, 0.5, 0.95, 1.0])
+def test_challenge_entries_rebuild_gives_p_back(threshold: float) -> None:
+    p = np.concatenate([[0.0, 1.0, threshold], np.random.default_rng(1).random(200)]).clip(0, 1)
+    entries = challenge_entries(p, threshold)
+    for entry, q in zip(entries, p):
+        assert entry["class"] == ("atypical" if q >= threshold else "normal")
+        assert type(entry["confidence"]) is float and 0.0 <= entry["confidence"] <= 1.0
+        assert p_atypical_from_entry(entry["class"], entry["confidence"]) == pytest.approx(q, abs=1e-12)
+    text = json.dumps(entries[:2])  # p exactly 0 and 1 still serialise as JSON floats
+    assert '"confidence": 1.0' in text and '"confidence": 1,' not in text and '"confidence": 0}' not in text
+    validate_output(json.loads(json.dumps(entries)), len(p))
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
@@ -82,7 +99,7 @@ def test_validate_output_extra_keys() -> None:
 def test_write_challenge_output(tmp_path: Path) -> None:
     path = write_challenge_output(tmp_path / OUTPUT_FILENAME, challenge_entries([0.0, 0.9]), n_expected=2)
     assert json.loads(path.read_text()) == [
-        {"class": "normal", "confidence": 0.0},
+        {"class": "normal", "confidence": 1.0},
         {"class": "atypical", "confidence": 0.9},
     ]
     with pytest.raises(DataError):
@@ -128,8 +145,14 @@ def make_job(pk: str, image: str) -> dict[str, Any]:
     }
 
 
-def build_tree(tmp_path: Path, seed: int = 0) -> tuple[Path, Path, dict[str, np.ndarray]]:
-    """Ground truth of 4 stacks in 2 tumour domains and the platform's prediction tree for it."""
+def build_tree(
+    tmp_path: Path, seed: int = 0, reading: str = "predicted-class"
+) -> tuple[Path, Path, dict[str, np.ndarray]]:
+    """Ground truth of 4 stacks in 2 tumour domains and the platform's prediction tree for it.
+
+    ``conf`` in the returned arrays is each figure's p(atypical); the outputs carry it as ``reading``
+    says: the probability of the predicted class (the contract) or p(atypical) for every figure.
+    """
     rng = np.random.default_rng(seed)
     gt, jobs = [], []
     arrays: dict[str, list] = {"y": [], "pred": [], "conf": [], "domain": []}
@@ -150,9 +173,10 @@ def build_tree(tmp_path: Path, seed: int = 0) -> tuple[Path, Path, dict[str, np.
         jobs.append(make_job(pk, image))
         out = tmp_path / "input" / pk / "output" / OUTPUT_FILENAME
         out.parent.mkdir(parents=True)
+        written = conf if reading == "p-atypical" else np.where(pred == 1, conf, 1.0 - conf)
         out.write_text(
             json.dumps(
-                [{"class": "atypical" if d else "normal", "confidence": float(c)} for d, c in zip(pred, conf)]
+                [{"class": "atypical" if d else "normal", "confidence": float(c)} for d, c in zip(pred, written)]
             )
         )
         for key, value in (("y", y), ("pred", pred), ("conf", conf), ("domain", [domain] * n)):
@@ -178,7 +202,11 @@ def test_score_matches_sklearn(tmp_path: Path) -> None:
         dom = agg[f"domain_{d}"]
         assert dom["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(a["y"][m], a["pred"][m]))
         assert dom["roc_auc"] == pytest.approx(roc_auc_score(a["y"][m], a["conf"][m]))
-        assert dom["n"] == int(m.sum())
+        assert set(dom) == {"sensitivity", "specificity", "balanced_accuracy", "accuracy", "roc_auc"}
+        assert res["counts"]["domains"][f"domain_{d}"]["figures"] == int(m.sum())
+    assert set(agg) == {"overall_sensitivity", "overall_specificity", "overall_balanced_accuracy",
+                        "overall_roc_auc", "overall_accuracy", "domain_1", "domain_2"}
+    assert res["confidence"] == "predicted-class"
     assert res["counts"]["figures"] == 49 and res["counts"]["images"] == 4
     # The same numbers from the file itself and from a folder of <stem>.json outputs.
     assert score_files(gt, preds / "predictions.json") == res
@@ -190,15 +218,17 @@ def test_score_matches_sklearn(tmp_path: Path) -> None:
     assert score_files(gt, flat)["aggregates"] == agg
 
 
-def test_predicted_class_reading_of_confidence(tmp_path: Path) -> None:
-    gt, preds, a = build_tree(tmp_path)
-    res = score_files(gt, preds, confidence="predicted-class")
-    score = np.where(a["pred"] == 1, a["conf"], 1 - a["conf"])
-    assert res["aggregates"]["overall_roc_auc"] == pytest.approx(roc_auc_score(a["y"], score))
-    assert (
-        res["aggregates"]["overall_balanced_accuracy"]
-        == score_files(gt, preds)["aggregates"]["overall_balanced_accuracy"]
-    )
+def test_p_atypical_reading_for_other_tools(tmp_path: Path) -> None:
+    gt, preds, a = build_tree(tmp_path, reading="p-atypical")
+    res = score_files(gt, preds, confidence="p-atypical")
+    assert res["confidence"] == "p-atypical"
+    assert res["aggregates"]["overall_roc_auc"] == pytest.approx(roc_auc_score(a["y"], a["conf"]))
+    # Read as the evaluator reads it, the same file ranks every figure called normal upside down.
+    default = score_files(gt, preds)
+    flipped = np.where(a["pred"] == 1, a["conf"], 1 - a["conf"])
+    assert default["aggregates"]["overall_roc_auc"] == pytest.approx(roc_auc_score(a["y"], flipped))
+    assert default["aggregates"]["overall_roc_auc"] != pytest.approx(res["aggregates"]["overall_roc_auc"])
+    assert default["aggregates"]["overall_balanced_accuracy"] == res["aggregates"]["overall_balanced_accuracy"]
 
 
 def _first_output(preds: Path) -> Path:
@@ -294,6 +324,7 @@ def test_cli_score(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     )
     printed = capsys.readouterr().out
     assert "overall" in printed and "domain_1" in printed and "domain_2" in printed
+    assert "probability of the predicted class" in printed
     assert f"{balanced_accuracy_score(a['y'], a['pred']):6.3f}" in printed
     saved = json.loads(out_json.read_text())
     assert saved["aggregates"]["overall_roc_auc"] == pytest.approx(roc_auc_score(a["y"], a["conf"]))

@@ -103,7 +103,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "predict", help="p(atypical) for new figures (folder, dataset, or TIFF stack); CSV or JSON",
         description="Ensembles of fold models average probabilities; the threshold is the models' own, "
-        "chosen on their validation slides, unless --threshold is given.")
+        "chosen on their validation slides, unless --threshold is given. One row per figure: "
+        "id (file uid, or <stack>#<page>), p_atypical (the probability that the figure is atypical, "
+        "whatever the decision), class (atypical when p_atypical >= threshold, else normal), "
+        "threshold (the threshold applied). This is not the challenge JSON: there, `mitotype challenge` "
+        "writes confidence as the probability of the predicted class.")
     p.add_argument("input", help="a multi-page TIFF stack or a dataset any reader understands")
     p.add_argument("--model", nargs="+", required=True, help="model folder(s) or a cv output folder")
     p.add_argument("--out", required=True, type=Path, help="output .csv or .json")
@@ -118,7 +122,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "challenge", help="the MIDOG 2025 Track 2 container entry point (/input -> /output)",
         description="Reads the one TIFF stack in <input>/images/stacked-histopathology-roi-cropouts/ and "
-        "writes <output>/multiple-mitotic-figure-classification.json; confidence = p(atypical). "
+        "writes <output>/multiple-mitotic-figure-classification.json: per page {class, confidence}, where "
+        "confidence is the probability of the predicted class (p(atypical) when class is atypical, "
+        "1 - p(atypical) when normal), as the official evaluator reads it. "
         "The model comes from /opt/ml/model (then /opt/app/model). Env overrides: MITOTYPE_INPUT_DIR, "
         "MITOTYPE_OUTPUT_DIR, MITOTYPE_MODEL_DIR.")
     p.add_argument("--input-dir", help="default /input")

@@ -17,8 +17,11 @@ def _register_score(subparsers: Any) -> None:
         help="score challenge outputs against a ground truth, as the MIDOG 2025 Track 2 evaluator does",
         description="Score container outputs (multiple-mitotic-figure-classification.json per stack) "
         "against ground_truth.json: pooled balanced accuracy (the ranking metric), sensitivity, "
-        "specificity, accuracy and ROC AUC, overall and per tumour domain. Malformed outputs are "
-        "rejected as the platform rejects them (exit status 2).",
+        "specificity, accuracy and ROC AUC, overall and per tumour domain, with the key names of the "
+        "evaluator's metrics.json. By default 'confidence' is read as the official evaluator reads it: "
+        "the probability of the predicted class, so each figure's ROC score is rebuilt as confidence "
+        "if class is atypical, else 1 - confidence. Malformed outputs are rejected as the platform "
+        "rejects them (exit status 2).",
     )
     p.add_argument("--ground-truth", required=True, metavar="GT.json", help="ground_truth.json of the stacks")
     p.add_argument(
@@ -31,10 +34,11 @@ def _register_score(subparsers: Any) -> None:
     p.add_argument("--json", metavar="OUT.json", help="also write the metrics as JSON (atomically)")
     p.add_argument(
         "--confidence",
-        choices=("p-atypical", "predicted-class"),
-        default="p-atypical",
-        help="how to read 'confidence' for the ROC AUC: p(atypical) (the project contract, default) or "
-        "the probability of the predicted class (as the published evaluator script converts it)",
+        choices=("predicted-class", "p-atypical"),
+        default="predicted-class",
+        help="how to read 'confidence' for the ROC AUC: 'predicted-class' (default; the official "
+        "evaluator's reading and what `mitotype challenge` writes: the probability of the predicted "
+        "class) or 'p-atypical' (p(atypical) for every figure, for outputs of tools that wrote it so)",
     )
     p.add_argument(
         "--allow-missing",

@@ -1,9 +1,14 @@
 """The challenge output ``multiple-mitotic-figure-classification.json``: writing it and checking it.
 
-Contract (``shared/README.md``): a JSON list with one object per stack page, in page order,
-``{"class": "normal" | "atypical", "confidence": <float>}``, where ``confidence`` is p(atypical)
-(not the probability of the predicted class) and must be a JSON float: the platform rejects an
-integer ``0``/``1``, a wrong length fails the whole job.
+Contract (the challenge's reference container and its evaluator, DeepMicroscopy/MIDOG25_T2_evaluation_docker):
+a JSON list with one object per stack page, in page order, ``{"class": "normal" | "atypical",
+"confidence": <float>}``.
+
+``confidence`` is the probability of the predicted class (:data:`CONFIDENCE_CONTRACT`). The evaluator
+rebuilds each figure's ROC score as ``confidence if class == "atypical" else 1 - confidence``, so writing
+p(atypical) for a figure called normal would enter it upside down. ``confidence`` must be a JSON float
+(the evaluator checks ``isinstance(confidence, float)``: an integer ``0``/``1`` fails the job), and a
+list whose length differs from the number of pages fails the whole job.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from mitotype.ioutils import atomic_write_text
 
 __all__ = [
     "CLASSES",
+    "CONFIDENCE_CONTRACT",
     "OUTPUT_FILENAME",
     "OUTPUT_SLUG",
     "challenge_entries",
+    "p_atypical_from_entry",
     "validate_output",
     "write_challenge_output",
 ]
@@ -31,15 +38,26 @@ __all__ = [
 CLASSES = ("normal", "atypical")
 OUTPUT_SLUG = "multiple-mitotic-figure-classification"
 OUTPUT_FILENAME = f"{OUTPUT_SLUG}.json"
+CONFIDENCE_CONTRACT = (
+    "confidence is the probability of the predicted class: p(atypical) when class is atypical, "
+    "1 - p(atypical) when class is normal"
+)
+"""The one sentence that documents ``confidence`` everywhere (help texts, messages, README)."""
+
+
+def p_atypical_from_entry(cls: str, confidence: float) -> float:
+    """The evaluator's rebuild of p(atypical) from one output object (the inverse of ``challenge_entries``)."""
+    return confidence if cls == CLASSES[1] else 1.0 - confidence
 
 
 def challenge_entries(
     p_atypical: Sequence[float] | np.ndarray, threshold: float = 0.5
 ) -> list[dict[str, Any]]:
-    """One output object per figure: ``class`` atypical iff p >= threshold, ``confidence`` = p.
+    """One output object per figure: ``class`` atypical iff p >= threshold, ``confidence`` the probability
+    of that class (p when atypical, 1 - p when normal), so that the evaluator's rebuild gives back p.
 
-    ``confidence`` is always a Python ``float`` (numpy scalars and ints are converted, so 0 becomes
-    0.0 and serialises as ``0.0``). Raises ``ValueError`` for NaN/inf or values outside [0, 1].
+    ``confidence`` is always a Python ``float`` in [0, 1] (p = 0 gives normal with ``1.0``, p = 1 atypical with
+    ``1.0``, never an integer). Raises ``ValueError`` for NaN/inf or values outside [0, 1].
     """
     p = np.asarray(p_atypical, dtype=np.float64).reshape(-1)
     t = float(threshold)
@@ -55,7 +73,11 @@ def challenge_entries(
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
         raise ValueError(f"p_atypical must lie in [0, 1]; figure {i} has {p[i]!r}")
-    return [{"class": CLASSES[1] if v >= t else CLASSES[0], "confidence": float(v)} for v in p.tolist()]
+    entries = []
+    for v in p.tolist():
+        atypical = v >= t
+        entries.append({"class": CLASSES[int(atypical)], "confidence": float(v if atypical else 1.0 - v)})
+    return entries
 
 
 def validate_output(
@@ -107,7 +129,7 @@ def validate_output(
         if not math.isfinite(conf):
             raise DataError(f"{where} has non-finite confidence {conf!r}")
         if not 0.0 <= conf <= 1.0:
-            raise DataError(f"{where} has confidence {conf!r} outside [0, 1]; it must be p(atypical)")
+            raise DataError(f"{where} has confidence {conf!r} outside [0, 1]; {CONFIDENCE_CONTRACT}")
 
 
 def write_challenge_output(

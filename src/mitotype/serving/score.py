@@ -27,11 +27,16 @@ Differences from the official script, on purpose: an undefined metric (a domain 
 only) is ``None`` instead of a warning-and-0 or a crash; a stack in the ground truth without a
 prediction is an error unless ``allow_missing`` (the platform fails such a submission earlier).
 
-Confidence semantics: the project contract says ``confidence`` is p(atypical) (mode
-``"p-atypical"``, the default). The published evaluator source instead converts
-``confidence if class == "atypical" else 1 - confidence`` into the ROC score, i.e. it reads
-``confidence`` as the probability of the predicted class; mode ``"predicted-class"`` reproduces
-that, so both readings can be compared. Decisions (and so balanced accuracy) do not depend on it.
+Confidence semantics: by default (mode ``"predicted-class"``) ``confidence`` is read as the
+evaluator reads it, the probability of the predicted class, and the ROC score of each figure is
+rebuilt as ``confidence if class == "atypical" else 1 - confidence`` (what ``mitotype challenge``
+writes, see :data:`~mitotype.serving.outputs.CONFIDENCE_CONTRACT`). Mode ``"p-atypical"`` reads
+``confidence`` as p(atypical) for every figure, for outputs of other tools that wrote it that way.
+Decisions (and so balanced accuracy) do not depend on the mode; the ROC AUC does.
+
+The written metrics (``--json``) have the evaluator's ``metrics.json`` form: ``aggregates`` holds
+``overall_*`` and ``domain_<d>`` blocks with the evaluator's key names and nothing else; counts and the
+reading used sit beside it.
 """
 
 from __future__ import annotations
@@ -46,10 +51,11 @@ import numpy as np
 
 from mitotype.errors import DataError
 from mitotype.evaluation.metrics import classification_metrics
-from mitotype.serving.outputs import CLASSES, OUTPUT_SLUG, validate_output
+from mitotype.serving.outputs import CLASSES, OUTPUT_SLUG, p_atypical_from_entry, validate_output
 
 __all__ = [
     "CONFIDENCE_MODES",
+    "CONFIDENCE_READINGS",
     "INPUT_SLUG",
     "PredictedStack",
     "StackTruth",
@@ -61,7 +67,12 @@ __all__ = [
 ]
 
 INPUT_SLUG = "stacked-histopathology-roi-cropouts"
-CONFIDENCE_MODES = ("p-atypical", "predicted-class")
+CONFIDENCE_MODES = ("predicted-class", "p-atypical")
+"""How ``confidence`` is read; the first (the official evaluator's reading) is the default."""
+CONFIDENCE_READINGS = {
+    "predicted-class": "the probability of the predicted class (as the official evaluator reads it)",
+    "p-atypical": "p(atypical) for every figure (--confidence p-atypical, for other tools' outputs)",
+}
 _CLASS_IDS = {name: i for i, name in enumerate(CLASSES)}  # normal 0, atypical 1
 _METRIC_KEYS = ("sensitivity", "specificity", "balanced_accuracy", "accuracy", "roc_auc")
 
@@ -222,25 +233,21 @@ def _domain_key(value: Any) -> tuple[int, Any]:
     return (0, value) if isinstance(value, (int, float)) else (1, str(value))
 
 
-def _metrics(y: np.ndarray, pred: np.ndarray, score: np.ndarray) -> dict[str, Any]:
-    m = classification_metrics(y, pred, score)
-    out = {k: m[k] for k in _METRIC_KEYS}
-    out.update(n=m["n"], n_atypical=m["n_pos"])
-    return out
 
 
 def score_predictions(
     truth: Mapping[str, StackTruth],
     predictions: Mapping[str, PredictedStack],
-    confidence: str = "p-atypical",
+    confidence: str = "predicted-class",
     allow_missing: bool = False,
 ) -> dict[str, Any]:
     """Validate every output against its stack and compute the evaluator's metrics.
 
     Returns ``{"aggregates": {"overall_sensitivity", "overall_specificity",
     "overall_balanced_accuracy", "overall_roc_auc", "overall_accuracy", "domain_<d>": {...}},
-    "counts": {...}, "confidence": mode, "images_missing": [...]}``; the ``aggregates`` keys match
-    the platform's ``metrics.json``. Undefined values are ``None``.
+    "counts": {..., "domains": {"domain_<d>": {"figures", "atypical"}}}, "confidence": mode,
+    "images_missing": [...]}``; ``aggregates`` has exactly the keys of the evaluator's ``metrics.json``.
+    Undefined values are ``None``.
     """
     if confidence not in CONFIDENCE_MODES:
         raise DataError(f"unknown confidence mode {confidence!r}; choose from {list(CONFIDENCE_MODES)}")
@@ -256,13 +263,10 @@ def score_predictions(
         used.add(stack.image)
         validate_output(stack.entries, len(gt.labels), stack.source)
         for entry, label, domain in zip(stack.entries, gt.labels, gt.domains):
-            cls = _CLASS_IDS[entry["class"]]
             conf = float(entry["confidence"])
-            if confidence == "predicted-class":
-                conf = conf if cls == 1 else 1.0 - conf
             ys.append(label)
-            preds.append(cls)
-            scores.append(conf)
+            preds.append(_CLASS_IDS[entry["class"]])
+            scores.append(p_atypical_from_entry(entry["class"], conf) if confidence == "predicted-class" else conf)
             domains.append(domain)
     extra = sorted(set(p.image for p in predictions.values()) - used)
     if extra:
@@ -277,9 +281,12 @@ def score_predictions(
     y, pred, score = np.asarray(ys), np.asarray(preds), np.asarray(scores)
     overall = classification_metrics(y, pred, score)
     aggregates: dict[str, Any] = {f"overall_{k}": overall[k] for k in _METRIC_KEYS}
+    domain_counts: dict[str, dict[str, int]] = {}
     for d in sorted(set(domains), key=_domain_key):
         mask = np.asarray([x == d for x in domains])
-        aggregates[f"domain_{d}"] = _metrics(y[mask], pred[mask], score[mask])
+        m = classification_metrics(y[mask], pred[mask], score[mask])
+        aggregates[f"domain_{d}"] = {k: m[k] for k in _METRIC_KEYS}
+        domain_counts[f"domain_{d}"] = {"figures": m["n"], "atypical": m["n_pos"]}
     return {
         "aggregates": aggregates,
         "counts": {
@@ -290,6 +297,7 @@ def score_predictions(
             "fp": overall["fp"],
             "tn": overall["tn"],
             "fn": overall["fn"],
+            "domains": domain_counts,
         },
         "confidence": confidence,
         "images_missing": missing,
@@ -299,7 +307,7 @@ def score_predictions(
 def score_files(
     ground_truth: str | Path,
     predictions: str | Path,
-    confidence: str = "p-atypical",
+    confidence: str = "predicted-class",
     allow_missing: bool = False,
 ) -> dict[str, Any]:
     """:func:`score_predictions` on files: ``ground_truth.json`` and a predictions file or folder."""
@@ -316,19 +324,19 @@ def format_scores(result: Mapping[str, Any]) -> str:
 
     agg = result["aggregates"]
     counts = result["counts"]
-    reading = "p(atypical)" if result["confidence"] == "p-atypical" else "probability of the predicted class"
+    reading = CONFIDENCE_READINGS[result["confidence"]]
     lines = [
         f"scored {counts['images']} stack(s), {counts['figures']} figure(s), {counts['atypical']} atypical; "
         f"confidence read as {reading}",
         f"{'':<14}{'figures':>8}{'atypical':>9}  {'bal.acc':>7} {'sens':>6} {'spec':>6} {'acc':>6} "
         f"{'ROC AUC':>7}",
     ]
-    rows = [("overall", {k[len("overall_") :]: v for k, v in agg.items() if k.startswith("overall_")})]
-    rows[0][1].update(n=counts["figures"], n_atypical=counts["atypical"])
-    rows += [(k, v) for k, v in agg.items() if k.startswith("domain_")]
-    for name, m in rows:
+    rows = [("overall", {k[len("overall_") :]: v for k, v in agg.items() if k.startswith("overall_")},
+             {"figures": counts["figures"], "atypical": counts["atypical"]})]
+    rows += [(k, v, counts["domains"][k]) for k, v in agg.items() if k.startswith("domain_")]
+    for name, m, c in rows:
         lines.append(
-            f"{name:<14}{m['n']:>8}{m['n_atypical']:>9}  {num(m['balanced_accuracy']):>7} "
+            f"{name:<14}{c['figures']:>8}{c['atypical']:>9}  {num(m['balanced_accuracy']):>7} "
             f"{num(m['sensitivity'])} {num(m['specificity'])} {num(m['accuracy'])} {num(m['roc_auc']):>7}"
         )
     if result.get("images_missing"):
