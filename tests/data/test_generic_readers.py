@@ -140,7 +140,7 @@ def test_identical_patches_with_conflicting_labels(tmp_path: Path) -> None:
 
 
 def test_detection_errors_and_options(tmp_path: Path) -> None:
-    assert set(FORMATS) == {"amibr", "midog25", "votes-csv", "folder", "csv", "coords"}
+    assert set(FORMATS) == {"amibr", "midog25", "votes-csv", "folder", "images", "csv", "coords"}
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="cannot tell the dataset format"):
         read_dataset(tmp_path / "empty")

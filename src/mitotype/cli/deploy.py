@@ -8,6 +8,7 @@ import io
 import math
 from pathlib import Path
 
+from mitotype.cli.data_options import add_reader_arguments, reader_options
 from mitotype.errors import MitotypeError
 
 
@@ -33,18 +34,19 @@ def probability(text: str) -> float:
     return value
 
 
-def _load_inputs(args: argparse.Namespace):  # -> (ids, images)
+def _load_inputs(args: argparse.Namespace):  # -> (ids, images, records or None)
     """Patches from a TIFF stack, or any dataset a reader understands (labels optional)."""
     from mitotype.serving.stack import read_stack
 
     src = Path(args.input)
-    if src.is_file() and src.suffix.lower() in (".tif", ".tiff"):
+    if src.is_file() and src.suffix.lower() in (".tif", ".tiff") and args.data_format == "auto":
         images = read_stack(src, max_pages=None)
-        return [f"{src.name}#{i}" for i in range(len(images))], images
+        return [f"{src.name}#{i}" for i in range(len(images))], images, None
     from mitotype.training.inputs import load_figures
 
-    figures = load_figures(src, fmt=args.data_format or "auto", on_error=args.on_error)
-    return [r.uid for r in figures.records], figures.images
+    figures = load_figures(src, fmt=args.data_format, domain=args.domain, on_error=args.on_error,
+                           labels_optional=True, reader_options=reader_options(args))
+    return [r.uid for r in figures.records], figures.images, figures.records
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -52,11 +54,14 @@ def run_predict(args: argparse.Namespace) -> int:
     from mitotype.serving.predict import load_ensemble
 
     ensemble, _ = load_ensemble(args.model, device=args.device)
-    ids, images = _load_inputs(args)
+    ids, images, records = _load_inputs(args)
     threshold = args.threshold if args.threshold is not None else ensemble.threshold(args.tta)
     p = ensemble.predict(images, batch_size=args.batch_size, tta=args.tta)
     rows = [{"id": i, "p_atypical": float(q), "class": "atypical" if q >= threshold else "normal",
              "threshold": float(threshold)} for i, q in zip(ids, p)]
+    if records is not None and any(r.label is not None for r in records):
+        for row, r in zip(rows, records):  # labels where the input has them: kept, never required
+            row["label"] = "" if r.label is None else ("atypical" if r.label else "normal")
     out = Path(args.out)
     if out.suffix.lower() == ".json":
         write_json_atomic(out, rows)
@@ -69,7 +74,23 @@ def run_predict(args: argparse.Namespace) -> int:
     n_atyp = sum(r["class"] == "atypical" for r in rows)
     print(f"{len(rows)} figures: {n_atyp} atypical, {len(rows) - n_atyp} normal "
           f"(threshold {threshold:.3f}{', 8-view TTA' if args.tta else ''}) -> {out}")
+    if args.report is not None:
+        from mitotype.evaluation.gallery import write_gallery
+
+        report = Path(args.report) if args.report else out.with_suffix(".html")
+        labels = [None if r is None or r.label is None else r.label for r in records] if records else None
+        write_gallery(report, images, p, threshold, ids, labels=labels,
+                      domains=[r.domain for r in records] if records else None,
+                      votes=[_votes(r) for r in records] if records else None,
+                      title=f"mitotype predict: {args.input}",
+                      meta_lines=[f"models: {', '.join(str(d) for d in ensemble.dirs)}",
+                                  f"threshold {threshold:.3f}{', 8-view TTA' if args.tta else ''}"])
+        print(f"gallery: {report}")
     return 0
+
+
+def _votes(record) -> str | None:  # FigureRecord -> "2/3", or None when no vote is known
+    return f"{record.atypical_votes}/{record.votes_cast}" if record.votes_cast else None
 
 
 def run_challenge_command(args: argparse.Namespace) -> int:
@@ -106,15 +127,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "chosen on their validation slides, unless --threshold is given. One row per figure: "
         "id (file uid, or <stack>#<page>), p_atypical (the probability that the figure is atypical, "
         "whatever the decision), class (atypical when p_atypical >= threshold, else normal), "
-        "threshold (the threshold applied). This is not the challenge JSON: there, `mitotype challenge` "
+        "threshold (the threshold applied), and label (the input's own label, where it has one). "
+        "This is not the challenge JSON: there, `mitotype challenge` "
         "writes confidence as the probability of the predicted class.")
-    p.add_argument("input", help="a multi-page TIFF stack or a dataset any reader understands")
+    p.add_argument("input", help="a multi-page TIFF stack, a folder of patches (any depth, labels not needed), "
+                   "a .txt list of patch paths, or any dataset a reader understands")
     p.add_argument("--model", nargs="+", required=True, help="model folder(s) or a cv output folder")
     p.add_argument("--out", required=True, type=Path, help="output .csv or .json")
-    p.add_argument("--format", dest="data_format", help="reader name (default: auto)")
-    p.add_argument("--on-error", choices=["fail", "skip"], default="fail")
+    add_reader_arguments(p)
     p.add_argument("--tta", action="store_true", help="batched 8-view dihedral test-time augmentation")
     p.add_argument("--threshold", type=probability, help="override the stored threshold")
+    p.add_argument("--report", nargs="?", const="", metavar="HTML",
+                   help="also write an HTML gallery of the figures sorted by p(atypical) with the threshold "
+                   "marked (default path: --out with .html)")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run_predict)

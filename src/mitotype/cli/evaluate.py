@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from mitotype.cli.data_options import add_reader_arguments, reader_options
 from mitotype.cli.deploy import positive_int, probability
 from mitotype.cli.train import add_config_arguments, config_from_args, load_data
 
@@ -59,15 +60,18 @@ def run_ablate_command(args: argparse.Namespace) -> int:
 def run_evaluate_command(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from mitotype.data.records import require_labels
     from mitotype.evaluation.cv import environment, prediction_rows, summarise
+    from mitotype.evaluation.gallery import write_gallery
     from mitotype.evaluation.report import write_predictions_csv, write_report
     from mitotype.ioutils import write_json_atomic
     from mitotype.serving.predict import load_ensemble
     from mitotype.training.inputs import load_figures
 
     ensemble, _ = load_ensemble(args.model, device=args.device)
-    figures = load_figures(args.data, fmt=args.data_format or "auto", domain=args.domain,
-                           on_error=args.on_error, cache_dir=None)
+    figures = load_figures(args.data, fmt=args.data_format, domain=args.domain, on_error=args.on_error,
+                           cache_dir=None, reader_options=reader_options(args))
+    require_labels(figures.records, "evaluate")
     threshold = args.threshold if args.threshold is not None else ensemble.threshold(args.tta)
     p = ensemble.predict(figures.images, batch_size=args.batch_size, tta=args.tta)
     rows = prediction_rows(figures.records, np.arange(len(figures.records)), p, threshold, "evaluate")
@@ -79,8 +83,14 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     write_json_atomic(out / "results.json", results)
     write_predictions_csv(out / "predictions.csv", rows)
     write_report(out / "report.html", results, rows, title="mitotype evaluation")
+    write_gallery(out / "gallery.html", figures.images, p, threshold, [r.uid for r in figures.records],
+                  labels=[r.label for r in figures.records], domains=[r.domain for r in figures.records],
+                  votes=[f"{r.atypical_votes}/{r.votes_cast}" if r.votes_cast else None for r in figures.records],
+                  title=f"mitotype evaluate: {args.data}",
+                  meta_lines=[f"models: {', '.join(str(d) for d in ensemble.dirs)}",
+                              f"threshold {threshold:.3f}{', 8-view TTA' if args.tta else ''}"])
     print_summary(results)
-    print(f"report: {out / 'report.html'}")
+    print(f"report: {out / 'report.html'}  gallery: {out / 'gallery.html'}")
     return 0
 
 
@@ -141,9 +151,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="A model folder or a folder of fold models (ensembled by averaging probabilities).")
     p.add_argument("--model", nargs="+", required=True, help="model folder(s) or a cv output folder")
     p.add_argument("--data", required=True, help="labelled dataset")
-    p.add_argument("--format", dest="data_format", help="reader name (default: auto)")
-    p.add_argument("--domain", nargs="+", help="metadata fields forming the domain")
-    p.add_argument("--on-error", choices=["fail", "skip"], default="fail")
+    add_reader_arguments(p)
     p.add_argument("--threshold", type=probability, help="override the models' stored threshold")
     p.add_argument("--tta", action="store_true", help="dihedral test-time augmentation")
     p.add_argument("--batch-size", type=positive_int, default=64)

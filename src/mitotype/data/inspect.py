@@ -20,10 +20,11 @@ class DomainCounts:
     normal: int = 0
     atypical: int = 0
     groups: int = 0
+    unlabelled: int = 0
 
     @property
     def total(self) -> int:
-        return self.normal + self.atypical
+        return self.normal + self.atypical + self.unlabelled
 
 
 @dataclass
@@ -48,8 +49,12 @@ class InspectReport:
         return sum(d.atypical for d in self.domains)
 
     @property
+    def unlabelled(self) -> int:
+        return sum(d.unlabelled for d in self.domains)
+
+    @property
     def total(self) -> int:
-        return self.normal + self.atypical
+        return self.normal + self.atypical + self.unlabelled
 
     @property
     def errors(self) -> int:
@@ -71,8 +76,9 @@ class InspectReport:
             "figures": self.total,
             "normal": self.normal,
             "atypical": self.atypical,
-            "domains": [{"domain": d.domain, "normal": d.normal, "atypical": d.atypical, "total": d.total,
-                         "groups": d.groups} for d in self.domains],
+            "unlabelled": self.unlabelled,
+            "domains": [{"domain": d.domain, "normal": d.normal, "atypical": d.atypical,
+                         "unlabelled": d.unlabelled, "total": d.total, "groups": d.groups} for d in self.domains],
             "atypical_votes": {str(k): v for k, v in self.atypical_votes.items()},
             "votes_cast": {str(k): v for k, v in self.votes_cast.items()},
             "problem_counts": [{"severity": s, "kind": k, "count": n} for s, k, n in self.problem_counts()],
@@ -82,7 +88,8 @@ class InspectReport:
     def format_text(self, max_problems: int | None = None) -> str:
         """Tables of counts and the problem list (all of them unless ``max_problems`` is given)."""
         lines = [f"dataset: {self.path} (format {self.fmt})",
-                 f"figures: {self.total} ({self.normal} NMF / {self.atypical} AMF), "
+                 f"figures: {self.total} ({self.normal} NMF / {self.atypical} AMF"
+                 f"{f' / {self.unlabelled} unlabelled' if self.unlabelled else ''}), "
                  f"{len(self.domains)} domain(s), {sum(d.groups for d in self.domains)} group(s)", ""]
         rows = [[d.domain, d.normal, d.atypical, d.total, _pct(d.atypical, d.total), d.groups]
                 for d in self.domains]
@@ -144,7 +151,9 @@ def summarize(result: ReadResult, path: str | Path | None = None) -> InspectRepo
     cast: Counter[int] = Counter()
     for r in result.records:
         d = per.setdefault(r.domain, DomainCounts(r.domain))
-        if r.label == ATYPICAL:
+        if r.label is None:
+            d.unlabelled += 1
+        elif r.label == ATYPICAL:
             d.atypical += 1
         else:
             d.normal += 1

@@ -109,8 +109,11 @@ def _one_line(text: str) -> str:
 class ProblemLog:
     """Collects problems under an ``on_error`` policy; under ``"fail"`` the first error raises."""
 
-    def __init__(self, on_error: str = "fail") -> None:
+    def __init__(self, on_error: str = "fail", labels_optional: bool = False) -> None:
         self.on_error: OnError = check_on_error(on_error)
+        self.labels_optional = labels_optional
+        """Reading figures to classify: a label that cannot be read is a warning and leaves the figure
+        unlabelled, instead of an error that drops or stops it."""
         self.problems: list[Problem] = []
 
     def error(self, file: str | Path, row: int | None, kind: str, message: str) -> None:

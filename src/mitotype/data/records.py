@@ -26,8 +26,9 @@ class FigureRecord:
     """Identifier unique within ``dataset`` (e.g. ``MIDOG21_6`` or a row number for duplicates)."""
     image: Path
     """Patch file, or the larger image the figure lies on."""
-    label: int
-    """Hard label: 1 = atypical (AMF), 0 = normal (NMF)."""
+    label: int | None
+    """Hard label: 1 = atypical (AMF), 0 = normal (NMF); ``None`` = unknown (new figures to classify:
+    ``predict`` takes them, training and evaluation refuse them, see :func:`require_labels`)."""
     group: str
     """Leak-free split unit (slide or patient): never on both sides of a split."""
     dataset: str
@@ -54,13 +55,25 @@ class FigureRecord:
 
     @property
     def soft_label(self) -> float:
-        """Atypical votes / votes cast; the hard label when no vote is known."""
+        """Atypical votes / votes cast; the hard label when no vote is known (NaN when neither is)."""
         cast = self.votes_cast
-        return self.atypical_votes / cast if cast else float(self.label)
+        if cast:
+            return self.atypical_votes / cast
+        return float("nan") if self.label is None else float(self.label)
 
     @property
     def is_crop(self) -> bool:
         return self.x is not None and self.y is not None
+
+
+def require_labels(records: Sequence[FigureRecord], purpose: str) -> None:
+    """Raise :class:`~mitotype.errors.DataError` when any record has no label (``purpose``: e.g. "training")."""
+    from mitotype.errors import DataError
+
+    missing = [r for r in records if r.label is None]
+    if missing:
+        raise DataError(f"{len(missing)} of {len(records)} figure(s) have no label (first: {missing[0].uid}); "
+                        f"{purpose} needs a label for every figure (unlabelled figures can only be predicted)")
 
 
 def domain_of(record: FigureRecord, fields: Sequence[str]) -> str:

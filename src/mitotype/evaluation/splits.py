@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from mitotype.data.records import FigureRecord
+from mitotype.data.records import FigureRecord, require_labels
 from mitotype.errors import ConfigError, DataError
 
 __all__ = [
@@ -41,6 +41,7 @@ class Fold:
 
 
 def _labels(records: Sequence[FigureRecord]) -> np.ndarray:
+    require_labels(records, "a stratified split")
     return np.fromiter((r.label for r in records), dtype=np.int64, count=len(records))
 
 

@@ -44,15 +44,24 @@ def load_figures(
     on_error: str = "fail",
     include: dict[str, str] | None = None,
     cache_dir: str | Path | None = None,
+    labels_optional: bool = False,
+    reader_options: dict[str, object] | None = None,
 ) -> Figures:
-    """Read a dataset with any reader and back it with the decode-once patch store."""
+    """Read a dataset with any reader and back it with the decode-once patch store.
+
+    ``labels_optional`` reads figures to classify (see :func:`~mitotype.data.readers.read_dataset`);
+    ``reader_options`` are the reader's own options (``columns``, ``labels``, ``meta_csv``, ...).
+    """
     from mitotype.data.readers import read_dataset
     from mitotype.data.store import PatchStore
 
     if not str(path):
         raise DataError("no dataset given (set data.path or pass --data)")
-    options = {"images_dir": images_dir} if images_dir else {}
-    result = read_dataset(Path(path), fmt=fmt, domain=domain, on_error=on_error, **options)
+    options = dict(reader_options or {})
+    if images_dir:
+        options["images_dir"] = images_dir
+    result = read_dataset(Path(path), fmt=fmt, domain=domain, on_error=on_error,
+                          labels_optional=labels_optional, **options)
     records = filter_records(result.records, include or {})
     if not records:
         raise DataError(f"{path}: no usable figures")

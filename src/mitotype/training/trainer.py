@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mitotype.data.records import FigureRecord
+from mitotype.data.records import FigureRecord, require_labels
 from mitotype.errors import ConfigError, MitotypeError
 from mitotype.training.checkpoint import (
     load_resume_state,
@@ -132,6 +132,7 @@ class Trainer:
 
         if len(train_idx) == 0 or len(val_idx) == 0:
             raise ConfigError("training and validation sets must both be non-empty")
+        require_labels([records[i] for i in (*train_idx, *val_idx)], "training")
         assert_no_leak(records, train_idx, val_idx)
         for name, part in (("training", train_idx), ("validation", val_idx)):
             if len({records[i].label for i in part}) < 2:

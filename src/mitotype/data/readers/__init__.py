@@ -7,6 +7,7 @@ Formats (auto-detected from the folder or file, in this order):
 * ``votes-csv``: ``Filename, Expert_1..n, Majority`` (AtNorM style) (:mod:`.votes_csv`)
 * ``coords``: image, x, y, label of figures on larger images (MIDOG++ style) (:mod:`.coords`)
 * ``folder``: one sub-folder per class (:mod:`.folder`)
+* ``images``: any folder of patches (any depth) or a ``.txt`` list of paths; labels optional (:mod:`.images`)
 * ``csv``: any CSV through a column mapping; never detected, ask for it (:mod:`.generic_csv`)
 
 Every reader then checks the images (option ``check``: ``full`` decodes every pixel, the default;
@@ -23,7 +24,7 @@ from types import ModuleType
 
 from mitotype.data.images import DEFAULT_SIZE_POLICY, PATCH_SIZE, check_size_policy
 from mitotype.data.problems import ProblemLog, ReadResult
-from mitotype.data.readers import amibr, coords, folder, generic_csv, midog25, votes_csv
+from mitotype.data.readers import amibr, coords, folder, generic_csv, images, midog25, votes_csv
 from mitotype.data.readers._common import CHECK_LEVELS, check_images, check_level, check_options
 from mitotype.data.records import assign_domains
 from mitotype.errors import ConfigError, DataError
@@ -34,10 +35,11 @@ READERS: dict[str, ModuleType] = {
     "votes-csv": votes_csv,
     "coords": coords,
     "folder": folder,
+    "images": images,
     "csv": generic_csv,
 }
 FORMATS: tuple[str, ...] = tuple(READERS)
-DETECT_ORDER = ("amibr", "midog25", "votes-csv", "coords", "folder")
+DETECT_ORDER = ("amibr", "midog25", "votes-csv", "coords", "folder", "images")
 
 __all__ = ["CHECK_LEVELS", "FORMATS", "detect_format", "read_dataset"]
 
@@ -59,18 +61,20 @@ def detect_format(path: str | Path) -> str:
 
 
 def read_dataset(path: str | Path, fmt: str = "auto", domain: Sequence[str] | str | None = None,
-                 on_error: str = "fail", **options: object) -> ReadResult:
+                 on_error: str = "fail", labels_optional: bool = False, **options: object) -> ReadResult:
     """Read a dataset into figure records, reporting every problem found.
 
     ``domain``: metadata fields to build the domain from (e.g. ``["scanner"]``, ``["tumor", "species"]``);
-    ``None`` keeps the reader's default. ``on_error``: ``"fail"`` raises :class:`DataError` at the first
+    ``None`` keeps the reader's default. ``labels_optional`` (figures to classify): a label that cannot be
+    read leaves the figure unlabelled with a warning instead of an error; mappings without a label column
+    give unlabelled figures either way. ``on_error``: ``"fail"`` raises :class:`DataError` at the first
     error (one line naming the file and row); ``"skip"`` drops the record and reports it. Common options:
     ``check`` (``full``/``header``/``exists``/``none``), ``size`` (128), ``size_policy``
     (``center-crop``/``resize``/``reject``), ``workers``; the rest are the format's own (``images_dir``,
     ``columns``, ``labels``, ``class_dirs``, ``meta_csv``, ``dataset``).
     """
     path = Path(path).expanduser()
-    log = ProblemLog(on_error)
+    log = ProblemLog(on_error, labels_optional=labels_optional)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if fmt == "auto":

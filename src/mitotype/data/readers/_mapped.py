@@ -58,8 +58,6 @@ def column_map_from(options: Mapping[str, object]) -> ColumnMap:
     votes = options.get("votes") or []
     if isinstance(votes, str):
         votes = [v.strip() for v in votes.split(",") if v.strip()]
-    if not options.get("label") and not votes:
-        raise ConfigError("the column mapping needs a 'label' column or 'votes' columns")
     if bool(options.get("x")) != bool(options.get("y")):
         raise ConfigError("map both 'x' and 'y' (figure centre on a larger image) or neither")
 
@@ -119,16 +117,20 @@ def read_mapped(table: Table, log: ProblemLog, cmap: ColumnMap, *, dirs: Sequenc
             col = cmap.votes[bad]
             log.error(table.path, line, P.UNKNOWN_LABEL, f"{col} value {row[col]!r} is not one of {known}")
             continue
+        label: int | None = None
         if cmap.label is not None:
             label = parse_label(row[cmap.label], words)
-            if label is None:
-                log.error(table.path, line, P.UNKNOWN_LABEL,
-                          f"{cmap.label} value {row[cmap.label]!r} is not one of {known}")
+            message = f"{cmap.label} value {row[cmap.label]!r} is not one of {known}"
+            if label is None and log.labels_optional:
+                log.warn(table.path, line, P.UNKNOWN_LABEL, f"{message}: the figure is kept without a label")
+            elif label is None:
+                log.error(table.path, line, P.UNKNOWN_LABEL, message)
                 continue
-            check_majority(log, table.path, line, label, votes, cmap.label)
-        else:
+            else:
+                check_majority(log, table.path, line, label, votes, cmap.label)
+        elif cmap.votes:
             label = vote_majority(votes)
-            if label is None:
+            if label is None and not log.labels_optional:
                 log.error(table.path, line, P.BAD_VALUE,
                           "votes tie (or none cast) and there is no label column")
                 continue

@@ -1,0 +1,92 @@
+"""Figures without a label file: a folder of patches (any depth) or a text list of patch paths.
+
+This is what a user has before any model ran: new figures to classify. Labels are never required: a
+figure under a folder named like a class (``normal``/``NMF``, ``atypical``/``AMF``, any depth, any case)
+gets that label, every other figure has none (``label is None``), so ``predict`` can classify it while
+``train`` refuses it. uid = the path relative to the folder (or as written in the list); each figure is
+its own group, since nothing says which slide it came from.
+
+Detected last: a folder holding image files at any depth, or a ``.txt`` file listing one path per line
+(relative paths resolve against the list's folder, or ``images_dir``). Whole-slide images are not
+patches and are skipped with a warning: give figures on them as x/y with the ``coords`` reader.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mitotype.data import problems as P
+from mitotype.data.images import IMAGE_SUFFIXES, WSI_SUFFIXES
+from mitotype.data.problems import ProblemLog
+from mitotype.data.readers._common import Entry, resolve_image
+from mitotype.data.readers.folder import DEFAULT_CLASS_DIRS
+from mitotype.data.records import FigureRecord
+from mitotype.errors import DataError
+
+NAME = "images"
+OPTIONS = frozenset({"images_dir", "dataset"})
+LIST_SUFFIXES = (".txt", ".lst")
+PATCH_SUFFIXES = IMAGE_SUFFIXES - WSI_SUFFIXES
+
+
+def _patch_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+                  and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def detect(path: Path) -> bool:
+    if path.is_file():
+        return path.suffix.lower() in LIST_SUFFIXES
+    return path.is_dir() and any(p.suffix.lower() in PATCH_SUFFIXES for p in _patch_files(path))
+
+
+def label_from_path(relative: Path) -> int | None:
+    """The label of the nearest enclosing folder named like a class, or ``None``."""
+    for part in reversed(relative.parts[:-1]):
+        label = DEFAULT_CLASS_DIRS.get(part.lower())
+        if label is not None:
+            return label
+    return None
+
+
+def _listed(path: Path, images_dir: str | Path | None, log: ProblemLog) -> list[tuple[Path, str, int | None]]:
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text list of image paths (not UTF-8 text)") from None
+    base = Path(images_dir) if images_dir else path.parent
+    found = []
+    for number, line in enumerate(lines, start=1):
+        name = line.strip()
+        if not name or name.startswith("#"):
+            continue
+        found.append((resolve_image(name, [base]), name, number))
+    if not found:
+        raise DataError(f"{path}: lists no image paths (one path per line expected)")
+    return found
+
+
+def read(path: Path, log: ProblemLog, *, images_dir: str | Path | None = None,
+         dataset: str | None = None) -> list[Entry]:
+    dataset = dataset or path.stem
+    if path.is_file():
+        if path.suffix.lower() not in LIST_SUFFIXES:
+            raise DataError(f"{path}: format 'images' needs a folder of images or a .txt list of image paths")
+        items = _listed(path, images_dir, log)
+        source = str(path)
+    else:
+        root = Path(images_dir) if images_dir else path
+        items = [(f, f.relative_to(root).as_posix(), None) for f in _patch_files(root)]
+        source = str(root)
+        if not items:
+            raise DataError(f"{root}: no image files found (looked for {sorted(PATCH_SUFFIXES)} at any depth)")
+    entries: list[Entry] = []
+    for file, uid, line in items:
+        if file.suffix.lower() in WSI_SUFFIXES:
+            log.warn(file, line, P.IGNORED_FILE,
+                     "a whole-slide image, not a patch: skipped (give figures on it as x/y with --format coords)")
+            continue
+        record = FigureRecord(uid=uid, image=file, label=label_from_path(Path(uid)), group=uid, dataset=dataset,
+                              domain=dataset)
+        entries.append(Entry(record, source if line is None else str(path), line))
+    return entries

@@ -1,0 +1,79 @@
+"""Figures without a label file: the ``images`` reader and labels that are optional for prediction."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mitotype.data.readers import detect_format, read_dataset
+from mitotype.data.records import require_labels
+from mitotype.errors import DataError
+
+
+def _png(path: Path, value: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((128, 128, 3), value, dtype=np.uint8)).save(path)
+    return path
+
+
+def test_folder_at_any_depth_labels_only_from_class_folders(tmp_path: Path) -> None:
+    root = tmp_path / "new"
+    _png(root / "a.png", 10)
+    _png(root / "case 7" / "slide 2" / "b.png", 20)
+    _png(root / "batch" / "Atypical" / "c.png", 30)
+    _png(root / "old" / "NMF" / "deep" / "d.jpg", 40)
+    (root / "notes.txt").write_text("not an image")
+    assert detect_format(root) == "images"
+    result = read_dataset(root)
+    by_uid = {r.uid: r for r in result.records}
+    assert set(by_uid) == {"a.png", "case 7/slide 2/b.png", "batch/Atypical/c.png", "old/NMF/deep/d.jpg"}
+    assert by_uid["a.png"].label is None and by_uid["case 7/slide 2/b.png"].label is None
+    assert by_uid["batch/Atypical/c.png"].label == 1 and by_uid["old/NMF/deep/d.jpg"].label == 0
+    with pytest.raises(DataError, match=r"3 of 4 figure\(s\)|have no label"):
+        require_labels(result.records, "training")
+
+
+def test_text_list_of_paths(tmp_path: Path) -> None:
+    _png(tmp_path / "imgs" / "x.png")
+    _png(tmp_path / "imgs" / "y.png")
+    listing = tmp_path / "todo.txt"
+    listing.write_text("# figures to classify\nimgs/x.png\n\n" + str(tmp_path / "imgs" / "y.png") + "\n")
+    assert detect_format(listing) == "images"
+    records = read_dataset(listing).records
+    assert [r.image for r in records] == [tmp_path / "imgs" / "x.png", tmp_path / "imgs" / "y.png"]
+    assert all(r.label is None for r in records)
+    (tmp_path / "gone.txt").write_text("imgs/missing.png\n")
+    with pytest.raises(DataError, match="missing.png"):
+        read_dataset(tmp_path / "gone.txt")
+
+
+def test_csv_of_paths_without_labels_and_unknown_labels_when_optional(tmp_path: Path) -> None:
+    _png(tmp_path / "p1.png", 1)
+    _png(tmp_path / "p2.png", 2)
+    table = tmp_path / "figs.csv"
+    table.write_text("path,grade\np1.png,AMF\np2.png,mitosis?\n")
+    plain = read_dataset(table, fmt="csv", columns={"image": "path"})
+    assert [r.label for r in plain.records] == [None, None]
+    with pytest.raises(DataError, match="mitosis"):
+        read_dataset(table, fmt="csv", columns={"image": "path", "label": "grade"})
+    kept = read_dataset(table, fmt="csv", columns={"image": "path", "label": "grade"}, labels_optional=True)
+    assert [r.label for r in kept.records] == [1, None]
+    [problem] = kept.of_kind("unknown-label")
+    assert problem.severity == "warning" and "kept without a label" in problem.message
+
+
+@pytest.mark.shared
+def test_real_amibr_pngs_copied_without_labels(shared_data: Path, tmp_path: Path) -> None:
+    src = sorted((shared_data / "amibr" / "patches" / "atypical").glob("*.png"))[:3]
+    src += sorted((shared_data / "amibr" / "patches" / "normal").glob("*.png"))[:3]
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for f in src:
+        shutil.copy(f, flat / f.name)
+    result = read_dataset(flat)
+    assert result.fmt == "images" and len(result.records) == 6
+    assert all(r.label is None for r in result.records) and not result.problems
