@@ -32,7 +32,9 @@ def test_models_list_shows_sizes_normalisation_and_parameter_counts(
 
 def test_models_list_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "list", "--json"]) == 0
-    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    listing = json.loads(capsys.readouterr().out)
+    rows = {r["name"]: r for r in listing["backbones"]}
+    assert isinstance(listing["shipped_models"], list)
     assert rows["uni2-h"]["parameters"] == 681_394_176
     assert rows["efficientnet-lite0-imagenet"]["mean"] == [0.5, 0.5, 0.5]
 

@@ -53,7 +53,15 @@ def run_predict(args: argparse.Namespace) -> int:
     from mitotype.ioutils import atomic_write_text, write_json_atomic
     from mitotype.serving.predict import load_ensemble
 
-    ensemble, _ = load_ensemble(args.model, device=args.device)
+    models = args.model
+    if not models:
+        from mitotype.models.shipped import get_shipped_model
+
+        shipped = get_shipped_model()
+        models = [shipped.folder]
+        print(f"using the shipped model {shipped.name} ({shipped.folder / 'MODEL_CARD.md'}); "
+              "pass --model to use your own")
+    ensemble, _ = load_ensemble(models, device=args.device)
     ids, images, records = _load_inputs(args)
     threshold = args.threshold if args.threshold is not None else ensemble.threshold(args.tta)
     p = ensemble.predict(images, batch_size=args.batch_size, tta=args.tta)
@@ -101,7 +109,11 @@ def run_challenge_command(args: argparse.Namespace) -> int:
         paths.input_dir = Path(args.input_dir)
     if args.output_dir:
         paths.output_dir = Path(args.output_dir)
-    if args.model_dir:
+    if args.model_dir == "shipped":
+        from mitotype.models.shipped import get_shipped_model
+
+        paths.model_dirs = [get_shipped_model().folder]
+    elif args.model_dir:
         paths.model_dirs = [Path(args.model_dir)]
     out = run_challenge(paths, device=args.device, tta=None if args.tta is None else args.tta == "on")
     print(f"wrote {out}")
@@ -132,7 +144,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "writes confidence as the probability of the predicted class.")
     p.add_argument("input", help="a multi-page TIFF stack, a folder of patches (any depth, labels not needed), "
                    "a .txt list of patch paths, or any dataset a reader understands")
-    p.add_argument("--model", nargs="+", required=True, help="model folder(s) or a cv output folder")
+    p.add_argument("--model", nargs="+", help="model folder(s) or a cv output folder (default: the model that "
+                   "ships with mitotype, see `mitotype models list`)")
     p.add_argument("--out", required=True, type=Path, help="output .csv or .json")
     add_reader_arguments(p)
     p.add_argument("--tta", action="store_true", help="batched 8-view dihedral test-time augmentation")
@@ -154,7 +167,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "MITOTYPE_OUTPUT_DIR, MITOTYPE_MODEL_DIR.")
     p.add_argument("--input-dir", help="default /input")
     p.add_argument("--output-dir", help="default /output")
-    p.add_argument("--model-dir", help="default /opt/ml/model, then /opt/app/model")
+    p.add_argument("--model-dir", help="default /opt/ml/model, then /opt/app/model; 'shipped' = the model "
+                   "that ships with mitotype")
     p.add_argument("--tta", choices=["on", "off"], help="override the exported model's TTA setting")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run_challenge_command)

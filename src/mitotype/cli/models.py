@@ -58,7 +58,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             }
         )
     if args.json:
-        print(json.dumps(rows, indent=2))
+        from mitotype.models.shipped import list_shipped_models
+
+        shipped = [{"name": m.name, "folder": str(m.folder), "summary": m.summary} for m in list_shipped_models()]
+        print(json.dumps({"backbones": rows, "shipped_models": shipped}, indent=2))
         return 0
     header = ("backbone", "input", "mean", "std", "embed", "pooling", "params", "weights")
     table = [header] + [
@@ -78,6 +81,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     print("\nAny timm architecture can be named as timm:<architecture> with --weights.")
+    from mitotype.models.shipped import DEFAULT_SHIPPED_MODEL, list_shipped_models
+
+    shipped = list_shipped_models()
+    print("\nTrained models shipped with mitotype (`mitotype predict INPUT` uses the default one):")
+    for m in shipped:
+        default = " [default]" if m.name == DEFAULT_SHIPPED_MODEL else ""
+        print(f"  {m.name}{default}  {m.size_bytes / 1e6:.1f} MB  {m.folder / 'MODEL_CARD.md'}")
+        print(f"    {m.summary}")
+    if not shipped:
+        print("  none in this installation")
     return 0
 
 

@@ -1,0 +1,80 @@
+"""Models that ship inside the package: packed in fp16 without base weights, found by predict and challenge."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from safetensors import safe_open
+
+import mitotype.models.shipped as shipped
+from mitotype.cli.main import main
+from mitotype.errors import MitotypeError
+from mitotype.serving.predict import load_ensemble
+from tests.conftest import make_model_dir
+
+
+@pytest.fixture()
+def packed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    run = make_model_dir(tmp_path / "run", threshold=0.4, overrides=["model.adaptation=full"])
+    root = tmp_path / "shipped"
+    dest = shipped.pack_shipped_model(run, root / shipped.DEFAULT_SHIPPED_MODEL,
+                                      "# Card\n\nA tiny test model.\n\n## Terms\nnone\n")
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", root)
+    return run, dest
+
+
+def test_packed_in_fp16_needs_no_base_weights_and_predicts_like_the_run(packed) -> None:
+    run, dest = packed
+    with safe_open(str(dest / "model.safetensors"), framework="pt") as fh:
+        dtypes = {fh.get_tensor(k).dtype for k in fh.keys()}  # noqa: SIM118 (safe_open is not iterable)
+        meta = json.loads(fh.metadata()["mitotype"])
+    assert "torch.float16" in {str(d) for d in dtypes} and "torch.float32" not in {str(d) for d in dtypes}
+    assert meta["config"]["model"]["weights"] == "random" and meta["threshold"] == pytest.approx(0.4)
+    assert shipped.fp16_max_error(run, dest) < 1e-2
+    images = np.random.default_rng(0).integers(0, 255, (6, 128, 128, 3), dtype=np.uint8)
+    original, _ = load_ensemble([run], device="cpu")
+    packed_model, _ = load_ensemble([dest], device="cpu")
+    p0, p1 = original.predict(images), packed_model.predict(images)
+    assert np.abs(p0 - p1).max() < 5e-3 and not np.allclose(p1, p1[0])
+
+
+def test_lora_models_are_refused(tmp_path: Path) -> None:
+    run = make_model_dir(tmp_path / "run")  # LoRA on a frozen backbone: needs its base weights
+    with pytest.raises(MitotypeError, match="only fully fine-tuned"):
+        shipped.pack_shipped_model(run, tmp_path / "dest", "# x\n")
+
+
+def test_predict_without_model_uses_the_shipped_one(packed, tmp_path: Path, capsys) -> None:
+    stack = tmp_path / "stack.tiff"
+    tifffile.imwrite(stack, np.random.default_rng(1).integers(0, 255, (3, 128, 128, 3), dtype=np.uint8),
+                     photometric="rgb")
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(stack), "--out", str(out), "--device", "cpu"]) == 0
+    said = capsys.readouterr().out
+    assert said.splitlines()[0].startswith(f"using the shipped model {shipped.DEFAULT_SHIPPED_MODEL}")
+    assert len(list(csv.DictReader(out.open()))) == 3
+    assert main(["models", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert f"{shipped.DEFAULT_SHIPPED_MODEL} [default]" in listing and "A tiny test model." in listing
+
+
+def test_challenge_can_use_the_shipped_model(packed, tmp_path: Path) -> None:
+    folder = tmp_path / "input" / "images" / "stacked-histopathology-roi-cropouts"
+    folder.mkdir(parents=True)
+    tifffile.imwrite(folder / "s.tiff", np.zeros((2, 128, 128, 3), dtype=np.uint8), photometric="rgb")
+    assert main(["challenge", "--input-dir", str(tmp_path / "input"), "--output-dir", str(tmp_path / "out"),
+                 "--model-dir", "shipped", "--device", "cpu"]) == 0
+    assert len(json.loads((tmp_path / "out" / "multiple-mitotic-figure-classification.json").read_text())) == 2
+
+
+def test_no_shipped_model_is_a_clear_error(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "none")
+    stack = tmp_path / "stack.tiff"
+    tifffile.imwrite(stack, np.zeros((1, 128, 128, 3), dtype=np.uint8), photometric="rgb")
+    assert main(["predict", str(stack), "--out", str(tmp_path / "p.csv")]) == 2
+    assert "no shipped model named" in capsys.readouterr().err
