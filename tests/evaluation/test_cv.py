@@ -51,6 +51,14 @@ def test_lodo_predicts_every_figure_once_and_resumes(synth_figures, tmp_path, sp
     assert len(set(uids)) == len(records)
     html = (tmp_path / "cv" / "report.html").read_text()
     assert html.count("<img") >= 5
+    # The top says what the report shows, and the ROC AUC column shows the interval its header names.
+    head = html.split("<section")[0]
+    for part in ("dataset: ", f"backbone: {config.model.backbone}", "input size: ",
+                 f"epochs: {config.optim.epochs}", f"seed(s): {config.seed}", "scheme: lodo"):
+        assert part in head
+    pooled_ci = rows["summary"]["pooled_ci"]
+    assert pooled_ci["roc_auc"] is not None
+    assert f"[{pooled_ci['roc_auc'][0]:.3f}, {pooled_ci['roc_auc'][1]:.3f}]" in html
     # Resume: finished folds are reused, no training happens again.
     monkeypatch.setattr(Trainer, "fit", lambda *a, **k: pytest.fail("a finished fold was trained again"))
     again = run_cv(config, synth_figures, tmp_path / "cv", scheme="lodo", progress=False, n_bootstrap=50,

@@ -76,7 +76,7 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     p = ensemble.predict(figures.images, batch_size=args.batch_size, tta=args.tta)
     rows = prediction_rows(figures.records, np.arange(len(figures.records)), p, threshold, "evaluate")
     results = {"summary": summarise(rows), "models": [str(d) for d in ensemble.dirs],
-               "threshold": threshold, "tta": args.tta, "environment": environment(),
+               "threshold": threshold, "tta": args.tta, "data": str(args.data), "environment": environment(),
                "config": ensemble.metas[0]["config"]}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -81,10 +81,12 @@ def summarise(rows: list[dict[str, Any]], n_bootstrap: int = 1000, seed: int = 0
     groups = np.array([f"{r['dataset']}:{r['group']}" for r in rows])
     # Each fold has its own threshold; metrics use the decisions, so pass per-row thresholds.
     summary = per_domain_metrics(y, p, thr, domains, groups=groups)
-    summary["pooled_ci"] = bootstrap_ci(y, p, thr, groups, n=n_bootstrap, seed=seed)
+    metrics = ("balanced_accuracy", "roc_auc")  # the two columns of the report that show an interval
+    summary["pooled_ci"] = bootstrap_ci(y, p, thr, groups, metrics=metrics, n=n_bootstrap, seed=seed)
     for name, d in summary["per_domain"].items():
         mask = domains == name
-        d["ci"] = bootstrap_ci(y[mask], p[mask], thr[mask], groups[mask], n=n_bootstrap, seed=seed)
+        d["ci"] = bootstrap_ci(y[mask], p[mask], thr[mask], groups[mask], metrics=metrics, n=n_bootstrap,
+                               seed=seed)
     summary["n_figures"] = len(rows)
     summary["decisions_atypical"] = int(dec.sum())
     return summary

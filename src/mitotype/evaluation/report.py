@@ -411,8 +411,24 @@ def write_report(
         ("votes", "Scores by atypical votes", _plot_votes(data, threshold)),
         ("configuration", "Configuration", blocks),
     ]
-    intro = f"{data['p'].size} figures, {n_domains} domain(s); atypical is the positive class"
+    intro = f"{_scope(results, cfg)}<br>{data['p'].size} figures, {n_domains} domain(s); atypical is the positive class"
     return atomic_write_text(out_html, _document(title, intro, parts))
+
+
+def _scope(results: Mapping[str, Any], cfg: Mapping[str, Any]) -> str:
+    """One line saying what the report shows: dataset, backbone, input size, epochs and seeds."""
+    model = cfg.get("model") or {}
+    optim = cfg.get("optim") or {}
+    data = results.get("data") or (cfg.get("data") or {}).get("path") or "n/a"
+    seeds = results.get("seeds") or ([cfg["seed"]] if "seed" in cfg else [])
+    size = model.get("input_size") or "backbone default"
+    parts = [f"dataset: {data}", f"backbone: {model.get('backbone', 'n/a')}", f"input size: {size}",
+             f"epochs: {optim.get('epochs', 'n/a')}", f"seed(s): {', '.join(str(s) for s in seeds) or 'n/a'}"]
+    if results.get("scheme"):
+        parts.insert(1, f"scheme: {results['scheme']}")
+    if "tta" in results:
+        parts.append(f"TTA: {'on' if results['tta'] else 'off'}")
+    return "<strong>" + html.escape(" · ".join(parts)) + "</strong>"
 
 
 def write_ablation_report(
