@@ -84,8 +84,12 @@ def test_generic_csv_with_mapping(tmp_path: Path) -> None:
                ["p1.png", "abnormal", "abnormal", "mitosis", "abnormal", "pt1", "L1"],
                ["p2.png", "mitosis", "abnormal", "abnormal", "mitosis", "pt2", "L2"],
                ["p3.png", "", "abnormal", "abnormal", "", "pt2", "L2"]])
-    with pytest.raises(ConfigError, match="columns"):
+    # File + Class are read as a plain image, label CSV without a mapping; its values still need one.
+    with pytest.raises(DataError, match="Class value 'mitosis'"):
         read_dataset(tmp_path / "any.csv", fmt="csv")
+    write_csv(tmp_path / "other.csv", ["Picture", "Grade"], [["p0.png", "mitosis"]])
+    with pytest.raises(ConfigError, match="columns"):
+        read_dataset(tmp_path / "other.csv", fmt="csv")
     columns = {"image": "file", "votes": "R1,r2,R3", "group": "Patient", "lab": "Lab"}  # any case
     labels = {"mitosis": "normal", "abnormal": "atypical"}
     result = read_dataset(tmp_path / "any.csv", fmt="csv", columns=columns, labels=labels,

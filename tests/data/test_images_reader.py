@@ -47,7 +47,7 @@ def test_text_list_of_paths(tmp_path: Path) -> None:
     assert [r.image for r in records] == [tmp_path / "imgs" / "x.png", tmp_path / "imgs" / "y.png"]
     assert all(r.label is None for r in records)
     (tmp_path / "gone.txt").write_text("imgs/missing.png\n")
-    with pytest.raises(DataError, match="missing.png"):
+    with pytest.raises(DataError, match=r"missing\.png"):
         read_dataset(tmp_path / "gone.txt")
 
 
@@ -77,3 +77,24 @@ def test_real_amibr_pngs_copied_without_labels(shared_data: Path, tmp_path: Path
     result = read_dataset(flat)
     assert result.fmt == "images" and len(result.records) == 6
     assert all(r.label is None for r in result.records) and not result.problems
+
+
+def test_votes_csv_finds_images_in_class_folders_its_names_lack(tmp_path: Path) -> None:
+    _png(tmp_path / "Atypical" / "a1.png", 5)
+    _png(tmp_path / "Normal" / "n1.png", 6)
+    (tmp_path / "votes.csv").write_text(
+        "Filename,Expert_1,Expert_2,Expert_3,Majority\na1.png,Atypical,Atypical,Normal,Atypical\n"
+        "n1.png,Normal,Normal,Normal,Normal\n")
+    result = read_dataset(tmp_path / "votes.csv")
+    assert result.fmt == "votes-csv"
+    assert {r.uid: r.image for r in result.records} == {"a1.png": tmp_path / "Atypical" / "a1.png",
+                                                        "n1.png": tmp_path / "Normal" / "n1.png"}
+
+
+def test_plain_image_label_csv_is_recognised(tmp_path: Path) -> None:
+    _png(tmp_path / "x.png", 7)
+    _png(tmp_path / "y.png", 8)
+    (tmp_path / "labels.csv").write_text("image,label\nx.png,AMF\ny.png,NMF\n")
+    for path in (tmp_path / "labels.csv", tmp_path):
+        result = read_dataset(path)
+        assert result.fmt == "csv" and [r.label for r in result.records] == [1, 0]

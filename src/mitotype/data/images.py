@@ -331,12 +331,26 @@ def read_image(path: str | Path) -> tuple[np.ndarray, list[Note]]:
     return _decode_pil(data, suffix)
 
 
+def _is_pyramid(path: Path) -> bool:
+    """Whether a TIFF holds an image pyramid (a whole-slide image written as generic tiled TIFF)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return bool(tif.series) and len(tif.series[0].levels) > 1
+    except Exception:  # unreadable: the decoder that follows reports it
+        return False
+
+
 def _use_regions(path: Path) -> bool:
-    """Whether crops of ``path`` are read by region (openslide) instead of decoding it whole."""
+    """Whether crops of ``path`` are read by region (openslide) instead of decoding it whole: whole-slide
+    formats, pyramidal TIFFs when openslide is installed, and TIFFs too large to decode whole."""
     suffix = path.suffix.lower()
     if suffix in WSI_SUFFIXES:
         return True
     if suffix in TIFF_SUFFIXES:
+        if _openslide() is not None and _is_pyramid(path):
+            return True
         w, h, _ = image_header(path)
         if w * h > MAX_WHOLE_IMAGE_PIXELS:
             if _openslide() is None:

@@ -8,7 +8,7 @@ Formats (auto-detected from the folder or file, in this order):
 * ``coords``: image, x, y, label of figures on larger images (MIDOG++ style) (:mod:`.coords`)
 * ``folder``: one sub-folder per class (:mod:`.folder`)
 * ``images``: any folder of patches (any depth) or a ``.txt`` list of paths; labels optional (:mod:`.images`)
-* ``csv``: any CSV through a column mapping; never detected, ask for it (:mod:`.generic_csv`)
+* ``csv``: any CSV through a column mapping; detected only as a plain image + label CSV (:mod:`.generic_csv`)
 
 Every reader then checks the images (option ``check``: ``full`` decodes every pixel, the default;
 ``header``; ``exists``; ``none`` for labels only), reports missing/corrupt files (errors), conversions,
@@ -39,7 +39,7 @@ READERS: dict[str, ModuleType] = {
     "csv": generic_csv,
 }
 FORMATS: tuple[str, ...] = tuple(READERS)
-DETECT_ORDER = ("amibr", "midog25", "votes-csv", "coords", "folder", "images")
+DETECT_ORDER = ("amibr", "midog25", "votes-csv", "coords", "folder", "csv", "images")
 
 __all__ = ["CHECK_LEVELS", "FORMATS", "detect_format", "read_dataset"]
 

@@ -174,14 +174,23 @@ def check_majority(log: ProblemLog, file: Path | str, row: int | None, label: in
              f"give {count}; the label follows {label_column} ({label_name(label)})")
 
 
+CLASS_FOLDER_NAMES = tuple(f(w) for w in ("atypical", "normal", "amf", "nmf") for f in (str, str.title, str.upper))
+"""Sub-folders a label file's images may sit in although its file names do not say so (``Atypical/x.png``)."""
+
+
 def resolve_image(name: str, dirs: Sequence[Path]) -> Path:
-    """The first existing ``dir/name``; the first candidate when none exists (reported missing later)."""
+    """The first existing ``dir/name``, else ``dir/<class folder>/name`` (file names that lack the class
+    sub-folder their image sits in); the first candidate when none exists (reported missing later)."""
     candidate = Path(name)
     if candidate.is_absolute():
         return candidate
     for d in dirs:
         if (d / name).exists():
             return d / name
+    for d in dirs:
+        for sub in CLASS_FOLDER_NAMES:
+            if (d / sub / name).exists():
+                return d / sub / name
     return dirs[0] / name
 
 

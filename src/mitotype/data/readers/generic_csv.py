@@ -1,4 +1,9 @@
-"""Any CSV, through the user's column mapping (format ``csv``; never auto-detected).
+"""Any CSV, through the user's column mapping (format ``csv``).
+
+Auto-detected only in its plainest form: a CSV whose header has an image column (``image``, ``file``,
+``filename``, ``path``, ...) and a label column (``label``, ``class``, ``majority``), e.g. ``image,label``
+with NMF/AMF values; then those two columns (and a group column, domain fields, if present) are used
+without a mapping. Detected after every specific format, so their CSVs keep their own readers.
 
 ``columns={"image": ..., "label": ..., "votes": [...] or "a,b,c", "group": ..., "x": ..., "y": ...,
 "uid": ..., "domain": ..., "scanner"/"tumor"/"lab"/"species"/"source": ...}`` (``image`` and one of
@@ -14,27 +19,59 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mitotype.data.problems import ProblemLog
-from mitotype.data.readers._common import Entry, read_table
-from mitotype.data.readers._mapped import column_map_from, label_words, read_mapped
+from mitotype.data.readers._common import (
+    GROUP_COLUMNS,
+    IMAGE_COLUMNS,
+    LABEL_COLUMNS,
+    Entry,
+    Table,
+    domain_columns,
+    find_column,
+    read_header,
+    read_table,
+)
+from mitotype.data.readers._mapped import ColumnMap, column_map_from, label_words, read_mapped
 from mitotype.errors import ConfigError, DataError
 
 NAME = "csv"
 OPTIONS = frozenset({"images_dir", "columns", "labels", "dataset"})
 
 
+def _plain(header: list[str]) -> bool:
+    return find_column(header, *IMAGE_COLUMNS) is not None and find_column(header, *LABEL_COLUMNS) is not None
+
+
+def label_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return [p for p in sorted(path.glob("*.csv")) if _plain(read_header(p))]
+    return [path] if path.suffix.lower() == ".csv" and _plain(read_header(path)) else []
+
+
 def detect(path: Path) -> bool:
-    return False
+    return len(label_files(path)) == 1
+
+
+def detected_map(table: Table) -> ColumnMap:
+    return ColumnMap(image=find_column(table.header, *IMAGE_COLUMNS),  # type: ignore[arg-type]
+                     label=find_column(table.header, *LABEL_COLUMNS),
+                     group=find_column(table.header, *GROUP_COLUMNS), meta=domain_columns(table))
 
 
 def read(path: Path, log: ProblemLog, *, columns: Mapping[str, object] | None = None,
          labels: Mapping[str, object] | None = None, images_dir: str | Path | None = None,
          dataset: str | None = None) -> list[Entry]:
-    if not columns:
+    if path.is_dir():
+        found = label_files(path)
+        if columns or len(found) != 1:
+            raise DataError(f"{path}: format 'csv' needs the CSV file itself, not a folder")
+        path = found[0]
+    if columns:
+        cmap = column_map_from(columns)
+    elif label_files(path):
+        cmap = detected_map(read_table(path))
+    else:
         raise ConfigError("format 'csv' needs columns={'image': <column>, 'label': <column>, ...} "
                           "(CLI: --column image=<column> --column label=<column>)")
-    if path.is_dir():
-        raise DataError(f"{path}: format 'csv' needs the CSV file itself, not a folder")
-    cmap = column_map_from(columns)
     if images_dir and not Path(images_dir).is_dir():
         raise DataError(f"{images_dir}: images folder not found")
     dirs = [Path(images_dir)] if images_dir else [path.parent]
