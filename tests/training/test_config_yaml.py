@@ -29,7 +29,7 @@ def test_strings_that_are_not_numbers_stay_strings():
 
 
 def test_a_number_out_of_range_is_still_refused():
-    with pytest.raises(ConfigError, match="optim.lr"):
+    with pytest.raises(ConfigError, match=r"optim\.lr"):
         load_config(overrides=["optim.lr=1e3"])
 
 
