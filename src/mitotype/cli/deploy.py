@@ -47,11 +47,28 @@ def _load_inputs(args: argparse.Namespace):  # -> (ids, images)
     return [r.uid for r in figures.records], figures.images
 
 
+def unfinished_notes(dirs: list[Path], allow_unfinished: bool) -> None:
+    """Say which unfinished runs ``--allow-unfinished`` let through."""
+    from mitotype.runs import require_finished
+
+    if allow_unfinished:
+        for note in require_finished(dirs, allow_unfinished=True):
+            print(f"note: {note}")
+
+
+def add_allow_unfinished(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-unfinished", action="store_true",
+                        help="accept a model folder whose training did not finish (its best epoch so far)")
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from mitotype.ioutils import atomic_write_text, write_json_atomic
+    from mitotype.paths import ensure_output_file
     from mitotype.serving.predict import load_ensemble
 
-    ensemble, _ = load_ensemble(args.model, device=args.device)
+    ensure_output_file(args.out, (".csv", ".json"))
+    ensemble, _ = load_ensemble(args.model, device=args.device, allow_unfinished=args.allow_unfinished)
+    unfinished_notes(ensemble.dirs, args.allow_unfinished)
     ids, images = _load_inputs(args)
     threshold = args.threshold if args.threshold is not None else ensemble.threshold(args.tta)
     p = ensemble.predict(images, batch_size=args.batch_size, tta=args.tta)
@@ -82,18 +99,31 @@ def run_challenge_command(args: argparse.Namespace) -> int:
         paths.output_dir = Path(args.output_dir)
     if args.model_dir:
         paths.model_dirs = [Path(args.model_dir)]
-    out = run_challenge(paths, device=args.device, tta=None if args.tta is None else args.tta == "on")
+    out = run_challenge(paths, device=args.device, tta=None if args.tta is None else args.tta == "on",
+                        allow_unfinished=args.allow_unfinished)
+    if args.allow_unfinished:
+        from mitotype.serving.challenge import find_model_root
+        from mitotype.serving.predict import find_model_dirs
+
+        unfinished_notes(find_model_dirs(find_model_root(paths.model_dirs)), True)
     print(f"wrote {out}")
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from mitotype.paths import ensure_output_file
     from mitotype.serving.export import export_model
 
     if not str(args.out).endswith((".tar.gz", ".tgz")):
         raise MitotypeError(f"{args.out}: the platform expects a .tar.gz model tarball")
-    manifest = export_model(args.model, args.out, include_base=args.include_base, tta=not args.no_tta)
-    print(f"packed {len(manifest['members'])} model(s), threshold {manifest['threshold']:.3f}, "
+    ensure_output_file(args.out, (".tar.gz", ".tgz"))
+    manifest = export_model(args.model, args.out, include_base=args.include_base, tta=not args.no_tta,
+                            allow_unfinished=args.allow_unfinished)
+    unfinished_notes([Path(s) for s in manifest["sources"]], args.allow_unfinished)
+    # the threshold the container applies: the 8-view TTA one when TTA is on
+    used = manifest["threshold_tta"] if manifest["tta"] else manifest["threshold"]
+    print(f"packed {len(manifest['members'])} model(s), threshold {used:.3f} "
+          f"({'8-view TTA' if manifest['tta'] else 'single view'}), "
           f"TTA {'on' if manifest['tta'] else 'off'}, base weights: {manifest['base_weights'] or 'built in'}, "
           f"estimated GPU memory {manifest['estimated_gpu_gb']} GB -> {args.out}")
     return 0
@@ -106,13 +136,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "chosen on their validation slides, unless --threshold is given.")
     p.add_argument("input", help="a multi-page TIFF stack or a dataset any reader understands")
     p.add_argument("--model", nargs="+", required=True, help="model folder(s) or a cv output folder")
-    p.add_argument("--out", required=True, type=Path, help="output .csv or .json")
+    p.add_argument("--out", required=True, type=Path, help="output file: .csv or .json")
     p.add_argument("--format", dest="data_format", help="reader name (default: auto)")
     p.add_argument("--on-error", choices=["fail", "skip"], default="fail")
     p.add_argument("--tta", action="store_true", help="batched 8-view dihedral test-time augmentation")
     p.add_argument("--threshold", type=probability, help="override the stored threshold")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--device", default="auto")
+    add_allow_unfinished(p)
     p.set_defaults(func=run_predict)
 
     p = subparsers.add_parser(
@@ -126,6 +157,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model-dir", help="default /opt/ml/model, then /opt/app/model")
     p.add_argument("--tta", choices=["on", "off"], help="override the exported model's TTA setting")
     p.add_argument("--device", default="auto")
+    add_allow_unfinished(p)
     p.set_defaults(func=run_challenge_command)
 
     p = subparsers.add_parser(
@@ -137,4 +169,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="model tarball (.tar.gz)")
     p.add_argument("--include-base", action="store_true", help="pack the base backbone weights too")
     p.add_argument("--no-tta", action="store_true", help="disable TTA in the container")
+    add_allow_unfinished(p)
     p.set_defaults(func=run_export)

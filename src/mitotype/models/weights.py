@@ -527,7 +527,7 @@ def _mismatch_error(spec: BackboneSpec, report: LoadReport) -> WeightsError:
     return WeightsError(
         f"{spec.name}: weights {where} do not match {spec.architecture}: "
         f"{report.problems()}; check the weights belong to this backbone, or load only what matches "
-        "with strict=False (--no-strict)"
+        "(training: --set model.strict_weights=false; `mitotype models check --no-strict` lists it)"
     )
 
 

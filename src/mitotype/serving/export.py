@@ -104,9 +104,13 @@ def export_model(
     include_base: bool = False,
     tta: bool = True,
     gpu_bytes: int = PLATFORM_GPU_BYTES,
+    allow_unfinished: bool = False,
 ) -> dict[str, Any]:
     """Write the model tarball; returns its manifest. Refuses a model that would not fit the GPU."""
+    from mitotype.runs import require_finished
+
     dirs = [d for m in models for d in find_model_dirs(m)]
+    require_finished(dirs, allow_unfinished)
     metas = [read_artifact_meta(d) for d in dirs]
     for d in dirs:  # a diverged or damaged model must not reach the platform
         check_weights_file(d / MODEL_FILE)
