@@ -197,7 +197,14 @@ def test_a_model_folder_of_an_earlier_version_still_loads(finished_run, synth_di
 
 
 def test_an_interrupted_run_of_an_earlier_version_is_recognised(interrupted_run, tmp_path):
+    """Killed between epochs, an earlier version left resume state and a model without its final (TTA)
+    threshold, and no run.json."""
     legacy = tmp_path / "legacy"
     shutil.copytree(interrupted_run, legacy)
     os.remove(legacy / STATE_FILE)
+    meta = json.loads((legacy / "model.json").read_text())
+    meta["threshold_tta"] = None
+    (legacy / "model.json").write_text(json.dumps(meta))
     assert run_state_of(legacy)[0] == "interrupted"
+    os.remove(legacy / "last_state.pt")  # a plain model folder (no resume state) is a finished model
+    assert run_state_of(legacy)[0] == "finished"
