@@ -41,9 +41,12 @@ def _load_inputs(args: argparse.Namespace):  # -> (ids, images)
     if src.is_file() and src.suffix.lower() in (".tif", ".tiff"):
         images = read_stack(src, max_pages=None)
         return [f"{src.name}#{i}" for i in range(len(images))], images
-    from mitotype.training.inputs import load_figures
+    from mitotype.training.inputs import adaptation_note, load_figures
 
     figures = load_figures(src, fmt=args.data_format or "auto", on_error=args.on_error)
+    note = adaptation_note(figures)
+    if note:
+        print(f"note: {note}")
     return [r.uid for r in figures.records], figures.images
 
 

@@ -69,13 +69,16 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     from mitotype.ioutils import write_json_atomic
     from mitotype.paths import ensure_output_dir
     from mitotype.serving.predict import load_ensemble
-    from mitotype.training.inputs import load_figures
+    from mitotype.training.inputs import adaptation_note, load_figures
 
     out = ensure_output_dir(args.out)
     ensemble, _ = load_ensemble(args.model, device=args.device, allow_unfinished=args.allow_unfinished)
     unfinished_notes(ensemble.dirs, args.allow_unfinished)
     figures = load_figures(args.data, fmt=args.data_format or "auto", domain=args.domain,
                            on_error=args.on_error, cache_dir=None)
+    note = adaptation_note(figures)
+    if note:
+        print(f"note: {note}")
     threshold = args.threshold if args.threshold is not None else ensemble.threshold(args.tta)
     p = ensemble.predict(figures.images, batch_size=args.batch_size, tta=args.tta)
     rows = prediction_rows(figures.records, np.arange(len(figures.records)), p, threshold, "evaluate",

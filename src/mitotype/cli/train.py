@@ -38,11 +38,15 @@ def config_from_args(args: argparse.Namespace):  # -> TrainConfig
 
 
 def load_data(config):  # -> Figures
-    from mitotype.training.inputs import load_figures
+    from mitotype.training.inputs import adaptation_note, load_figures
 
     d = config.data
-    return load_figures(d.path, fmt=d.format, domain=d.domain, images_dir=d.images_dir,
-                        on_error=d.on_error, include=d.include, cache_dir=d.cache_dir)
+    figures = load_figures(d.path, fmt=d.format, domain=d.domain, images_dir=d.images_dir,
+                           on_error=d.on_error, include=d.include, cache_dir=d.cache_dir)
+    note = adaptation_note(figures)
+    if note:
+        print(f"note: {note}")
+    return figures
 
 
 def run_train(args: argparse.Namespace) -> int:
