@@ -74,7 +74,13 @@ def read(path: Path, log: ProblemLog, *, images_dir: str | Path | None = None) -
 
     found = label_files(path)
     if path.is_dir() and len(found) != 1:
-        raise DataError(f"{path}: expected one MIDOG25 label CSV, found {[p.name for p in found]}")
+        others = [p for p in sorted(path.glob("*.csv")) if p not in found]
+        if not found and len(others) == 1:
+            read_table(others[0])  # an empty or unreadable CSV says so itself
+            raise DataError(f"{others[0]}: not a MIDOG25 label CSV (its header lacks image_id and the "
+                            f"expert/majority columns: {read_header(others[0])[:8]})")
+        why = f"; other CSV files: {[p.name for p in others]}" if others else ""
+        raise DataError(f"{path}: expected one MIDOG25 label CSV, found {[p.name for p in found]}{why}")
     csv_path = found[0] if found else path
     table = read_table(csv_path)
     cols = require_columns(table, COLUMNS)
