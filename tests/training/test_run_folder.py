@@ -208,3 +208,40 @@ def test_an_interrupted_run_of_an_earlier_version_is_recognised(interrupted_run,
     assert run_state_of(legacy)[0] == "interrupted"
     os.remove(legacy / "last_state.pt")  # a plain model folder (no resume state) is a finished model
     assert run_state_of(legacy)[0] == "finished"
+
+
+def test_two_processes_and_a_kill_from_outside(synth_dir, tmp_path):
+    """A real second process is refused while the first trains; SIGTERM leaves the run marked failed."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cache = tmp_path / "cache"
+    argv = _train_args(synth_dir, out, cache, epochs=50)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    first = subprocess.Popen([sys.executable, "-m", "mitotype", *argv], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            state = read_run_state(out) if (out / STATE_FILE).is_file() else None
+            if state is not None and state.epochs_done >= 1:
+                break
+            assert first.poll() is None, first.stderr.read() if first.stderr else ""
+            time.sleep(0.2)
+        assert run_state_of(out)[0] == "running"
+        second = subprocess.run([sys.executable, "-m", "mitotype", *_train_args(synth_dir, out, cache, "--resume")],
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        assert "another process is training" in second.stderr and "Traceback" not in second.stderr
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode != 0
+    state = read_run_state(out)
+    assert state.status == "failed" and 1 <= state.epochs_done < 50
+    assert run_state_of(out)[0] == "failed"
