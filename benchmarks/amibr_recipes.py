@@ -35,6 +35,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -325,9 +326,28 @@ def ensembles(runs: list[dict], work: Path) -> dict[str, Any]:
     return out
 
 
-def child(args: argparse.Namespace, flag: str, recipe: str, seed: int) -> dict[str, Any] | None:
-    """Run ``--train-one`` / ``--score-one`` in a subprocess; its result, or ``None`` when it failed.
-    With ``--jobs N`` each child gets ``1/N`` of the CPU threads."""
+def stream_child(cmd: list[str], env: dict[str, str]) -> tuple[int, list[str], str]:
+    """Run ``cmd``, passing its output on line by line as it comes (a run's per-epoch log is a sign of
+    life, not something to read 20 minutes later); (exit status, stdout lines, stderr)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    errors: list[str] = []
+    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read() if proc.stderr else ""), daemon=True)
+    reader.start()
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        sys.stdout.write(line)
+        sys.stdout.flush()
+    code = proc.wait()
+    reader.join()
+    return code, lines, "".join(errors)
+
+
+def child(args: argparse.Namespace, flag: str, recipe: str, seed: int) -> dict[str, Any]:
+    """Run ``--train-one`` / ``--score-one`` in a subprocess; its result, or a failure record (``failed``:
+    why, e.g. killed by a signal from outside) that the results file keeps. With ``--jobs N`` each child
+    gets ``1/N`` of the CPU threads."""
     cmd = [sys.executable, __file__, flag, recipe, str(seed), "--work", str(args.work)]
     if args.epochs:
         cmd += ["--epochs", str(args.epochs)]
@@ -336,12 +356,16 @@ def child(args: argparse.Namespace, flag: str, recipe: str, seed: int) -> dict[s
     env = dict(os.environ)
     if args.jobs > 1:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.jobs))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    sys.stdout.write(proc.stdout)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        return None
-    return json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    code, lines, errors = stream_child(cmd, env)
+    result = next((line for line in lines if line.startswith("RESULT ")), None)
+    if code == 0 and result is not None:
+        return json.loads(result[7:])
+    sys.stderr.write(errors)
+    why = (f"killed by signal {-code}" if code < 0 else f"exit status {code}") if code else "no RESULT line"
+    last = (errors.strip().splitlines() or [""])[-1].strip()
+    return {"recipe": recipe, "seed": seed, "step": flag.strip("-"),
+            "failed": why + (f" ({last[:300]})" if last else ""),
+            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def parse_args() -> argparse.Namespace:
@@ -405,8 +429,10 @@ def build_queue(args: argparse.Namespace, done: set[tuple[str, int]]) -> list[tu
 
 
 def run_queue(args: argparse.Namespace, queue: list[tuple[str, int]], runs: list[dict],
-              save: Callable[[], None]) -> int:
-    """Train the queue, ``--jobs`` children at a time; each finished run is saved at once."""
+              save: Callable[[], None], failures: list[dict] | None = None) -> int:
+    """Train the queue, ``--jobs`` children at a time; each finished run is saved at once, and so is each
+    failed one (in ``failures``, until a later sweep finishes it)."""
+    failures = failures if failures is not None else []
     if args.jobs > 1 and queue:  # the store is built once before the children start, not by each of them
         benchmark_split(recipe_config(queue[0][0], 0, None, args.set), args.work / "cache", 0)
     start, failed = time.monotonic(), 0
@@ -426,8 +452,12 @@ def run_queue(args: argparse.Namespace, queue: list[tuple[str, int]], runs: list
             for future in finished:
                 recipe, seed = running.pop(future)
                 run = future.result()
-                if run is None:
+                failures[:] = [f for f in failures if (f["recipe"], f["seed"]) != (recipe, seed)]
+                if "failed" in run:
                     failed += 1
+                    failures.append(run)
+                    save()
+                    print(f"{recipe} seed {seed}: FAILED, {run['failed']}", file=sys.stderr, flush=True)
                     continue
                 runs.append(run)
                 save()
@@ -466,6 +496,7 @@ def main() -> int:
     path = RESULTS_DIR / f"{args.name}.json"
     previous = json.loads(path.read_text()) if path.is_file() else {}
     runs: list[dict] = previous.get("figures", {}).get("runs", [])
+    failures: list[dict] = previous.get("figures", {}).get("failed_runs", [])
     clash = None if args.collect or args.rescore else settings_clash(runs, args.set)
     if clash:
         print(f"{path}: {clash}", file=sys.stderr)
@@ -485,7 +516,8 @@ def main() -> int:
                                           "chosen_on_validation": chosen_on_validation(summary),
                                           "seed_ensembles": ensembles(runs, args.work),
                                           "ablation": paired, "ablation_over_seeds": ablation_means(paired),
-                                          "threshold_headroom": threshold_headroom(runs, args.work)},
+                                          "threshold_headroom": threshold_headroom(runs, args.work),
+                                          "failed_runs": failures},
                      extra=extra)
 
     if args.collect:  # finished runs whose results never reached the file (the sweep was stopped)
@@ -503,14 +535,15 @@ def main() -> int:
                 print(f"{run['recipe']} seed {run['seed']}: no saved model under {args.work}; kept as it was")
                 continue
             scores = child(args, "--score-one", run["recipe"], run["seed"])
-            if scores is None:
+            if "failed" in scores:
+                print(f"{run['recipe']} seed {run['seed']}: rescoring FAILED, {scores['failed']}", file=sys.stderr)
                 return 1
             run.update(scores)
             save()
             print(f"{run['recipe']} seed {run['seed']}: rescored, TTA balanced accuracy "
                   f"{run['test_balanced_accuracy_tta']:.4f} (AUC {run['test_roc_auc_tta']:.4f})", flush=True)
         return 0
-    return run_queue(args, build_queue(args, {(r["recipe"], r["seed"]) for r in runs}), runs, save)
+    return run_queue(args, build_queue(args, {(r["recipe"], r["seed"]) for r in runs}), runs, save, failures)
 
 
 if __name__ == "__main__":

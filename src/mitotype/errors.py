@@ -17,3 +17,26 @@ class ConfigError(MitotypeError):
 
 class WeightsError(MitotypeError):
     """Model weights are missing or do not match the architecture."""
+
+
+class PathError(MitotypeError):
+    """A file or folder the user named cannot be read or written (the message names it and says why)."""
+
+
+def describe_os_error(exc: OSError, path: object = None) -> str:
+    """One line for an operating-system error on a user's path: the path, then the system's reason
+    (``/out: Read-only file system``). ``path`` names the file when the error itself does not."""
+    where = path if path is not None else exc.filename
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if isinstance(exc, FileExistsError | NotADirectoryError) and where is not None:
+        reason = f"{reason} (a file stands where a folder is needed)"
+    if where is None:
+        return reason
+    if exc.filename2 is not None and path is None:
+        return f"{where} -> {exc.filename2}: {reason}"
+    return f"{where}: {reason}"
+
+
+def path_error(exc: OSError, path: object = None) -> PathError:
+    """The user-facing form of ``exc`` (raise it ``from None``: the traceback would only show our code)."""
+    return PathError(describe_os_error(exc, path))

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from mitotype.errors import path_error
+
 __all__ = ["atomic_save_safetensors", "atomic_write", "atomic_write_bytes", "atomic_write_text", "write_json_atomic"]
 
 _DEFAULT_MODE = 0o644
@@ -29,20 +31,25 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     existing file keeps its permission bits, a new one gets ``0644``.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        mode = stat.S_IMODE(target.stat().st_mode)
-    except FileNotFoundError:
-        mode = _DEFAULT_MODE
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            mode = stat.S_IMODE(target.stat().st_mode)
+        except FileNotFoundError:
+            mode = _DEFAULT_MODE
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as exc:  # name the file the user asked for, not a temp file or a parent
+        raise path_error(exc, target) from None
     try:
         write(tmp_name)
         os.chmod(tmp_name, mode)
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(exc, OSError):  # the temp file stands for the target; a source file names itself
+            raise path_error(exc, target if exc.filename in (None, tmp_name) else None) from None
         raise
     return target
 

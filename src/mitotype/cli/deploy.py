@@ -42,17 +42,36 @@ def _load_inputs(args: argparse.Namespace):  # -> (ids, images, records or None)
     if src.is_file() and src.suffix.lower() in (".tif", ".tiff") and args.data_format == "auto":
         images = read_stack(src, max_pages=None)
         return [f"{src.name}#{i}" for i in range(len(images))], images, None
-    from mitotype.training.inputs import load_figures
+    from mitotype.training.inputs import adaptation_note, load_figures
 
     figures = load_figures(src, fmt=args.data_format, domain=args.domain, on_error=args.on_error,
                            labels_optional=True, reader_options=reader_options(args))
+    note = adaptation_note(figures)
+    if note:
+        print(f"note: {note}")
     return [r.uid for r in figures.records], figures.images, figures.records
+
+
+def unfinished_notes(dirs: list[Path], allow_unfinished: bool) -> None:
+    """Say which unfinished runs ``--allow-unfinished`` let through."""
+    from mitotype.runs import require_finished
+
+    if allow_unfinished:
+        for note in require_finished(dirs, allow_unfinished=True):
+            print(f"note: {note}")
+
+
+def add_allow_unfinished(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-unfinished", action="store_true",
+                        help="accept a model folder whose training did not finish (its best epoch so far)")
 
 
 def run_predict(args: argparse.Namespace) -> int:
     from mitotype.ioutils import atomic_write_text, write_json_atomic
+    from mitotype.paths import ensure_output_file
     from mitotype.serving.predict import load_ensemble
 
+    ensure_output_file(args.out, (".csv", ".json"))
     models = args.model
     if not models:
         from mitotype.models.shipped import get_shipped_model
@@ -61,7 +80,8 @@ def run_predict(args: argparse.Namespace) -> int:
         models = [shipped.folder]
         print(f"using the shipped model {shipped.name} ({shipped.folder / 'MODEL_CARD.md'}); "
               "pass --model to use your own")
-    ensemble, _ = load_ensemble(models, device=args.device)
+    ensemble, _ = load_ensemble(models, device=args.device, allow_unfinished=args.allow_unfinished)
+    unfinished_notes(ensemble.dirs, args.allow_unfinished)
     ids, images, records = _load_inputs(args)
     threshold = args.threshold if args.threshold is not None else ensemble.threshold(args.tta)
     p = ensemble.predict(images, batch_size=args.batch_size, tta=args.tta)
@@ -115,18 +135,31 @@ def run_challenge_command(args: argparse.Namespace) -> int:
         paths.model_dirs = [get_shipped_model().folder]
     elif args.model_dir:
         paths.model_dirs = [Path(args.model_dir)]
-    out = run_challenge(paths, device=args.device, tta=None if args.tta is None else args.tta == "on")
+    out = run_challenge(paths, device=args.device, tta=None if args.tta is None else args.tta == "on",
+                        allow_unfinished=args.allow_unfinished)
+    if args.allow_unfinished:
+        from mitotype.serving.challenge import find_model_root
+        from mitotype.serving.predict import find_model_dirs
+
+        unfinished_notes(find_model_dirs(find_model_root(paths.model_dirs)), True)
     print(f"wrote {out}")
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from mitotype.paths import ensure_output_file
     from mitotype.serving.export import export_model
 
     if not str(args.out).endswith((".tar.gz", ".tgz")):
         raise MitotypeError(f"{args.out}: the platform expects a .tar.gz model tarball")
-    manifest = export_model(args.model, args.out, include_base=args.include_base, tta=not args.no_tta)
-    print(f"packed {len(manifest['members'])} model(s), threshold {manifest['threshold']:.3f}, "
+    ensure_output_file(args.out, (".tar.gz", ".tgz"))
+    manifest = export_model(args.model, args.out, include_base=args.include_base, tta=not args.no_tta,
+                            allow_unfinished=args.allow_unfinished)
+    unfinished_notes([Path(s) for s in manifest["sources"]], args.allow_unfinished)
+    # the threshold the container applies: the 8-view TTA one when TTA is on
+    used = manifest["threshold_tta"] if manifest["tta"] else manifest["threshold"]
+    print(f"packed {len(manifest['members'])} model(s), threshold {used:.3f} "
+          f"({'8-view TTA' if manifest['tta'] else 'single view'}), "
           f"TTA {'on' if manifest['tta'] else 'off'}, base weights: {manifest['base_weights'] or 'built in'}, "
           f"estimated GPU memory {manifest['estimated_gpu_gb']} GB -> {args.out}")
     return 0
@@ -146,7 +179,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "a .txt list of patch paths, or any dataset a reader understands")
     p.add_argument("--model", nargs="+", help="model folder(s) or a cv output folder (default: the model that "
                    "ships with mitotype, see `mitotype models list`)")
-    p.add_argument("--out", required=True, type=Path, help="output .csv or .json")
+    p.add_argument("--out", required=True, type=Path, help="output file: .csv or .json")
     add_reader_arguments(p)
     p.add_argument("--tta", action="store_true", help="batched 8-view dihedral test-time augmentation")
     p.add_argument("--threshold", type=probability, help="override the stored threshold")
@@ -155,6 +188,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "marked (default path: --out with .html)")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--device", default="auto")
+    add_allow_unfinished(p)
     p.set_defaults(func=run_predict)
 
     p = subparsers.add_parser(
@@ -171,6 +205,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "that ships with mitotype")
     p.add_argument("--tta", choices=["on", "off"], help="override the exported model's TTA setting")
     p.add_argument("--device", default="auto")
+    add_allow_unfinished(p)
     p.set_defaults(func=run_challenge_command)
 
     p = subparsers.add_parser(
@@ -182,4 +217,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="model tarball (.tar.gz)")
     p.add_argument("--include-base", action="store_true", help="pack the base backbone weights too")
     p.add_argument("--no-tta", action="store_true", help="disable TTA in the container")
+    add_allow_unfinished(p)
     p.set_defaults(func=run_export)

@@ -13,8 +13,10 @@ from mitotype.cli.train import add_config_arguments, config_from_args, load_data
 
 def run_cv_command(args: argparse.Namespace) -> int:
     from mitotype.evaluation.cv import run_cv
+    from mitotype.paths import ensure_output_dir
 
     config = config_from_args(args)
+    ensure_output_dir(args.out)
     figures = load_data(config)
     results = run_cv(config, figures, args.out, scheme=args.scheme, k=args.k, resume=not args.restart,
                      tta=args.tta, progress=not args.no_progress)
@@ -42,8 +44,10 @@ def print_summary(results: dict) -> None:
 
 def run_ablate_command(args: argparse.Namespace) -> int:
     from mitotype.evaluation.cv import run_ablation
+    from mitotype.paths import ensure_output_dir
 
     config = config_from_args(args)
+    ensure_output_dir(args.out)
     figures = load_data(config)
     table = run_ablation(config, figures, args.out, strategies=args.strategies, scheme=args.scheme, k=args.k,
                          progress=not args.no_progress)
@@ -60,26 +64,32 @@ def run_ablate_command(args: argparse.Namespace) -> int:
 def run_evaluate_command(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from mitotype.cli.deploy import unfinished_notes
     from mitotype.data.records import require_labels
     from mitotype.evaluation.cv import environment, prediction_rows, summarise
     from mitotype.evaluation.gallery import write_gallery
     from mitotype.evaluation.report import write_predictions_csv, write_report
     from mitotype.ioutils import write_json_atomic
+    from mitotype.paths import ensure_output_dir
     from mitotype.serving.predict import load_ensemble
-    from mitotype.training.inputs import load_figures
+    from mitotype.training.inputs import adaptation_note, load_figures
 
-    ensemble, _ = load_ensemble(args.model, device=args.device)
+    out = ensure_output_dir(args.out)
+    ensemble, _ = load_ensemble(args.model, device=args.device, allow_unfinished=args.allow_unfinished)
+    unfinished_notes(ensemble.dirs, args.allow_unfinished)
     figures = load_figures(args.data, fmt=args.data_format, domain=args.domain, on_error=args.on_error,
                            cache_dir=None, reader_options=reader_options(args))
     require_labels(figures.records, "evaluate")
+    note = adaptation_note(figures)
+    if note:
+        print(f"note: {note}")
     threshold = args.threshold if args.threshold is not None else ensemble.threshold(args.tta)
     p = ensemble.predict(figures.images, batch_size=args.batch_size, tta=args.tta)
-    rows = prediction_rows(figures.records, np.arange(len(figures.records)), p, threshold, "evaluate")
+    rows = prediction_rows(figures.records, np.arange(len(figures.records)), p, threshold, "evaluate",
+                           tta=args.tta)
     results = {"summary": summarise(rows), "models": [str(d) for d in ensemble.dirs],
                "threshold": threshold, "tta": args.tta, "data": str(args.data), "environment": environment(),
                "config": ensemble.metas[0]["config"]}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "results.json", results)
     write_predictions_csv(out / "predictions.csv", rows)
     write_report(out / "report.html", results, rows, title="mitotype evaluation")
@@ -90,6 +100,9 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
                   meta_lines=[f"models: {', '.join(str(d) for d in ensemble.dirs)}",
                               f"threshold {threshold:.3f}{', 8-view TTA' if args.tta else ''}"])
     print_summary(results)
+    pooled = results["summary"]["pooled"]
+    print(f"pooled sensitivity {_f(pooled.get('sensitivity'))}, specificity {_f(pooled.get('specificity'))} "
+          f"at threshold {threshold:.3f}{' (8-view TTA)' if args.tta else ''}")
     print(f"report: {out / 'report.html'}  gallery: {out / 'gallery.html'}")
     return 0
 
@@ -157,6 +170,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--allow-unfinished", action="store_true",
+                   help="accept a model folder whose training did not finish (its best epoch so far)")
     p.set_defaults(func=run_evaluate_command)
 
     p = subparsers.add_parser(

@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 from mitotype import __version__
-from mitotype.errors import MitotypeError
+from mitotype.errors import MitotypeError, describe_os_error
 
 SUBCOMMAND_MODULES = (
     "mitotype.cli.data",
@@ -50,19 +53,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     # OpenMP threads that spin while waiting make small CPU ops tens of times slower on a busy
     # machine (benchmarks/README.md); passive waiting costs nothing measurable on a quiet one.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from mitotype.runs import record_command
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    record_command(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    previous = _terminate_as_exception()
     try:
         return int(args.func(args) or 0)
     except MitotypeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path of the user's: missing, read-only, a file where a folder must be...
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate_as_exception() -> Any:
+    """Make SIGTERM (``kill``, a batch scheduler's time limit) unwind like Ctrl-C, so a run folder records
+    that it failed and temporary files are removed; returns the previous handler (``None``: unchanged)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 if __name__ == "__main__":

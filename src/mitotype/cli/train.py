@@ -38,20 +38,28 @@ def config_from_args(args: argparse.Namespace):  # -> TrainConfig
 
 
 def load_data(config):  # -> Figures
-    from mitotype.training.inputs import load_figures
+    from mitotype.training.inputs import adaptation_note, load_figures
 
     d = config.data
-    return load_figures(d.path, fmt=d.format, domain=d.domain, images_dir=d.images_dir,
-                        on_error=d.on_error, include=d.include, cache_dir=d.cache_dir)
+    figures = load_figures(d.path, fmt=d.format, domain=d.domain, images_dir=d.images_dir,
+                           on_error=d.on_error, include=d.include, cache_dir=d.cache_dir)
+    note = adaptation_note(figures)
+    if note:
+        print(f"note: {note}")
+    return figures
 
 
 def run_train(args: argparse.Namespace) -> int:
     import numpy as np
 
     from mitotype.evaluation.splits import validation_split
+    from mitotype.runs import prepare_train_folder
     from mitotype.training.trainer import Trainer
 
     config = config_from_args(args)
+    note = prepare_train_folder(args.out, resume=args.resume, overwrite=args.overwrite)
+    if note:
+        print(f"note: {note}")
     figures = load_data(config)
     all_idx = np.arange(len(figures.records))
     train_idx, val_idx = validation_split(figures.records, all_idx, fraction=config.data.val_fraction,
@@ -78,5 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_config_arguments(p)
     p.add_argument("--out", required=True, type=Path, help="run folder (model, config, metrics)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (without it, an existing run is refused)")
     p.set_defaults(func=run_train)

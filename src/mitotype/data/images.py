@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -236,6 +237,8 @@ def _needs_openslide(path: Path, why: str) -> ImageProblem:
 def _decode_pil(data: bytes, suffix: str) -> tuple[np.ndarray, list[Note]]:
     from PIL import Image
 
+    if not data:
+        raise ImageProblem(CORRUPT_IMAGE, "empty file (0 bytes)")
     if data.startswith(_PNG_MAGIC) and data.rfind(b"IEND") < 0:
         raise ImageProblem(CORRUPT_IMAGE, "truncated PNG (no IEND chunk)")
     try:
@@ -245,7 +248,9 @@ def _decode_pil(data: bytes, suffix: str) -> tuple[np.ndarray, list[Note]]:
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         if suffix in TIFF_SUFFIXES:
             return _decode_tifffile(io.BytesIO(data))
-        raise ImageProblem(CORRUPT_IMAGE, f"cannot decode image ({exc})") from None
+        # PIL names its in-memory buffer (<_io.BytesIO object at 0x...>): say what failed instead
+        reason = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(exc)).strip() or type(exc).__name__
+        raise ImageProblem(CORRUPT_IMAGE, f"cannot decode image ({reason})") from None
 
 
 def _decode_tifffile(source) -> tuple[np.ndarray, list[Note]]:

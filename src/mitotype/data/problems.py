@@ -120,7 +120,10 @@ class ProblemLog:
         """Report an error: raise :class:`DataError` under ``"fail"``, else record it (caller drops)."""
         problem = Problem(str(file), row, kind, _one_line(message), "error")
         if self.on_error == "fail":
-            raise DataError(f"{problem} [{kind}; on_error='skip' drops such records and reports them]")
+            hint = "on_error='skip' drops such records and reports them"
+            if kind == MISSING_FILE:  # a label file without its images: skipping would drop every row
+                hint += "; to read the labels alone, `mitotype data inspect --check none`"
+            raise DataError(f"{problem} [{kind}; {hint}]")
         self.problems.append(problem)
 
     def warn(self, file: str | Path, row: int | None, kind: str, message: str) -> None:

@@ -277,9 +277,80 @@ def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
 
 
 def _read(path: Path, *, shapes_only: bool) -> tuple[dict[str, Any], list[str]]:
+    """The checkpoint's tensors (or only their shapes), refused when empty, when loading it would need
+    code, or when a value is NaN or infinite: broken weights train and predict without complaint."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise WeightsError(f"cannot read weights file {path}: {exc.strerror or exc}") from None
+    if size == 0:
+        raise WeightsError(f"weights file {path} is empty (0 bytes): an interrupted download or copy?")
     if path.suffix == ".safetensors":
-        return _read_safetensors(path, shapes_only), []
-    return _read_torch(path)
+        state, notes = _read_safetensors(path, shapes_only), []
+    else:
+        state, notes = _read_torch(path)
+    bad = _non_finite_keys(path, state)
+    if bad:
+        raise WeightsError(f"weights file {path}: {len(bad)} tensor(s) hold NaN or infinite values "
+                           f"({_short(bad)}); the file is broken, use another copy")
+    return state, notes
+
+
+def _non_finite_keys(path: Path, state: Mapping[str, Any]) -> list[str]:
+    """Keys of floating-point tensors holding NaN or infinity (streamed for a shapes-only read)."""
+    import torch
+
+    def bad(tensor: torch.Tensor) -> bool:
+        return bool(tensor.is_floating_point() and not torch.isfinite(tensor).all())
+
+    if all(isinstance(v, torch.Tensor) for v in state.values()):
+        return [k for k, v in state.items() if bad(v)]
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return [k for k in f.keys() if bad(f.get_tensor(k))]  # noqa: SIM118  (not a Mapping)
+
+
+def check_weights_file(path: str | Path) -> None:
+    """Refuse an empty, code-needing or non-finite weights file (any artifact about to be shipped)."""
+    _read(Path(path), shapes_only=True)
+
+
+def unsafe_pickle_globals(path: Path) -> list[str]:
+    """The globals a torch file's pickle would import that ``weights_only`` does not allow, found by
+    disassembling the pickle (nothing runs), so a refusal never depends on torch's message wording."""
+    import zipfile
+
+    import torch
+
+    if zipfile.is_zipfile(path):
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    from torch._weights_only_unpickler import _get_allowed_globals
+
+    allowed = set(_get_allowed_globals())
+    return [g for g in _legacy_pickle_globals(path) if g not in allowed]
+
+
+def _legacy_pickle_globals(path: Path) -> list[str]:
+    """Globals named by the pickles of a legacy (non-zip) torch file, read with ``pickletools``."""
+    import io
+    import pickletools
+
+    found: list[str] = []
+    data = io.BytesIO(path.read_bytes())
+    while data.tell() < len(data.getbuffer()):
+        strings: list[str] = []
+        try:
+            for op, arg, _ in pickletools.genops(data):
+                if op.name == "GLOBAL":
+                    found.append(str(arg).replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    found.append(f"{strings[-2]}.{strings[-1]}")
+                elif isinstance(arg, str):
+                    strings.append(arg)
+        except Exception:  # the raw storage bytes after the pickles, or garbage: stop here
+            break
+    return found
 
 
 def _read_safetensors(path: Path, shapes_only: bool) -> dict[str, Any]:
@@ -320,6 +391,15 @@ def _read_torch(path: Path) -> tuple[dict[str, Any], list[str]]:
     import torch
 
     try:
+        unsafe = unsafe_pickle_globals(path)
+    except Exception:  # not a readable pickle at all; torch.load below says why
+        unsafe = []
+    if unsafe:
+        raise WeightsError(
+            f"refusing to load {path}: it is a pickle that needs code to load ({', '.join(unsafe[:3])}), "
+            "not a plain state dict; re-save it as safetensors (or a dict of tensors) where you trust it"
+        )
+    try:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError as exc:  # legacy (non-zip) files cannot be memory-mapped
@@ -329,18 +409,10 @@ def _read_torch(path: Path) -> tuple[dict[str, Any], list[str]]:
     except pickle.UnpicklingError as exc:
         text = str(exc).split("Check the documentation")[0]
         reason = " ".join(text.split("WeightsUnpickler error:")[-1].split()) or type(exc).__name__
-        if "Unsupported global" in reason:
-            found = re.search(r"GLOBAL (\S+)", reason)
-            raise WeightsError(
-                f"refusing to load {path}: it is a pickle that needs code to load "
-                f"({found.group(1) if found else reason[:200]}), not a plain state dict; re-save it as "
-                "safetensors (or a dict of tensors) where you trust it"
-            ) from None
-        raise WeightsError(
-            f"cannot read torch file {path}: not a valid checkpoint ({reason[:200]})"
-        ) from None
+        raise WeightsError(f"cannot read torch file {path}: not a valid checkpoint ({reason[:200]})") from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise WeightsError(f"cannot read torch file {path}: {str(exc).splitlines()[0][:300]}") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise WeightsError(f"cannot read torch file {path}: not a valid checkpoint ({first[:300]})") from None
     return _unwrap(obj, path)
 
 
@@ -455,7 +527,7 @@ def _mismatch_error(spec: BackboneSpec, report: LoadReport) -> WeightsError:
     return WeightsError(
         f"{spec.name}: weights {where} do not match {spec.architecture}: "
         f"{report.problems()}; check the weights belong to this backbone, or load only what matches "
-        "with strict=False (--no-strict)"
+        "(training: --set model.strict_weights=false; `mitotype models check --no-strict` lists it)"
     )
 
 

@@ -90,14 +90,25 @@ def is_packed(base_weights: str) -> bool:
 
 
 def run_challenge(
-    paths: ChallengePaths, device: str = "auto", tta: bool | None = None, batch_size: int = 16
+    paths: ChallengePaths, device: str = "auto", tta: bool | None = None, batch_size: int = 16,
+    allow_unfinished: bool = False,
 ) -> Path:
-    """Classify every page of the input stack; returns the path of the written JSON."""
+    """Classify every page of the input stack; returns the path of the written JSON.
+
+    An output left by an earlier run is removed first, so a failing run leaves no JSON at all.
+    """
+    from mitotype.errors import path_error
     from mitotype.ioutils import write_json_atomic
+    from mitotype.paths import ensure_output_dir
     from mitotype.serving.outputs import challenge_entries, validate_output
     from mitotype.serving.predict import load_ensemble
     from mitotype.serving.stack import find_stack, read_stack
 
+    out_path = ensure_output_dir(paths.output_dir) / OUTPUT_NAME
+    try:
+        out_path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise path_error(exc, out_path) from None
     stack_path = find_stack(paths.input_dir / "images" / STACK_SLOT)
     images = read_stack(stack_path)
     root = find_model_root(paths.model_dirs)
@@ -107,13 +118,12 @@ def run_challenge(
     if base and is_packed(base):
         base = str(root / base)
     base_path = base or None
-    ensemble, _ = load_ensemble(members, device=device, base_weights=base_path)
+    ensemble, _ = load_ensemble(members, device=device, base_weights=base_path, allow_unfinished=allow_unfinished)
     use_tta = manifest.get("tta", True) if tta is None else tta
     packed = manifest.get("threshold_tta" if use_tta else "threshold")
     threshold = float(packed) if packed is not None else ensemble.threshold(use_tta)
     p = ensemble.predict(images, batch_size=batch_size * (8 if use_tta else 1), tta=use_tta)
     entries = challenge_entries(p, threshold)
-    out_path = paths.output_dir / OUTPUT_NAME
     validate_output(entries, len(images), out_path)
     write_json_atomic(out_path, entries)
     return out_path

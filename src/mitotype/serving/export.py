@@ -23,6 +23,7 @@ from typing import Any
 
 from mitotype.errors import MitotypeError
 from mitotype.ioutils import atomic_write
+from mitotype.models.weights import check_weights_file
 from mitotype.serving.challenge import MANIFEST, PACKED_BASE_DIR
 from mitotype.serving.predict import find_model_dirs, threshold_of
 from mitotype.training.checkpoint import META_FILE, MODEL_FILE, read_artifact_meta
@@ -89,7 +90,9 @@ def _base_reference(weights: str | None, backbone: str, include: bool) -> tuple[
     if source in (None, "random"):
         return None, source  # nothing pretrained to ship (test stand-ins, random init)
     if include:
-        return resolve_weights(source, spec), None
+        path = resolve_weights(source, spec)
+        check_weights_file(path)
+        return path, None
     if source.startswith(("hf-hub:", "package:")) or ("/" in source and not Path(source).exists()):
         return None, source
     return None, str(Path(source).resolve())
@@ -101,10 +104,16 @@ def export_model(
     include_base: bool = False,
     tta: bool = True,
     gpu_bytes: int = PLATFORM_GPU_BYTES,
+    allow_unfinished: bool = False,
 ) -> dict[str, Any]:
     """Write the model tarball; returns its manifest. Refuses a model that would not fit the GPU."""
+    from mitotype.runs import require_finished
+
     dirs = [d for m in models for d in find_model_dirs(m)]
+    require_finished(dirs, allow_unfinished)
     metas = [read_artifact_meta(d) for d in dirs]
+    for d in dirs:  # a diverged or damaged model must not reach the platform
+        check_weights_file(d / MODEL_FILE)
     bases = {m["config"]["model"].get("weights") for m in metas}
     if len(bases) > 1:
         raise MitotypeError(f"ensemble members use different base weights {sorted(map(str, bases))}")

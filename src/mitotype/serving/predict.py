@@ -108,9 +108,12 @@ def find_model_dirs(path: str | Path) -> list[Path]:
 
 
 def load_ensemble(paths: Sequence[str | Path], device: str = "auto",
-                  base_weights: str | None = None) -> tuple[Ensemble, torch.device]:
+                  base_weights: str | None = None, allow_unfinished: bool = False) -> tuple[Ensemble, torch.device]:
+    from mitotype.runs import require_finished
+
     dev = resolve_device(device)
     dirs = [d for p in paths for d in find_model_dirs(p)]
+    require_finished(dirs, allow_unfinished)  # a run stopped half-way is not a model
     metas = [read_artifact_meta(d) for d in dirs]
     sizes = {tuple(m["preprocessing"].get("input_size", ())) for m in metas}
     if len(sizes) > 1:

@@ -127,6 +127,10 @@ def load_model_artifact(
     with build_device(config.model, device):
         model = build_classifier(config.model, num_domains=int(meta.get("num_domains", 0)))
     state = load_file(str(model_dir / MODEL_FILE))
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:  # a diverged run's weights: every score would be NaN
+        raise MitotypeError(f"{model_dir / MODEL_FILE}: {len(broken)} tensor(s) hold NaN or infinite values "
+                            f"({', '.join(broken[:3])}); retrain or use another model")
     model.load_trainable_state_dict(state)
     model.to(device).eval()
     return LoadedModel(model=model, threshold=float(meta["threshold"]), meta=meta, path=model_dir)

@@ -27,6 +27,7 @@ from mitotype.training.hard_mining import HardMiningSettings
 from mitotype.training.losses import FocalSettings
 from mitotype.training.mixup import MixUpSettings
 from mitotype.training.sampler import SamplingSettings
+from mitotype.yamlio import parse_yaml_file, parse_yaml_value
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
 
@@ -315,14 +316,7 @@ def list_presets() -> list[str]:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: configuration file not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{at} is not valid YAML") from None
+    data = parse_yaml_file(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -354,10 +348,7 @@ def load_config(
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key.sub=value")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
+        value = parse_yaml_value(raw, f"--set {key.strip()}") if raw.strip() else ""
         _set_dotted(data, key.strip(), value)
     config = _from_dict(TrainConfig, data)
     _validate(config)

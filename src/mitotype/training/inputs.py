@@ -67,3 +67,26 @@ def load_figures(
         raise DataError(f"{path}: no usable figures")
     store = PatchStore.open_or_build(records, cache_dir=cache_dir)
     return Figures(records=list(store.records), images=store.images, read_result=result)
+
+
+def adaptation_note(figures: Figures) -> str | None:
+    """One line counting the images that were not used as stored (colour mode converted, size fitted),
+    so a silent conversion of many images is visible once instead of per image or not at all."""
+    from mitotype.data.problems import CONVERTED_MODE, WRONG_SIZE
+
+    if figures.read_result is None:
+        return None
+    counts = {CONVERTED_MODE: set(), WRONG_SIZE: set()}
+    for problem in figures.read_result.problems:
+        if problem.kind in counts:
+            counts[problem.kind].add((problem.file, problem.row, problem.message))
+    converted, resized = len(counts[CONVERTED_MODE]), len(counts[WRONG_SIZE])
+    if not converted and not resized:
+        return None
+    parts = []
+    if converted:
+        parts.append(f"{converted} converted to RGB (grey, palette, RGBA or high bit depth)")
+    if resized:
+        parts.append(f"{resized} not 128x128 (cropped, padded or resized)")
+    return (f"{' and '.join(parts)} of {len(figures.records)} images; "
+            "`mitotype data inspect` lists each one")

@@ -355,7 +355,7 @@ class Trainer:
             totals["domain"] += float(dom.detach()) * n
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
         return {k: v / max(seen, 1) for k, v in totals.items()}
 
     # -- the run ------------------------------------------------------------------------------
@@ -363,8 +363,16 @@ class Trainer:
     def fit(self, resume: bool = False, stop_after_epoch: int | None = None) -> TrainResult:
         """Train, keep the epoch ``optim.select_metric`` picks, store its thresholds; resumable by epoch.
 
-        ``stop_after_epoch`` ends the run early as an interruption would (for resume tests).
+        ``stop_after_epoch`` ends the run early as an interruption would (for resume tests). The folder's
+        lock is held and its ``run.json`` kept current throughout (:mod:`mitotype.runs`).
         """
+        from mitotype.runs import training_run
+
+        with training_run(self.out_dir, self.config.optim.epochs, resume=resume, enabled=self.rank == 0) as run:
+            self._run = run
+            return self._fit(resume, stop_after_epoch)
+
+    def _fit(self, resume: bool, stop_after_epoch: int | None) -> TrainResult:
         cfg = self.config
         start_time = time.perf_counter()
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -387,6 +395,7 @@ class Trainer:
             if state.get("stopped"):
                 start_epoch = cfg.optim.epochs  # it had stopped early: nothing left to train
             self.log(f"resumed from {state_path} after epoch {state['epoch'] + 1}")
+            self._run.epoch_done(state["epoch"] + 1, stopped_early=bool(state.get("stopped")))
         writer = self._tensorboard() if is_main else None
         metrics_path = self.out_dir / "metrics.jsonl"
         if not resume and is_main and metrics_path.exists():
@@ -405,7 +414,8 @@ class Trainer:
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=math.ceil(len(self.train_idx) / cfg.optim.batch_size),
-                           desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False)
+                           desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
+                           disable=None)  # None: no bar when the output is not a terminal (logs, pipes)
             train_stats = self._train_epoch(epoch, weights, bar)
             t_val = time.perf_counter()
             val = self._validate()
@@ -444,6 +454,7 @@ class Trainer:
                                   self.miner, epoch=epoch, best=best, history=history,
                                   bad_epochs=bad_epochs, difficulty=difficulty, stopped=stop,
                                   fingerprint=fingerprint)
+                self._run.epoch_done(epoch + 1, stopped_early=stop)
             if stop:
                 self.log(f"early stop: no better validation {cfg.optim.select_metric} for {bad_epochs} epochs")
                 break

@@ -36,13 +36,16 @@ VOTES = ("expert1", "expert2", "expert3")
 META = {"tumor": "Tumor", "scanner": "Scanner", "lab": "Origin", "species": "Species"}
 _SIGNATURE_ANY = {"expert1", "coordinatex", "majority"}
 """``image_id`` plus one of these: the MIDOG25 schema (its other columns may be missing: then say so)."""
+_MIDOG_ONLY = {"expert1", "expert2", "expert3", "coordinatex", "coordinatey", "majority"}
 LABEL_WORDS = {"nmf": 0, "amf": 1, "normal": 0, "atypical": 1}
 
 
 def is_header(header: list[str]) -> bool:
     """Whether a CSV header looks like the MIDOG25 schema (then missing columns are reported as such)."""
     names = {h.strip().lower() for h in header}
-    return "image_id" in names and bool(names & _SIGNATURE_ANY)
+    # Without image_id, two MIDOG25-only columns still say which schema it is (then the missing image_id
+    # is reported, instead of another reader taking `filename`, the slide, for the image).
+    return ("image_id" in names and bool(names & _SIGNATURE_ANY)) or len(names & _MIDOG_ONLY) >= 2
 
 
 def is_label_file(path: Path) -> bool:
@@ -71,7 +74,13 @@ def read(path: Path, log: ProblemLog, *, images_dir: str | Path | None = None) -
 
     found = label_files(path)
     if path.is_dir() and len(found) != 1:
-        raise DataError(f"{path}: expected one MIDOG25 label CSV, found {[p.name for p in found]}")
+        others = [p for p in sorted(path.glob("*.csv")) if p not in found]
+        if not found and len(others) == 1:
+            read_table(others[0])  # an empty or unreadable CSV says so itself
+            raise DataError(f"{others[0]}: not a MIDOG25 label CSV (its header lacks image_id and the "
+                            f"expert/majority columns: {read_header(others[0])[:8]})")
+        why = f"; other CSV files: {[p.name for p in others]}" if others else ""
+        raise DataError(f"{path}: expected one MIDOG25 label CSV, found {[p.name for p in found]}{why}")
     csv_path = found[0] if found else path
     table = read_table(csv_path)
     cols = require_columns(table, COLUMNS)
