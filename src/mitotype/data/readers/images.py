@@ -6,7 +6,7 @@ gets that label, every other figure has none (``label is None``), so ``predict``
 ``train`` refuses it. uid = the path relative to the folder (or as written in the list); each figure is
 its own group, since nothing says which slide it came from.
 
-Detected last: a folder holding image files at any depth, or a ``.txt`` file listing one path per line
+Detected last: a folder holding image files at any depth and no CSV, or a ``.txt`` file listing one path per line
 (relative paths resolve against the list's folder, or ``images_dir``). Whole-slide images are not
 patches and are skipped with a warning: give figures on them as x/y with the ``coords`` reader.
 """
@@ -35,9 +35,13 @@ def _patch_files(folder: Path) -> list[Path]:
 
 
 def detect(path: Path) -> bool:
+    """A ``.txt`` list, or a folder with patches and no CSV beside them: a folder holding a label file that
+    no reader understood is a broken dataset to report, not a folder of figures without labels."""
     if path.is_file():
         return path.suffix.lower() in LIST_SUFFIXES
-    return path.is_dir() and any(p.suffix.lower() in PATCH_SUFFIXES for p in _patch_files(path))
+    if not path.is_dir() or any(path.glob("*.csv")):
+        return False
+    return any(p.suffix.lower() in PATCH_SUFFIXES for p in _patch_files(path))
 
 
 def label_from_path(relative: Path) -> int | None:
