@@ -33,7 +33,7 @@ def main() -> int:
     args = parser.parse_args()
     args.name = args.name or ("amibr_lodo_tta" if args.tta else "amibr_lodo")
 
-    from mitotype.evaluation.cv import run_cv
+    from mitotype.experiments.cv import run_cv
     from mitotype.training.config import load_config
     from mitotype.training.inputs import load_figures
 

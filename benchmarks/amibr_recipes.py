@@ -16,7 +16,7 @@ Results are appended to ``benchmarks/results/<name>.json`` after every run; fini
         --seeds 0 1 2 3 4 --budget 420                                  # on a GPU: several runs at once
 
 A recipe is a preset name, or ``<preset>-no_<strategy>``: the preset with one strategy of
-``evaluation.cv.STRATEGY_SWITCHES`` switched off (what ``--ablate`` runs), optionally followed by
+``experiments.cv.STRATEGY_SWITCHES`` switched off (what ``--ablate`` runs), optionally followed by
 ``+<variant>`` (``VARIANTS``: ``+last`` keeps the last epoch instead of the best on validation).
 ``--set KEY=VALUE`` applies a config override to every run (recorded with the results). Recipes are
 compared on their validation figures too (``chosen_on_validation``), so that a recipe can be picked
@@ -61,7 +61,7 @@ VARIANTS = {
 
 def recipe_config(recipe: str, seed: int, epochs: int | None, extra: list[str] | None = None) -> Any:
     """The config of ``recipe`` (``<preset>[-no_<strategy>][+<variant>]``) on the shared AMi-Br data."""
-    from mitotype.evaluation.cv import STRATEGY_SWITCHES
+    from mitotype.experiments.cv import STRATEGY_SWITCHES
     from mitotype.training.config import load_config
 
     base, _, variant = recipe.partition("+")
@@ -95,9 +95,9 @@ def score_run(recipe: str, seed: int, out: Path, cache: Path, extra: list[str] |
     threshold (chosen on its validation split when the run predates stored TTA thresholds)."""
     from mitotype.evaluation.metrics import best_threshold, binary_metrics
     from mitotype.ioutils import atomic_write
-    from mitotype.serving.predict import predict_proba, threshold_of
-    from mitotype.training.checkpoint import load_model_artifact
-    from mitotype.training.trainer import resolve_device
+    from mitotype.models.artifact import load_model_artifact
+    from mitotype.models.device import resolve_device
+    from mitotype.models.predict import predict_proba, threshold_of
 
     config = recipe_config(recipe, seed, None, extra)
     figures, _, val_idx, test_idx = benchmark_split(config, cache, seed)
@@ -208,7 +208,7 @@ def chosen_on_validation(summary: dict[str, Any], min_seeds: int = 3) -> dict[st
 
 def ablation(runs: list[dict], work: Path) -> dict[str, Any]:
     """Each ``<preset>-no_<strategy>`` run against ``<preset>`` with the same seed, paired on test slides."""
-    from mitotype.evaluation.cv import paired_bootstrap_delta
+    from mitotype.experiments.cv import paired_bootstrap_delta
 
     by_key = {(r["recipe"], r["seed"]): r for r in runs}
     out: dict[str, Any] = {}
@@ -345,7 +345,7 @@ def child(args: argparse.Namespace, flag: str, recipe: str, seed: int) -> dict[s
 
 
 def parse_args() -> argparse.Namespace:
-    from mitotype.evaluation.cv import STRATEGY_SWITCHES
+    from mitotype.experiments.cv import STRATEGY_SWITCHES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", nargs="+", default=None, help="default: plain full-cpu (none with --ablate)")
@@ -394,7 +394,7 @@ def one_run(args: argparse.Namespace) -> int:
 def build_queue(args: argparse.Namespace, done: set[tuple[str, int]]) -> list[tuple[str, int]]:
     """(recipe, seed) pairs to train, in order: the recipes seed by seed, then the ablation seed by seed;
     pairs already in the results file are left out."""
-    from mitotype.evaluation.cv import STRATEGY_SWITCHES
+    from mitotype.experiments.cv import STRATEGY_SWITCHES
 
     recipes = args.recipes or ([] if args.ablate else ["plain", "full-cpu"])
     queue = [(recipe, seed) for seed in args.seeds for recipe in recipes]

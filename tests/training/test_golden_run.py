@@ -38,8 +38,8 @@ def run_golden(work: Path) -> dict[str, Any]:
     """Train both recipes on a small synthetic set and collect every figure the run produces."""
     from mitotype.data.synth import write_synthetic
     from mitotype.evaluation.splits import validation_split
-    from mitotype.serving.predict import predict_proba
-    from mitotype.training.checkpoint import load_model_artifact
+    from mitotype.models.artifact import load_model_artifact
+    from mitotype.models.predict import predict_proba
     from mitotype.training.config import load_config
     from mitotype.training.inputs import load_figures
     from mitotype.training.trainer import Trainer

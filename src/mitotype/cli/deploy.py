@@ -49,7 +49,7 @@ def _load_inputs(args: argparse.Namespace):  # -> (ids, images)
 
 def run_predict(args: argparse.Namespace) -> int:
     from mitotype.ioutils import atomic_write_text, write_json_atomic
-    from mitotype.serving.predict import load_ensemble
+    from mitotype.models.predict import load_ensemble
 
     ensemble, _ = load_ensemble(args.model, device=args.device)
     ids, images = _load_inputs(args)

@@ -420,7 +420,7 @@ def write_ablation_report(
 ) -> Path:
     """HTML table (and a plot) of an ablation: each strategy switched off vs everything on.
 
-    ``table`` is what ``mitotype.evaluation.cv.run_ablation`` writes: ``{"scheme", "variants":
+    ``table`` is what ``mitotype.experiments.cv.run_ablation`` writes: ``{"scheme", "variants":
     {name: {"pooled": metrics, "domain_mean", "domain_std", "delta_vs_all": {"delta", "ci_low",
     "ci_high"}}}, "switches", "config", ...}``.
     """

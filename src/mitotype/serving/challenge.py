@@ -92,9 +92,10 @@ def run_challenge(
     paths: ChallengePaths, device: str = "auto", tta: bool | None = None, batch_size: int = 16
 ) -> Path:
     """Classify every page of the input stack; returns the path of the written JSON."""
+    # start-up time: torch, timm and tifffile load only when a stack is classified, not on import
     from mitotype.ioutils import write_json_atomic
+    from mitotype.models.predict import load_ensemble
     from mitotype.serving.outputs import challenge_entries, validate_output
-    from mitotype.serving.predict import load_ensemble
     from mitotype.serving.stack import find_stack, read_stack
 
     stack_path = find_stack(paths.input_dir / "images" / STACK_SLOT)

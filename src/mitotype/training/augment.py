@@ -1,4 +1,4 @@
-"""Batched, device-agnostic augmentation of figure patches, and dihedral test-time augmentation.
+"""Batched, device-agnostic augmentation of figure patches for training.
 
 :class:`BatchAugment` works on a whole float batch ``B x 3 x H x W`` in [0, 1] on whatever device it is
 on, with every per-sample parameter drawn from a caller-supplied :class:`torch.Generator`, so a run is
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mitotype.errors import ConfigError
+from mitotype.models.views import dihedral
 
 RGB_FROM_HED = torch.tensor(
     [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=torch.float64
@@ -56,34 +57,6 @@ def hed_to_rgb(hed: Tensor) -> Tensor:
     """HED stain concentrations back to RGB in [0, 1] (``skimage.color.hed2rgb``)."""
     log_rgb = _mix_channels(hed, RGB_FROM_HED) * _LOG_ADJUST
     return torch.exp(log_rgb).clamp(0.0, 1.0)
-
-
-def dihedral(x: Tensor, k: int) -> Tensor:
-    """The k-th of the 8 dihedral transforms of the last two dims: a horizontal flip when ``k >= 4``,
-    then ``k % 4`` quarter turns counter-clockwise. ``k = 0`` is the identity."""
-    if not 0 <= k < 8:
-        raise ValueError(f"dihedral index must be in 0..7, got {k}")
-    if k >= 4:
-        x = x.flip(-1)
-    return torch.rot90(x, k % 4, dims=(-2, -1)) if k % 4 else x
-
-
-def dihedral_views(x: Tensor) -> Tensor:
-    """All 8 dihedral views of a batch, view-major: ``out[v * B + i] = dihedral(x[i], v)``, shape (8B, ...).
-
-    One forward pass over this batch followed by :func:`dihedral_mean` is batched 8-fold TTA.
-    """
-    if x.shape[-1] != x.shape[-2]:
-        raise ValueError(f"dihedral views need square images, got {tuple(x.shape[-2:])}")
-    return torch.cat([dihedral(x, k) for k in range(8)], dim=0)
-
-
-def dihedral_mean(scores: Tensor, n_views: int = 8) -> Tensor:
-    """Average the per-view outputs of :func:`dihedral_views` back to one per image: (n_views*B, ...) ->
-    (B, ...). Pass probabilities to average probabilities (the usual choice) or logits to average logits."""
-    if scores.shape[0] % n_views:
-        raise ValueError(f"{scores.shape[0]} scores are not a multiple of {n_views} views")
-    return scores.reshape(n_views, scores.shape[0] // n_views, *scores.shape[1:]).mean(dim=0)
 
 
 def _pair(name: str, value: Sequence[float]) -> tuple[float, float]:

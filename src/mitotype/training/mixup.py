@@ -84,10 +84,11 @@ def maybe_mixup(
 ) -> MixedBatch:
     """:func:`mixup_batch` with probability ``settings.prob`` when enabled, else the batch unchanged.
 
-    When disabled nothing is drawn from ``generator``. Unmixed batches are returned with ``lam = 1`` and
+    When disabled nothing is drawn from ``generator``; when enabled the coin is always drawn (also at
+    ``prob = 0``), so a run's later draws do not depend on ``prob``. Unmixed batches are returned with ``lam = 1`` and
     the identity ``perm`` so the trainer needs no special case.
     """
-    if settings.enabled and settings.prob > 0:
+    if settings.enabled:
         coin = float(torch.rand((), generator=generator, device=_gen_device(generator)))
         if coin < settings.prob:
             return mixup_batch(images, targets, settings.alpha, generator)
