@@ -86,6 +86,11 @@ def threshold_of(meta: dict, tta: bool) -> float:
     return float(meta["threshold"])
 
 
+def ensemble_threshold(metas: Sequence[dict], tta: bool = False) -> float:
+    """An ensemble's threshold: the mean of its members' validation thresholds for the way it is applied."""
+    return float(np.mean([threshold_of(m, tta) for m in metas]))
+
+
 @dataclass
 class Ensemble:
     """Trained models whose probabilities are averaged, loaded one at a time.
@@ -101,7 +106,7 @@ class Ensemble:
 
     def threshold(self, tta: bool = False) -> float:
         """The members' mean validation threshold for the way they are applied (with or without TTA)."""
-        return float(np.mean([threshold_of(m, tta) for m in self.metas]))
+        return ensemble_threshold(self.metas, tta)
 
     def predict(self, images: np.ndarray, batch_size: int = 64, tta: bool = False,
                 precision: str = "auto") -> np.ndarray:
@@ -140,4 +145,12 @@ def load_ensemble(paths: Sequence[str | Path], device: str = "auto",
     return Ensemble(dirs, metas, dev, base_weights), dev
 
 
-__all__ = ["Ensemble", "find_model_dirs", "load_ensemble", "predict_proba", "raw_probabilities", "threshold_of"]
+__all__ = [
+    "Ensemble",
+    "ensemble_threshold",
+    "find_model_dirs",
+    "load_ensemble",
+    "predict_proba",
+    "raw_probabilities",
+    "threshold_of",
+]
