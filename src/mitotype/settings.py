@@ -1,4 +1,4 @@
-"""Typed dataclass settings from plain data: one loader and one range check for every settings block.
+"""Typed dataclass settings from plain data: one loader and one way to check values, for every block.
 
 Why here, below every layer: the run configuration (training), the model section stored in every
 model artifact (models) and the strategies' own settings all load and check the same way, so a value
@@ -13,14 +13,63 @@ import math
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from mitotype.errors import ConfigError
 
 
-def value_range(lo: float | None, hi: float | None) -> dict[str, Any]:
-    """Field metadata declaring the closed range a number must lie in (``None`` = unbounded)."""
-    return {"range": (lo, hi)}
+def value_range(lo: float | None, hi: float | None, *, lo_open: bool = False, hi_open: bool = False) -> dict[str, Any]:
+    """Field metadata: the range a number must lie in (``None`` = unbounded; ``*_open`` excludes the end)."""
+    return {"range": (lo, hi, lo_open, hi_open)}
+
+
+def one_of(*choices: str) -> dict[str, Any]:
+    """Field metadata: the only values a string may take."""
+    return {"choices": choices}
+
+
+class Settings:
+    """Base of every settings dataclass: checked on construction, in one pass, by the same rules.
+
+    A field declares its own rule in its metadata (:func:`value_range`, :func:`one_of`); every number must
+    be finite; a rule that involves several fields (or the outside world, e.g. a registered backbone)
+    goes in :meth:`check`. Messages name the key as the configuration file spells it (``where``).
+    """
+
+    where: ClassVar[str] = ""
+    """The dotted path of this block in the run configuration (``strategies.mixup``), for messages."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first invalid field."""
+        validate_fields(self, self.where)
+        self.check()
+
+    def check(self) -> None:
+        """Rules across fields; the default has none."""
+
+
+def validate_fields(obj: Any, where: str = "") -> None:
+    """Check every field of one settings object against its declared rule (not recursing: nested
+    settings check themselves when they are built)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        dotted = f"{where}.{f.name}" if where else f.name
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if numeric and not math.isfinite(value):
+            raise ConfigError(f"{dotted} = {value} is not a finite number")
+        if numeric and "range" in f.metadata:
+            lo, hi, lo_open, hi_open = f.metadata["range"]
+            below = lo is not None and (value <= lo if lo_open else value < lo)
+            above = hi is not None and (value >= hi if hi_open else value > hi)
+            if below or above:
+                raise ConfigError(f"{dotted} = {value} is out of range {'(' if lo_open else '['}{lo}, {hi}"
+                                  f"{')' if hi_open else ']'}")
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{dotted} must be one of {', '.join(choices)}, got {value!r}")
 
 
 def _type_name(tp: Any) -> str:
@@ -84,6 +133,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 
 def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """The one loader: build ``cls`` from plain data (YAML, JSON), converting each value to its annotated
+    type and refusing unknown keys with the closest valid one; the settings then check themselves."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     kwargs = {}
@@ -98,22 +149,6 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where or 'config'}: {exc}") from None
-
-
-def validate_ranges(obj: Any, where: str = "") -> None:
-    """Check every field's declared range, recursively."""
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        dotted = f"{where}.{f.name}" if where else f.name
-        if dataclasses.is_dataclass(value):
-            validate_ranges(value, dotted)
-            continue
-        lo, hi = f.metadata.get("range", (None, None))
-        numeric = isinstance(value, int | float) and not isinstance(value, bool)
-        if numeric and not math.isfinite(value):
-            raise ConfigError(f"{dotted} = {value} is not a finite number")
-        if numeric and ((lo is not None and value < lo) or (hi is not None and value > hi)):
-            raise ConfigError(f"{dotted} = {value} is out of range [{lo}, {hi}]")
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -133,4 +168,4 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return convert(obj)
 
 
-__all__ = ["from_dict", "to_dict", "validate_ranges", "value_range"]
+__all__ = ["Settings", "from_dict", "one_of", "to_dict", "validate_fields", "value_range"]

@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
 from mitotype.errors import ConfigError
 from mitotype.models.adaptation import LoraSettings
 from mitotype.models.classifier import ModelConfig
-from mitotype.settings import from_dict, to_dict, validate_ranges, value_range
+from mitotype.settings import Settings, from_dict, to_dict, value_range
 from mitotype.training.strategies.domain_adversarial import DomainAdversarialSettings
 from mitotype.training.strategies.registry import STRATEGIES, make_strategy_settings
 from mitotype.training.strategies.soft_labels import SoftLabelSettings
@@ -27,8 +27,10 @@ PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 @dataclass
-class DataSettings:
+class DataSettings(Settings):
     """Where the figures come from and how they are grouped."""
+
+    where: ClassVar[str] = "data"
 
     path: str = ""
     """Dataset folder or file, read by :func:`mitotype.data.readers.read_dataset`."""
@@ -53,8 +55,10 @@ StrategySettings = make_strategy_settings(STRATEGIES)
 
 
 @dataclass
-class OptimSettings:
+class OptimSettings(Settings):
     """Optimiser, schedule and numerics."""
+
+    where: ClassVar[str] = "optim"
 
     epochs: int = field(default=10, metadata=value_range(1, 10_000))
     """Training epochs (an epoch draws as many figures as the training set holds)."""
@@ -91,10 +95,14 @@ class OptimSettings:
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
 
+    def check(self) -> None:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
+            raise ConfigError(f"optim.device = {self.device!r}: use auto, cpu, cuda or cuda:N")
+
 
 @dataclass
-class TrainConfig:
-    """Everything that defines a training run."""
+class TrainConfig(Settings):
+    """Everything that defines a training run (each block checks its values as it is built)."""
 
     data: DataSettings = field(default_factory=DataSettings)
     """The figures and their grouping."""
@@ -186,12 +194,9 @@ def load_config(
         except yaml.YAMLError:
             value = raw
         _set_dotted(data, key.strip(), value)
-    config = from_dict(TrainConfig, data)
-    validate_ranges(config)
-    config.model.validate()  # backbone name, adaptation, LoRA: fail before any data is read
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", config.optim.device):
-        raise ConfigError(f"optim.device = {config.optim.device!r}: use auto, cpu, cuda or cuda:N")
-    return config
+    # every block checks its values as it is built: the backbone name, LoRA and ranges fail before any
+    # data is read
+    return from_dict(TrainConfig, data)
 
 
 def save_config(config: TrainConfig, path: Path) -> None:

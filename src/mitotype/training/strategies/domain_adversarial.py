@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
 
-from mitotype.settings import value_range
+from mitotype.settings import Settings, value_range
 from mitotype.training.losses import domain_adversarial_loss
 from mitotype.training.strategies.base import Batch, RunContext, Strategy
 
 
 @dataclass
-class DomainAdversarialSettings:
+class DomainAdversarialSettings(Settings):
     """Domain classifier behind gradient reversal: the embedding should carry little domain signal."""
+
+    where: ClassVar[str] = "strategies.domain_adversarial"
 
     enabled: bool = True
     """Train the domain head through the gradient-reversal layer."""

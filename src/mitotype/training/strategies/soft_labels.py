@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
-from mitotype.settings import value_range
+from mitotype.settings import Settings, value_range
 from mitotype.training.strategies.base import Strategy
 
 
 @dataclass
-class SoftLabelSettings:
+class SoftLabelSettings(Settings):
     """Targets blended from the experts' votes and the hard label."""
+
+    where: ClassVar[str] = "strategies.soft_labels"
 
     enabled: bool = True
     """Use the vote fraction at all; off means hard 0/1 targets."""

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor
 
-from mitotype.settings import value_range
+from mitotype.settings import Settings, value_range
 from mitotype.training.losses import supervised_contrastive_loss
 from mitotype.training.strategies.base import Batch, Strategy
 
 
 @dataclass
-class SupConSettings:
+class SupConSettings(Settings):
     """Supervised contrastive loss on the projection head."""
+
+    where: ClassVar[str] = "strategies.supcon"
 
     enabled: bool = True
     """Add the contrastive term to the loss."""
