@@ -101,6 +101,7 @@ def _is_lora_param(name: str) -> bool:
 
 def lora_modules(module: nn.Module) -> dict[str, nn.Module]:
     """Modules of ``module`` wrapped by a peft tuner layer, by name."""
+    # start-up time: torch, peft and safetensors load only when a model is adapted or read
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     return {n: m for n, m in module.named_modules() if isinstance(m, BaseTunerLayer)}
@@ -122,6 +123,7 @@ def adapt_backbone(
     lora = lora or LoraSettings()
     lora.validate()
     target = lora.target_for(spec)
+    # start-up time: torch, peft and safetensors load only when a model is adapted or read
     from peft import LoraConfig, inject_adapter_in_model
 
     config = LoraConfig(
@@ -134,6 +136,7 @@ def adapt_backbone(
     try:
         inject_adapter_in_model(config, backbone, adapter_name=ADAPTER_NAME)
     except ValueError as exc:
+        # start-up time: torch, peft and safetensors load only when a model is adapted or read
         from torch import nn
 
         names = [n for n, m in backbone.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))][:8]
@@ -185,6 +188,7 @@ def save_adapters(backbone: nn.Module, spec: BackboneSpec, directory: Path | str
 
 def load_adapters(backbone: nn.Module, spec: BackboneSpec, directory: Path | str) -> None:
     """Load adapters saved by :func:`save_adapters` into a backbone adapted the same way (strict)."""
+    # start-up time: torch, peft and safetensors load only when a model is adapted or read
     from safetensors import safe_open
 
     path = Path(directory) / ADAPTER_WEIGHTS if Path(directory).is_dir() else Path(directory)
@@ -212,6 +216,7 @@ def load_adapters(backbone: nn.Module, spec: BackboneSpec, directory: Path | str
             if x
         ]
         raise WeightsError(f"{spec.name}: adapters {path} do not fit this model: {'; '.join(parts)}")
+    # start-up time: torch, peft and safetensors load only when a model is adapted or read
     import torch
 
     with torch.no_grad():

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 import yaml
 
 from mitotype.errors import ConfigError
+from mitotype.ioutils import atomic_write_text
 from mitotype.models.adaptation import LoraSettings
 from mitotype.models.classifier import ModelConfig
 from mitotype.settings import Settings, from_dict, to_dict, value_range
@@ -200,8 +201,6 @@ def load_config(
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
-    from mitotype.ioutils import atomic_write_text
-
     atomic_write_text(Path(path), yaml.safe_dump(to_dict(config), sort_keys=False))
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from mitotype.data.problems import ReadResult
+from mitotype.data.readers import read_dataset
 from mitotype.data.records import FigureRecord
+from mitotype.data.store import PatchStore
 from mitotype.errors import DataError
 
 
@@ -46,9 +48,6 @@ def load_figures(
     cache_dir: str | Path | None = None,
 ) -> Figures:
     """Read a dataset with any reader and back it with the decode-once patch store."""
-    from mitotype.data.readers import read_dataset
-    from mitotype.data.store import PatchStore
-
     if not str(path):
         raise DataError("no dataset given (set data.path or pass --data)")
     options = {"images_dir": images_dir} if images_dir else {}
