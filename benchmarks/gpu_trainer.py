@@ -130,7 +130,7 @@ def bench_backbone(backbone: str, preset: str, extra: list[str], data: Path, wor
     train_idx, val_idx = validation_split(figures.records, np.arange(len(figures.records)), 0.2, seed=0)
     run_dir = work / f"run-{backbone}"
     start = time.perf_counter()
-    result = Trainer(config, figures.records, figures.images, train_idx, val_idx, run_dir, progress=False,
+    result = Trainer(config, figures.records, figures.images, train_idx, val_idx, run_dir,
                      log=lambda m: log(f"  [{backbone}] {m}")).fit()
     last = result.history[-1]
     out["trainer"] = {
