@@ -151,41 +151,10 @@ def run_cv(
         elif fold_rows is not None:
             log(f"fold {n + 1}/{len(folds)} {fold.name}: already done, {len(fold_rows)} predictions reused")
         if not trained:
-            train_idx, val_idx = validation_split(
-                records, fold.train_idx, fraction=config.data.val_fraction, seed=config.seed
-            )
-            assert_no_leak(records, train_idx, fold.test_idx)
-            assert_no_leak(records, val_idx, fold.test_idx)
-            log(
-                f"fold {n + 1}/{len(folds)} {fold.name}: train {len(train_idx)}, validation {len(val_idx)}, "
-                f"test {len(fold.test_idx)}"
-            )
-            trainer = Trainer(
-                config,
-                records,
-                figures.images,
-                train_idx,
-                val_idx,
-                fold_dir / "model",
-                progress=progress,
-                log=lambda m: log("  " + m),
-            )
-            trainer.fit(resume=resume)
+            _train_fold(config, figures, fold, fold_dir / "model", f"fold {n + 1}/{len(folds)}", resume, progress,
+                        log)
         if fold_rows is None:
-            loaded = load_model_artifact(fold_dir / "model", device=resolve_device(config.optim.device))
-            test_idx = np.asarray(fold.test_idx)
-            p = predict_proba(
-                loaded.model,
-                figures.images[test_idx],
-                batch_size=config.optim.eval_batch_size,
-                tta=tta,
-                device=resolve_device(config.optim.device),
-                precision=config.optim.precision,
-            )
-            # TTA averages views and pulls scores inward: its decisions use the threshold chosen on
-            # TTA validation scores
-            threshold = threshold_of(loaded.meta, tta)
-            fold_rows = prediction_rows(records, test_idx, p, threshold, fold.name, tta=tta)
+            fold_rows = _predict_fold(config, figures, fold, fold_dir / "model", tta)
             write_json_atomic(done, fold_rows)
         fold_info.append(
             {
@@ -211,6 +180,30 @@ def run_cv(
     if report:
         write_report(out_dir / "report.html", results, rows, title=f"mitotype {scheme} cross-validation")
     return results
+
+
+def _train_fold(config: TrainConfig, figures: Figures, fold: Any, model_dir: Path, label: str, resume: bool,
+                progress: ProgressFactory | None, log: Callable[[str], None]) -> None:
+    """Train one fold's model on a slide-grouped part of its training figures, validated on the rest."""
+    records = figures.records
+    train_idx, val_idx = validation_split(records, fold.train_idx, fraction=config.data.val_fraction, seed=config.seed)
+    assert_no_leak(records, train_idx, fold.test_idx)
+    assert_no_leak(records, val_idx, fold.test_idx)
+    log(f"{label} {fold.name}: train {len(train_idx)}, validation {len(val_idx)}, test {len(fold.test_idx)}")
+    trainer = Trainer(config, records, figures.images, train_idx, val_idx, model_dir, progress=progress,
+                      log=lambda m: log("  " + m))
+    trainer.fit(resume=resume)
+
+
+def _predict_fold(config: TrainConfig, figures: Figures, fold: Any, model_dir: Path, tta: bool) -> list[dict[str, Any]]:
+    """The fold model's prediction rows for its held-out figures."""
+    loaded = load_model_artifact(model_dir, device=resolve_device(config.optim.device))
+    test_idx = np.asarray(fold.test_idx)
+    p = predict_proba(loaded.model, figures.images[test_idx], batch_size=config.optim.eval_batch_size, tta=tta,
+                      device=resolve_device(config.optim.device), precision=config.optim.precision)
+    # TTA averages views and pulls scores inward: its decisions use the threshold chosen on TTA validation scores
+    threshold = threshold_of(loaded.meta, tta)
+    return prediction_rows(figures.records, test_idx, p, threshold, fold.name, tta=tta)
 
 
 # --------------------------------------------------------------------------- ablation
