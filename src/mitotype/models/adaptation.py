@@ -43,6 +43,7 @@ class LoraSettings(Settings):
     """LoRA hyper-parameters (peft ``LoraConfig``)."""
 
     where: ClassVar[str] = "model.lora"
+    """Where this block sits in the run configuration (named in error messages)."""
 
     rank: int = field(default=16, metadata=value_range(1, None))
     """Rank r of the low-rank update B @ A."""

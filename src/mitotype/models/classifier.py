@@ -36,6 +36,7 @@ class ModelConfig(Settings):
     """What to build; nested in the training configuration and stored in checkpoints."""
 
     where: ClassVar[str] = "model"
+    """Where this block sits in the run configuration (named in error messages)."""
 
     backbone: str = "h-optimus-0"
     """Registry name (``mitotype models list``) or ``timm:<architecture>``."""

@@ -76,6 +76,7 @@ class AugmentSettings(Settings):
     """Training augmentation; every component is switched off by its neutral value."""
 
     where: ClassVar[str] = "strategies.augment"
+    """Where this block sits in the run configuration (named in error messages)."""
 
     enabled: bool = True
     """Master switch: when off the batch passes through untouched."""

@@ -32,6 +32,7 @@ class DataSettings(Settings):
     """Where the figures come from and how they are grouped."""
 
     where: ClassVar[str] = "data"
+    """Where this block sits in the run configuration (named in error messages)."""
 
     path: str = ""
     """Dataset folder or file, read by :func:`mitotype.data.readers.read_dataset`."""
@@ -60,6 +61,7 @@ class OptimSettings(Settings):
     """Optimiser, schedule and numerics."""
 
     where: ClassVar[str] = "optim"
+    """Where this block sits in the run configuration (named in error messages)."""
 
     epochs: int = field(default=10, metadata=value_range(1, 10_000))
     """Training epochs (an epoch draws as many figures as the training set holds)."""

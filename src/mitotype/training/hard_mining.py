@@ -26,6 +26,7 @@ class HardMiningSettings(Settings):
     """When and how strongly misclassified figures are oversampled."""
 
     where: ClassVar[str] = "strategies.hard_mining"
+    """Where this block sits in the run configuration (named in error messages)."""
 
     enabled: bool = True
     """Mine at all; when off every difficulty stays 0."""

@@ -70,6 +70,7 @@ class FocalSettings(Settings):
     """How the classification loss focuses on hard figures and weights the atypical class."""
 
     where: ClassVar[str] = "strategies.focal"
+    """Where this block sits in the run configuration (named in error messages)."""
 
     gamma: float = 2.0
     """Focusing strength; 0 is plain (weighted) BCE. With ``adaptive`` on it is the starting gamma of

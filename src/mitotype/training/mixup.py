@@ -22,6 +22,7 @@ class MixUpSettings(Settings):
     """Whether and how strongly batches are mixed."""
 
     where: ClassVar[str] = "strategies.mixup"
+    """Where this block sits in the run configuration (named in error messages)."""
 
     enabled: bool = True
     """Apply MixUp at all."""

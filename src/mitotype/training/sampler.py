@@ -34,6 +34,7 @@ class SamplingSettings(Settings):
     """How an epoch's figures are drawn from the training set."""
 
     where: ClassVar[str] = "strategies.sampling"
+    """Where this block sits in the run configuration (named in error messages)."""
 
     enabled: bool = True
     """Domain-aware sampling at all; off = the natural class and domain mix (every figure equally likely,

@@ -19,6 +19,7 @@ class DomainAdversarialSettings(Settings):
     """Domain classifier behind gradient reversal: the embedding should carry little domain signal."""
 
     where: ClassVar[str] = "strategies.domain_adversarial"
+    """Where this block sits in the run configuration (named in error messages)."""
 
     enabled: bool = True
     """Train the domain head through the gradient-reversal layer."""

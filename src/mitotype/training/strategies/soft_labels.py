@@ -16,6 +16,7 @@ class SoftLabelSettings(Settings):
     """Targets blended from the experts' votes and the hard label."""
 
     where: ClassVar[str] = "strategies.soft_labels"
+    """Where this block sits in the run configuration (named in error messages)."""
 
     enabled: bool = True
     """Use the vote fraction at all; off means hard 0/1 targets."""

@@ -17,6 +17,7 @@ class SupConSettings(Settings):
     """Supervised contrastive loss on the projection head."""
 
     where: ClassVar[str] = "strategies.supcon"
+    """Where this block sits in the run configuration (named in error messages)."""
 
     enabled: bool = True
     """Add the contrastive term to the loss."""
