@@ -95,6 +95,39 @@ def init_distributed_from_env() -> tuple[int, int]:
     return torch.distributed.get_rank(), torch.distributed.get_world_size()
 
 
+def build_optimizer(model: torch.nn.Module, optim: Any, batches_per_epoch: int) -> tuple[Any, Any, int]:
+    """AdamW over the heads and the backbone as two groups, its schedule, and the run's optimiser steps."""
+    head_params, body_params = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (body_params if name.startswith("backbone.") else head_params).append(p)
+    groups = [{"params": head_params, "lr": optim.lr}]
+    if body_params:
+        groups.append({"params": body_params, "lr": optim.lr if optim.backbone_lr is None else optim.backbone_lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=optim.weight_decay)
+    steps_per_epoch = math.ceil(batches_per_epoch / optim.grad_accum)
+    total_steps = steps_per_epoch * optim.epochs
+    if optim.schedule == "onecycle":
+        scheduler: Any = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[g["lr"] for g in groups], total_steps=max(total_steps, 1), pct_start=0.25
+        )
+    else:
+        warmup = round(optim.warmup_epochs * steps_per_epoch)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                                      lr_lambda_factory(total_steps, warmup, optim.schedule))
+    return optimizer, scheduler, total_steps
+
+
+def run_fingerprint(config: TrainConfig, records: list[FigureRecord], train_idx: np.ndarray, val_idx: np.ndarray,
+                    world: int) -> str:
+    """What a resume must match: the configuration and the exact training and validation figures."""
+    cfg = to_dict(config)
+    cfg["optim"].pop("patience", None)  # may be raised to continue a run that stopped early
+    uids = [records[i].uid for i in train_idx] + ["|"] + [records[i].uid for i in val_idx]
+    blob = json.dumps({"config": cfg, "uids": uids, "world": world}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 # --------------------------------------------------------------------------- the trainer
 
 
@@ -199,37 +232,11 @@ class Trainer:
             )
         if cfg.optim.compile:
             self.net = torch.compile(self.net)
-        self._build_optimizer()
+        self.optimizer, self.scheduler, self.total_steps = build_optimizer(self.model, cfg.optim,
+                                                                           self.batches_per_epoch)
         for strategy in self.strategies:
             strategy.setup(self.model)
         self.amp_dtype = autocast_dtype(cfg.optim.precision, self.device)
-
-    def _build_optimizer(self) -> None:
-        """AdamW with the heads and the backbone as two groups, and the configured schedule."""
-        cfg = self.config
-        head_params, body_params = [], []
-        for name, p in self.model.named_parameters():
-            if p.requires_grad:
-                (body_params if name.startswith("backbone.") else head_params).append(p)
-        groups = [{"params": head_params, "lr": cfg.optim.lr}]
-        if body_params:
-            groups.append({"params": body_params,
-                           "lr": cfg.optim.lr if cfg.optim.backbone_lr is None else cfg.optim.backbone_lr})
-        self.optimizer = torch.optim.AdamW(groups, weight_decay=cfg.optim.weight_decay)
-        steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.optim.grad_accum)
-        self.total_steps = steps_per_epoch * cfg.optim.epochs
-        if cfg.optim.schedule == "onecycle":
-            self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-                self.optimizer,
-                max_lr=[g["lr"] for g in groups],
-                total_steps=max(self.total_steps, 1),
-                pct_start=0.25,
-            )
-        else:
-            warmup = round(cfg.optim.warmup_epochs * steps_per_epoch)
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer, lr_lambda_factory(self.total_steps, warmup, cfg.optim.schedule)
-            )
 
     def _strategy_states(self) -> dict[str, Any]:
         """The strategies that keep state, by their key in the resume file."""
@@ -460,12 +467,8 @@ class Trainer:
         return (val.get(metric) or 0.0, val.get(other) or 0.0) > (best.get(metric) or 0.0, best.get(other) or 0.0)
 
     def _fingerprint(self) -> str:
-        """What a resume must match: the configuration and the exact training and validation figures."""
-        cfg = to_dict(self.config)
-        cfg["optim"].pop("patience", None)  # may be raised to continue a run that stopped early
-        uids = [self.records[i].uid for i in self.train_idx] + ["|"] + [self.records[i].uid for i in self.val_idx]
-        blob = json.dumps({"config": cfg, "uids": uids, "world": self.world}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        """This run's :func:`run_fingerprint` (written with every resume state, checked on resume)."""
+        return run_fingerprint(self.config, self.records, self.train_idx, self.val_idx, self.world)
 
     def _tta_threshold(self) -> float:
         """Balanced-accuracy threshold of the best model on 8-view TTA validation scores: averaging views
@@ -488,4 +491,4 @@ class Trainer:
         return SummaryWriter(str(self.out_dir / "tensorboard"))
 
 
-__all__ = ["ProgressBar", "ProgressFactory", "TrainResult", "Trainer"]
+__all__ = ["ProgressBar", "ProgressFactory", "TrainResult", "Trainer", "build_optimizer", "run_fingerprint"]
