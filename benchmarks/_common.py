@@ -13,6 +13,8 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -179,3 +181,29 @@ def dihedral_np(images: Any, k: int) -> Any:
     if k >= 4:
         images = images[:, :, ::-1]
     return np.ascontiguousarray(np.rot90(images, k % 4, axes=(1, 2)))
+
+
+def run_child(cmd: list[str], env: dict[str, str], identity: dict[str, Any]) -> dict[str, Any]:
+    """Run a benchmark's child process, passing its output on line by line as it comes (a run's per-epoch
+    log is a sign of life, not something to read 20 minutes later). Its ``RESULT {json}`` line as a dict,
+    or ``identity`` with ``failed`` (why: exit status or signal, and its last error line) and ``when``."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    errors: list[str] = []
+    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read() if proc.stderr else ""), daemon=True)
+    reader.start()
+    result = None
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        if line.startswith("RESULT "):
+            result = line
+    code = proc.wait()
+    reader.join()
+    if code == 0 and result is not None:
+        return json.loads(result[7:])
+    sys.stderr.write("".join(errors))
+    why = (f"killed by signal {-code}" if code < 0 else f"exit status {code}") if code else "no RESULT line"
+    last = ("".join(errors).strip().splitlines() or [""])[-1].strip()
+    return {**identity, "failed": why + (f" ({last[:300]})" if last else ""),
+            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

@@ -33,7 +33,7 @@ def main() -> int:
     args = parser.parse_args()
     args.name = args.name or ("amibr_lodo_tta" if args.tta else "amibr_lodo")
 
-    from mitotype.evaluation.cv import run_cv
+    from mitotype.experiments.cv import run_cv
     from mitotype.training.config import load_config
     from mitotype.training.inputs import load_figures
 
@@ -43,7 +43,7 @@ def main() -> int:
     config = load_config(preset=args.preset, overrides=overrides)
     figures = load_figures(config.data.path, cache_dir=args.work / "cache")
     start = time.perf_counter()
-    results = run_cv(config, figures, args.work / "cv", scheme="lodo", tta=args.tta, progress=False)
+    results = run_cv(config, figures, args.work / "cv", scheme="lodo", tta=args.tta, log=print)
     s = results["summary"]
     figures_out = {
         "per_domain": {name: {k: d.get(k) for k in ("n", "n_pos", "balanced_accuracy", "sensitivity",

@@ -1,4 +1,4 @@
-"""Inference speed of ``serving.predict.predict_proba``: no TTA, batched vs looped 8-view TTA, per image.
+"""Inference speed of ``models.predict.predict_proba``: no TTA, batched vs looped 8-view TTA, per image.
 
 On real 128 px AMi-Br patches (uint8, as the challenge container gets them), per model, with ``B`` =
 ``--batch`` (64):
@@ -83,7 +83,7 @@ def bench_model(name: str, images: np.ndarray, args: argparse.Namespace) -> dict
     import torch
 
     from mitotype.models.classifier import build_classifier
-    from mitotype.serving.predict import predict_proba
+    from mitotype.models.predict import predict_proba
 
     torch.manual_seed(0)
     cfg = model_config(name, args.quick, args.random_weights)

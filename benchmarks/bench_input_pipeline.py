@@ -134,8 +134,8 @@ def store_batches(images: np.ndarray, labels: np.ndarray, batch: int, seed: int)
     """Our pipeline: random rows from the memmap -> float batch -> BatchAugment, endlessly."""
     import torch
 
+    from mitotype.models.device import to_float_batch
     from mitotype.training.augment import BatchAugment
-    from mitotype.training.trainer import to_float_batch
 
     augment = BatchAugment()
     rng = np.random.default_rng(seed)

@@ -20,7 +20,7 @@ Phases, in priority order:
 3. Inference images/s (forward under ``no_grad``) at the batch that fills the card: powers of two from
    1 upward until ``torch.cuda.OutOfMemoryError`` (or ``--max-infer-batch``), then the last that fit.
 4. The challenge's unit, a stack of 16 patches (128 px uint8, host to result) through
-   ``serving.predict.predict_proba`` in bf16: latency without TTA, with batched 8-view TTA (one
+   ``models.predict.predict_proba`` in bf16: latency without TTA, with batched 8-view TTA (one
    forward of 128 views) and with looped TTA (8 forwards of 16, host-side flips; max |difference|
    recorded), against 0.42 s (winning entry) and 4.86 s (seed method) on 16 GB GPUs; and
    ``torch.cuda.max_memory_allocated`` for the TTA stack (the platform has 16 GB).
@@ -444,7 +444,7 @@ def stack_latency(dev: Device, model: Any, amp_name: str, seconds: float) -> dic
     """predict_proba on one 16-patch stack (uint8, host to numpy result), with and without TTA."""
     import numpy as np
 
-    from mitotype.serving.predict import predict_proba
+    from mitotype.models.predict import predict_proba
 
     stack = np.random.default_rng(0).integers(0, 256, (STACK, PATCH, PATCH, 3), dtype=np.uint8)
     views = [dihedral_np(stack, k) for k in range(8)]

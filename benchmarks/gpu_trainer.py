@@ -65,7 +65,7 @@ def model_alone(config: Any, device: Any, seconds: float) -> dict[str, Any]:
     import torch.nn.functional as F
 
     from mitotype.models.classifier import build_classifier
-    from mitotype.training.trainer import autocast_dtype
+    from mitotype.models.device import autocast_dtype
 
     torch.manual_seed(0)
     with torch.device(device):
@@ -106,11 +106,11 @@ def bench_backbone(backbone: str, preset: str, extra: list[str], data: Path, wor
     import torch
 
     from mitotype.evaluation.splits import validation_split
+    from mitotype.models.artifact import load_model_artifact
+    from mitotype.models.predict import predict_proba
     from mitotype.serving.challenge import STACK_SLOT, ChallengePaths, run_challenge
     from mitotype.serving.export import export_model
     from mitotype.serving.outputs import validate_output
-    from mitotype.serving.predict import predict_proba
-    from mitotype.training.checkpoint import load_model_artifact
     from mitotype.training.config import load_config
     from mitotype.training.inputs import load_figures
     from mitotype.training.trainer import Trainer
@@ -130,7 +130,7 @@ def bench_backbone(backbone: str, preset: str, extra: list[str], data: Path, wor
     train_idx, val_idx = validation_split(figures.records, np.arange(len(figures.records)), 0.2, seed=0)
     run_dir = work / f"run-{backbone}"
     start = time.perf_counter()
-    result = Trainer(config, figures.records, figures.images, train_idx, val_idx, run_dir, progress=False,
+    result = Trainer(config, figures.records, figures.images, train_idx, val_idx, run_dir,
                      log=lambda m: log(f"  [{backbone}] {m}")).fit()
     last = result.history[-1]
     out["trainer"] = {

@@ -43,7 +43,7 @@ def main() -> int:
         train_idx, val_idx = validation_split(figures.records, np.arange(len(figures.records)), 0.2, args.seed)
         start = time.perf_counter()
         trainer = Trainer(config, figures.records, figures.images, train_idx, val_idx, Path(tmp) / "run",
-                          progress=False)
+                          log=print)
         result = trainer.fit()
         wall = time.perf_counter() - start
         strategies = {k: getattr(config.strategies, k) for k in ("mixup", "soft_labels", "supcon",

@@ -62,8 +62,8 @@ def make_model_dir(path: Path, bias: float | None = None, threshold: float = 0.5
     """An untrained tiny model artifact; ``bias`` forces the head toward atypical (+) or normal (-)."""
     import torch
 
+    from mitotype.models.artifact import save_model_artifact
     from mitotype.models.classifier import build_classifier
-    from mitotype.training.checkpoint import save_model_artifact
     from mitotype.training.config import load_config
 
     torch.manual_seed(0)

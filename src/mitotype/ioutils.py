@@ -70,6 +70,7 @@ def atomic_save_safetensors(
     tensors: Mapping[str, Any], path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None
 ) -> Path:
     """Save torch tensors as safetensors atomically (as contiguous, unshared CPU copies)."""
+    # start-up time: safetensors (and torch) load only when tensors are written
     from safetensors.torch import save_file
 
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}

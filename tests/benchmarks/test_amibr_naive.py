@@ -66,7 +66,8 @@ def test_naive_split_is_the_recipe_benchmarks_split(naive: ModuleType, shared_da
     monkeypatch.setenv("MITOTYPE_SHARED_DATA", str(shared_data))
     recipes = _load("amibr_recipes")
     config = recipes.recipe_config("plain", seed=1, epochs=None)
-    figures, train, val, test = recipes.benchmark_split(config, tmp_path / "cache", seed=1)
+    split = recipes.holdout.holdout_split(config, tmp_path / "cache", seed=1)
+    figures, train, val, test = split.figures, split.train_idx, split.val_idx, split.test_idx
     records, n_train, n_val, n_test = naive.split(seed=1, val_fraction=config.data.val_fraction)
 
     def uids(recs: list, idx: np.ndarray) -> set[str]:

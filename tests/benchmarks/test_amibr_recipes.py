@@ -1,5 +1,6 @@
-"""The recipe benchmark's bookkeeping: ablation recipes are the preset with one switch off, and the
-ablation pairs each variant with the full recipe of the same seed on the same test figures."""
+"""The recipe benchmark's bookkeeping (its tables are :mod:`mitotype.experiments.holdout`'s): ablation
+recipes are the preset with one switch off, and the ablation pairs each variant with the full recipe of
+the same seed on the same test figures."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from mitotype.errors import ConfigError
+from mitotype.experiments import holdout
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -32,7 +36,7 @@ def test_recipe_config_switches_one_strategy_off(recipes: ModuleType) -> None:
     assert variant.seed == 3 and variant.optim.epochs == 2 and full.optim.epochs == 12
     focal = recipes.recipe_config("full-cpu-no_adaptive_focal", seed=0, epochs=None)
     assert not focal.strategies.focal.adaptive and focal.strategies.focal.gamma == full.strategies.focal.gamma
-    with pytest.raises(KeyError):
+    with pytest.raises(ConfigError, match="unknown strategy 'dropout'"):
         recipes.recipe_config("full-cpu-no_dropout", seed=0, epochs=None)
 
 
@@ -58,8 +62,8 @@ def test_ablation_pairs_variant_with_same_seed_full_run(recipes: ModuleType, tmp
         {"recipe": "full-cpu-no_supcon", "seed": 1, "test_roc_auc": 0.9, "test_roc_auc_tta": 0.9},  # no seed-1 base
     ]
     runs_without_tta = [{k: v for k, v in r.items() if not k.endswith("_tta")} for r in runs]
-    assert "delta_roc_auc_tta" not in recipes.ablation(runs_without_tta, tmp_path)["full-cpu-no_mixup seed 0"]
-    out = recipes.ablation(runs, tmp_path)
+    assert "delta_roc_auc_tta" not in holdout.ablation(runs_without_tta, tmp_path)["full-cpu-no_mixup seed 0"]
+    out = holdout.ablation(runs, tmp_path)
     assert list(out) == ["full-cpu-no_mixup seed 0"]
     entry = out["full-cpu-no_mixup seed 0"]
     assert entry["switched_off"] == "mixup"
@@ -73,7 +77,7 @@ def test_summary_reports_tta_figures_when_present(recipes: ModuleType) -> None:
     runs = [{"recipe": "plain", "seed": s, "test_balanced_accuracy": 0.7 + s / 100, "test_roc_auc": 0.8,
              "test_balanced_accuracy_tta": 0.75, "test_roc_auc_tta": 0.85} for s in range(3)]
     runs.append({"recipe": "old", "seed": 0, "test_balanced_accuracy": 0.6, "test_roc_auc": 0.7})
-    summary = recipes.summarise(runs)
+    summary = holdout.summarise(runs)
     assert summary["plain"]["balanced_accuracy_mean"] == pytest.approx(0.71)
     assert summary["plain"]["balanced_accuracy_sd"] == pytest.approx(0.01)
     assert summary["plain"]["roc_auc_tta_mean"] == pytest.approx(0.85)
@@ -86,7 +90,7 @@ def test_seed_ensemble_averages_probabilities_and_thresholds(recipes: ModuleType
     _write_run(tmp_path, "plain", 1, labels, [0.2, 0.3, 0.9, 0.55])  # mean 0.2 0.45 0.8 0.475: ranked right
     runs = [{"recipe": "plain", "seed": s, "threshold": 0.5, "threshold_tta": 0.4} for s in (0, 1)]
     runs.append({"recipe": "full-cpu", "seed": 0, "threshold": 0.5, "threshold_tta": 0.5})  # one seed: none
-    out = recipes.ensembles(runs, tmp_path)
+    out = holdout.ensembles(runs, tmp_path)
     assert list(out) == ["plain"]
     assert out["plain"]["seeds"] == [0, 1]
     assert out["plain"]["balanced_accuracy"] == pytest.approx(0.75)  # at 0.5: 0.475 is called normal
@@ -102,7 +106,7 @@ def test_ensemble_of_three_seeds_also_reports_each_two_seed_ensemble(recipes: Mo
     _write_run(tmp_path, "plain", 1, labels, [0.1, 0.2, 0.8, 0.9])  # perfect
     _write_run(tmp_path, "plain", 2, labels, [0.9, 0.9, 0.1, 0.1])  # inverted: drags any ensemble it is in
     runs = [{"recipe": "plain", "seed": s, "threshold": 0.5, "threshold_tta": 0.5} for s in (0, 1, 2)]
-    out = recipes.ensembles(runs, tmp_path)["plain"]
+    out = holdout.ensembles(runs, tmp_path)["plain"]
     assert out["seeds"] == [0, 1, 2]
     loo = {tuple(e["seeds"]): e for e in out["without_one_seed"]}
     assert set(loo) == {(1, 2), (0, 2), (0, 1)}
@@ -117,7 +121,7 @@ def test_variants_and_overrides_compose(recipes: ModuleType) -> None:
     assert recipes.recipe_config("plain", seed=1, epochs=None).optim.select_metric == "balanced_accuracy"
     both = recipes.recipe_config("full-cpu-no_mixup+auc", seed=0, epochs=None)
     assert not both.strategies.mixup.enabled and both.optim.select_metric == "roc_auc"
-    with pytest.raises(SystemExit, match="unknown variant 'nope'"):
+    with pytest.raises(ConfigError, match="unknown variant 'nope'"):
         recipes.recipe_config("plain+nope", seed=0, epochs=None)
 
 
@@ -127,11 +131,11 @@ def test_recipe_is_chosen_on_validation_not_test(recipes: ModuleType) -> None:
                  "test_balanced_accuracy": test_ba, "test_roc_auc": 0.8} for s in range(n)]
 
     # "b" has the best test figures, "a" the best validation AUC, "c" is better still but has too few seeds
-    summary = recipes.summarise(runs("a", 0.90, 0.70, 3) + runs("b", 0.85, 0.80, 3) + runs("c", 0.95, 0.9, 2))
-    chosen = recipes.chosen_on_validation(summary)
+    summary = holdout.summarise(runs("a", 0.90, 0.70, 3) + runs("b", 0.85, 0.80, 3) + runs("c", 0.95, 0.9, 2))
+    chosen = holdout.chosen_on_validation(summary)
     assert chosen["recipe"] == "a" and [r[0] for r in chosen["ranking"]] == ["a", "b"]
     assert chosen["test"]["balanced_accuracy_mean"] == pytest.approx(0.70)
-    assert recipes.chosen_on_validation(summary, min_seeds=4) is None
+    assert holdout.chosen_on_validation(summary, min_seeds=4) is None
 
 
 def test_ablation_means_average_the_seed_paired_changes(recipes: ModuleType) -> None:
@@ -140,7 +144,7 @@ def test_ablation_means_average_the_seed_paired_changes(recipes: ModuleType) -> 
                 "delta_roc_auc": delta / 2}
 
     paired = {"a0": entry(0, "mixup", 0.04), "a1": entry(1, "mixup", -0.02), "b0": entry(0, "augment", -0.05)}
-    means = recipes.ablation_means(paired)
+    means = holdout.ablation_means(paired)
     assert means["mixup"]["n_seeds"] == 2 and means["mixup"]["delta_balanced_accuracy_mean"] == pytest.approx(0.01)
     assert means["mixup"]["delta_balanced_accuracy_per_seed"] == [0.04, -0.02]
     assert means["augment"]["delta_roc_auc_mean"] == pytest.approx(-0.025)
@@ -152,7 +156,7 @@ def test_threshold_headroom_compares_the_run_threshold_with_the_test_oracle(reci
     labels = [0, 1] * 20
     # perfectly ranked, but the stored threshold 0.5 calls every figure normal: 0.5 against an oracle 1.0
     _write_run(tmp_path, "plain", 0, labels, [0.3 if y else 0.1 for y in labels])
-    out = recipes.threshold_headroom([{"recipe": "plain", "seed": 0}, {"recipe": "gone", "seed": 0}], tmp_path)
+    out = holdout.threshold_headroom([{"recipe": "plain", "seed": 0}, {"recipe": "gone", "seed": 0}], tmp_path)
     assert list(out) == ["plain"]
     assert out["plain"]["at_validation_threshold"] == pytest.approx(0.5)
     assert out["plain"]["at_best_test_threshold"] == pytest.approx(1.0)
@@ -164,11 +168,11 @@ def test_queue_runs_recipes_first_then_the_ablation_seed_by_seed(recipes: Module
 
     args = argparse.Namespace(recipes=["plain", "full-cpu"], seeds=[0, 1], ablate="full-cpu",
                               strategies=["mixup", "augment"], ablate_seeds=[0])
-    queue = recipes.build_queue(args, done={("plain", 1)})
+    queue = holdout.build_queue(args, done={("plain", 1)})
     assert queue == [("plain", 0), ("full-cpu", 0), ("full-cpu", 1),
                      ("full-cpu-no_mixup", 0), ("full-cpu-no_augment", 0)]  # full-cpu seed 0 only once
     args.recipes, args.ablate_seeds = None, None
-    assert recipes.build_queue(args, done=set())[:3] == [("full-cpu", 0), ("full-cpu-no_mixup", 0),
+    assert holdout.build_queue(args, done=set())[:3] == [("full-cpu", 0), ("full-cpu-no_mixup", 0),
                                                          ("full-cpu-no_augment", 0)]
 
 
@@ -184,11 +188,11 @@ def test_results_file_keeps_every_command_that_added_runs(recipes: ModuleType) -
 def test_results_file_refuses_runs_under_other_settings(recipes: ModuleType) -> None:
     """Runs are matched by (recipe, seed): pooling 224 px runs with 128 px ones would pass one off as the other."""
     runs = [{"recipe": "plain", "seed": 0, "overrides": ["model.input_size=224", "optim.device=cuda"]}]
-    assert recipes.settings_clash(runs, ["model.input_size=224"]) is None  # the device is placement only
-    assert recipes.settings_clash([], ["model.backbone=x"]) is None
-    clash = recipes.settings_clash(runs, [])
+    assert holdout.settings_clash(runs, ["model.input_size=224"]) is None  # the device is placement only
+    assert holdout.settings_clash([], ["model.backbone=x"]) is None
+    clash = holdout.settings_clash(runs, [])
     assert clash is not None and "plain seed 0" in clash and "--name" in clash
-    assert recipes.settings_clash(runs, ["model.input_size=224", "model.backbone=x"]) is not None
+    assert holdout.settings_clash(runs, ["model.input_size=224", "model.backbone=x"]) is not None
 
 
 def test_sweep_under_new_settings_into_an_old_results_file_exits_with_one_line(

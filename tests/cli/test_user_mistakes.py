@@ -15,8 +15,8 @@ import tifffile
 from PIL import Image
 
 from mitotype.cli.main import main
+from mitotype.models.artifact import save_model_artifact
 from mitotype.serving.challenge import OUTPUT_NAME, STACK_SLOT
-from mitotype.training.checkpoint import save_model_artifact
 from tests.conftest import TINY_OVERRIDES, make_model_dir
 
 REPO = Path(__file__).resolve().parents[2]

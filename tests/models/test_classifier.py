@@ -115,9 +115,9 @@ def test_attention_uses_fused_sdpa() -> None:
 def test_model_config_validation_and_round_trip() -> None:
     cfg = ModelConfig(backbone="tiny-vit-reg4", head_hidden=64, lora=LoraSettings(rank=8))
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ConfigError, match=r"unknown model setting.*headhidden"):
+    with pytest.raises(ConfigError, match=r"unknown configuration key .model\.headhidden. \(did you mean"):
         ModelConfig.from_dict({"headhidden": 3})
-    with pytest.raises(ConfigError, match=r"unknown lora setting.*\br\b"):
+    with pytest.raises(ConfigError, match=r"unknown configuration key .model\.lora\.r\b"):
         ModelConfig.from_dict({"lora": {"r": 3}})
     with pytest.raises(ConfigError, match="adaptation must be one of lora, full, frozen"):
         ModelConfig(adaptation="partial").validate()

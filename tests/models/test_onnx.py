@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mitotype.errors import MitotypeError
+from mitotype.models.artifact import load_model_artifact
 from mitotype.models.onnx_runtime import OnnxClassifier, export_onnx
-from mitotype.training.checkpoint import load_model_artifact
 from tests.conftest import make_model_dir
 
 pytest.importorskip("onnxruntime", reason="ONNX Runtime not installed (pip install 'mitotype[onnx]')")

@@ -14,7 +14,7 @@ from safetensors import safe_open
 import mitotype.models.shipped as shipped
 from mitotype.cli.main import main
 from mitotype.errors import MitotypeError
-from mitotype.serving.predict import load_ensemble
+from mitotype.models.predict import load_ensemble
 from tests.conftest import make_model_dir
 
 

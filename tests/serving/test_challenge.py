@@ -13,12 +13,12 @@ import torch
 
 from mitotype.cli.main import main
 from mitotype.errors import MitotypeError
+from mitotype.models.artifact import load_model_artifact
+from mitotype.models.predict import predict_proba
 from mitotype.serving.challenge import OUTPUT_NAME, STACK_SLOT, ChallengePaths, run_challenge
 from mitotype.serving.export import export_model
 from mitotype.serving.outputs import validate_output
-from mitotype.serving.predict import predict_proba
 from mitotype.training.augment import dihedral
-from mitotype.training.checkpoint import load_model_artifact
 from tests.conftest import make_model_dir
 
 
@@ -73,7 +73,7 @@ def test_nan_scores_are_an_error_and_nothing_is_written(tmp_path, pages):
     model_dir = make_model_dir(tmp_path / "model")
     from safetensors.torch import load_file, save_file
 
-    from mitotype.training.checkpoint import MODEL_FILE
+    from mitotype.models.artifact import MODEL_FILE
 
     path = model_dir / MODEL_FILE
     from safetensors import safe_open

@@ -16,9 +16,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from mitotype.cli.main import main
+from mitotype.models.predict import load_ensemble
 from mitotype.serving.challenge import OUTPUT_NAME, STACK_SLOT, ChallengePaths, run_challenge
 from mitotype.serving.outputs import p_atypical_from_entry
-from mitotype.serving.predict import load_ensemble
 from mitotype.serving.stack import find_stack, read_stack
 from tests.conftest import make_model_dir
 

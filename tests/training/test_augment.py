@@ -10,14 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from mitotype.errors import ConfigError
+from mitotype.models.views import dihedral, dihedral_mean, dihedral_views
 from mitotype.training.augment import (
     HED_FROM_RGB,
     RGB_FROM_HED,
     AugmentSettings,
     BatchAugment,
-    dihedral,
-    dihedral_mean,
-    dihedral_views,
     hed_to_rgb,
     rgb_to_hed,
 )

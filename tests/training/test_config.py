@@ -34,12 +34,27 @@ def test_overrides_are_typed():
         ("optim.epochs=three", "optim.epochs: expected an integer"),
         ("optim.schedule=linear", "optim.schedule: 'linear' is not one of"),
         ("strategies.mixup.enabled=maybe", "strategies.mixup.enabled: expected true/false"),
+        # one way to check values: every block's ranges name the full key, open ends shown as such
+        ("strategies.mixup.prob=1.5", "strategies.mixup.prob = 1.5 is out of range [0, 1]"),
+        ("strategies.hard_mining.margin=0", "strategies.hard_mining.margin = 0.0 is out of range (0, 0.5]"),
+        ("model.head_dropout=1.0", "model.head_dropout = 1.0 is out of range [0, 1)"),
+        ("model.lora.rank=0", "model.lora.rank = 0 is out of range [1, None]"),
+        ("model.adaptation=partial", "model.adaptation must be one of lora, full, frozen, got 'partial'"),
+        ("strategies.augment.pad_mode=wrap", "strategies.augment.pad_mode must be one of reflection"),
+        ("optim.device=gpu", "optim.device = 'gpu': use auto, cpu, cuda or cuda:N"),
+        ("strategies.focal.momentum=1", "strategies.focal.momentum = 1.0 is out of range [0, 1)"),
     ],
 )
 def test_bad_settings_are_rejected_with_the_key(override, message):
     with pytest.raises(ConfigError) as info:
         load_config(overrides=[override])
     assert message in str(info.value)
+
+
+def test_the_edges_of_each_range_are_accepted_as_before():
+    config = load_config(overrides=["strategies.hard_mining.margin=0.5", "strategies.mixup.prob=0",
+                                    "strategies.focal.momentum=0", "model.head_dropout=0", "model.input_size=32"])
+    assert config.strategies.hard_mining.margin == 0.5 and config.model.input_size == 32
 
 
 def test_unknown_key_in_yaml_file(tmp_path):

@@ -11,9 +11,10 @@ import torch
 from safetensors.torch import load_file
 
 from mitotype.evaluation.splits import validation_split
-from mitotype.training.checkpoint import load_model_artifact
+from mitotype.models.artifact import load_model_artifact
 from mitotype.training.config import load_config
-from mitotype.training.trainer import Trainer, grl_coefficient
+from mitotype.training.strategies.domain_adversarial import grl_coefficient
+from mitotype.training.trainer import Trainer
 from tests.conftest import TINY_OVERRIDES
 
 
@@ -44,7 +45,7 @@ def test_training_writes_a_model_with_its_threshold(synth_figures, tmp_path):
     assert all("lora_" in k or not k.startswith("backbone.") for k in tensors)
     loaded = load_model_artifact(tmp_path / "run")
     p_trainer = trainer.predict(trainer.val_idx)
-    from mitotype.serving.predict import predict_proba
+    from mitotype.models.predict import predict_proba
 
     p_loaded = predict_proba(loaded.model, synth_figures.images[trainer.val_idx], batch_size=64)
     np.testing.assert_allclose(p_loaded, p_trainer, atol=1e-6)

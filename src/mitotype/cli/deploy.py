@@ -68,8 +68,8 @@ def add_allow_unfinished(parser: argparse.ArgumentParser) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     from mitotype.ioutils import atomic_write_text, write_json_atomic
+    from mitotype.models.predict import load_ensemble
     from mitotype.paths import ensure_output_file
-    from mitotype.serving.predict import load_ensemble
 
     ensure_output_file(args.out, (".csv", ".json"))
     models = args.model
@@ -138,8 +138,8 @@ def run_challenge_command(args: argparse.Namespace) -> int:
     out = run_challenge(paths, device=args.device, tta=None if args.tta is None else args.tta == "on",
                         allow_unfinished=args.allow_unfinished)
     if args.allow_unfinished:
+        from mitotype.models.predict import find_model_dirs
         from mitotype.serving.challenge import find_model_root
-        from mitotype.serving.predict import find_model_dirs
 
         unfinished_notes(find_model_dirs(find_model_root(paths.model_dirs)), True)
     print(f"wrote {out}")

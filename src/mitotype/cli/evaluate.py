@@ -8,18 +8,19 @@ from pathlib import Path
 
 from mitotype.cli.data_options import add_reader_arguments, reader_options
 from mitotype.cli.deploy import positive_int, probability
+from mitotype.cli.progress import log, progress_bars
 from mitotype.cli.train import add_config_arguments, config_from_args, load_data
 
 
 def run_cv_command(args: argparse.Namespace) -> int:
-    from mitotype.evaluation.cv import run_cv
+    from mitotype.experiments.cv import run_cv
     from mitotype.paths import ensure_output_dir
 
     config = config_from_args(args)
     ensure_output_dir(args.out)
     figures = load_data(config)
     results = run_cv(config, figures, args.out, scheme=args.scheme, k=args.k, resume=not args.restart,
-                     tta=args.tta, progress=not args.no_progress)
+                     tta=args.tta, progress=progress_bars(not args.no_progress), log=log)
     print_summary(results)
     print(f"report: {Path(args.out) / 'report.html'}")
     return 0
@@ -43,14 +44,14 @@ def print_summary(results: dict) -> None:
 
 
 def run_ablate_command(args: argparse.Namespace) -> int:
-    from mitotype.evaluation.cv import run_ablation
+    from mitotype.experiments.cv import run_ablation
     from mitotype.paths import ensure_output_dir
 
     config = config_from_args(args)
     ensure_output_dir(args.out)
     figures = load_data(config)
     table = run_ablation(config, figures, args.out, strategies=args.strategies, scheme=args.scheme, k=args.k,
-                         progress=not args.no_progress)
+                         progress=progress_bars(not args.no_progress), log=log)
     print(f"{'variant':<24} {'pooled bal.acc':>14} {'Δ vs all':>9} {'95% CI':>17}")
     for name, v in table["variants"].items():
         d = v.get("delta_vs_all")
@@ -66,12 +67,12 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
 
     from mitotype.cli.deploy import unfinished_notes
     from mitotype.data.records import require_labels
-    from mitotype.evaluation.cv import environment, prediction_rows, summarise
     from mitotype.evaluation.gallery import write_gallery
     from mitotype.evaluation.report import write_predictions_csv, write_report
+    from mitotype.experiments.cv import environment, prediction_rows, summarise
     from mitotype.ioutils import write_json_atomic
+    from mitotype.models.predict import load_ensemble
     from mitotype.paths import ensure_output_dir
-    from mitotype.serving.predict import load_ensemble
     from mitotype.training.inputs import adaptation_note, load_figures
 
     out = ensure_output_dir(args.out)
@@ -109,7 +110,7 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
 
 def run_demo_command(args: argparse.Namespace) -> int:
     from mitotype.data.synth import write_synthetic
-    from mitotype.evaluation.cv import run_cv
+    from mitotype.experiments.cv import run_cv
     from mitotype.training.config import load_config
     from mitotype.training.inputs import load_figures
 
@@ -123,7 +124,8 @@ def run_demo_command(args: argparse.Namespace) -> int:
                            cache_dir=out / "cache")
     print(f"2/3 leave-one-domain-out cross-validation: {len(figures.records)} figures, backbone "
           f"{config.model.backbone}, all strategies on")
-    results = run_cv(config, figures, out / "cv", scheme="lodo", resume=True, progress=not args.no_progress)
+    results = run_cv(config, figures, out / "cv", scheme="lodo", resume=True,
+                     progress=progress_bars(not args.no_progress), log=log)
     print("3/3 summary")
     print_summary(results)
     print(f"report: {out / 'cv' / 'report.html'}  ({time.perf_counter() - start:.0f} s in all)")

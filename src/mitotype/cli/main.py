@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES = (
     "mitotype.cli.models",
     "mitotype.cli.train",
     "mitotype.cli.evaluate",
+    "mitotype.cli.holdout",
     "mitotype.cli.serve",
     "mitotype.cli.deploy",
 )

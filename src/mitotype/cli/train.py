@@ -52,6 +52,7 @@ def load_data(config):  # -> Figures
 def run_train(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from mitotype.cli.progress import log, progress_bars
     from mitotype.evaluation.splits import validation_split
     from mitotype.runs import prepare_train_folder
     from mitotype.training.trainer import Trainer
@@ -67,7 +68,7 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"{len(figures.records)} figures: {len(train_idx)} train / {len(val_idx)} validation "
           f"(slides never on both sides)")
     trainer = Trainer(config, figures.records, figures.images, train_idx, val_idx, args.out,
-                      progress=not args.no_progress)
+                      progress=progress_bars(not args.no_progress), log=log)
     result = trainer.fit(resume=args.resume)
     m = result.val_metrics
     print(f"best epoch {result.best_epoch}: validation balanced accuracy {m['balanced_accuracy']:.4f}, "

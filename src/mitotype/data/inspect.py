@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mitotype.data.problems import Problem, ReadResult
+from mitotype.data.readers import read_dataset
 from mitotype.data.records import ATYPICAL
 
 
@@ -174,6 +175,4 @@ def summarize(result: ReadResult, path: str | Path | None = None) -> InspectRepo
 def inspect_dataset(path: str | Path, fmt: str = "auto", domain: Sequence[str] | None = None,
                     on_error: str = "fail", **options: object) -> InspectReport:
     """Read a dataset (see :func:`~mitotype.data.readers.read_dataset`) and summarise it."""
-    from mitotype.data.readers import read_dataset
-
     return summarize(read_dataset(path, fmt=fmt, domain=domain, on_error=on_error, **options), path)

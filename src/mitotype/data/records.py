@@ -6,6 +6,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from mitotype.errors import ConfigError
+
 NORMAL, ATYPICAL = 0, 1
 """Atypical is the positive class everywhere (label 1, probability p(atypical))."""
 
@@ -99,8 +101,6 @@ def assign_domains(records: Sequence[FigureRecord], fields: Sequence[str]) -> li
     Raises :class:`~mitotype.errors.ConfigError` when a field is not a known domain field or no record
     carries it.
     """
-    from mitotype.errors import ConfigError
-
     fields = list(fields)
     unknown = [f for f in fields if f not in DOMAIN_FIELDS]
     if unknown:

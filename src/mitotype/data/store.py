@@ -126,6 +126,7 @@ def _build_lock(path: Path) -> Iterator[None]:
     """An exclusive advisory lock (POSIX ``flock``) held while a store is checked and built. The lock file
     stays: removing it would let a late process lock a new file while a waiter holds the old one."""
     try:
+        # platform: fcntl exists on POSIX only
         import fcntl
     except ImportError:  # no flock (Windows): concurrent builders each build; the rename keeps stores whole
         yield

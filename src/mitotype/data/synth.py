@@ -96,6 +96,7 @@ class _Canvas:
     """Density fields on a ``size`` x ``size`` grid, with a bank of smooth noise textures."""
 
     def __init__(self, size: int, rng: np.random.Generator) -> None:
+        # start-up time: PIL loads only when figures are drawn
         from PIL import Image
 
         self.size = size
@@ -231,6 +232,7 @@ def _figure(cv: _Canvas, rng: np.random.Generator, t: float) -> tuple[np.ndarray
 
 def render(cv: _Canvas, rng: np.random.Generator, style: DomainStyle, t: float) -> tuple[np.ndarray, str]:
     """One RGB uint8 patch of a figure with atypicality ``t`` in ``style``."""
+    # start-up time: PIL loads only when figures are drawn
     from PIL import Image, ImageFilter
 
     figure, description = _figure(cv, rng, t)
@@ -268,6 +270,7 @@ def write_synthetic(out_dir: str | Path, n_per_domain: int = 150, domains: int =
         raise ConfigError("n_per_domain and domains must be at least 1")
     if not 0.0 < atypical_fraction < 1.0:
         raise ConfigError(f"atypical_fraction must be in (0, 1), not {atypical_fraction}")
+    # start-up time: PIL loads only when figures are drawn
     from PIL import Image
 
     out = Path(out_dir)

@@ -133,6 +133,7 @@ def _png(fig: Any) -> str:
 
 
 def _figure(label: str, width: float, height: float) -> Any:
+    # start-up time: matplotlib and scikit-learn's plots load only when a report is drawn
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height))
@@ -182,6 +183,7 @@ def _plot_balanced_accuracy(results: Mapping[str, Any]) -> str:
 
 
 def _plot_roc(data: Mapping[str, np.ndarray]) -> str:
+    # start-up time: matplotlib and scikit-learn's plots load only when a report is drawn
     from sklearn.metrics import roc_auc_score, roc_curve
 
     fig = _figure("ROC curves", 4.8, 4.4)
@@ -215,6 +217,7 @@ def _decisions(data: Mapping[str, np.ndarray], threshold: float | None) -> np.nd
 
 
 def _plot_confusion(data: Mapping[str, np.ndarray], threshold: float | None) -> str:
+    # start-up time: matplotlib and scikit-learn's plots load only when a report is drawn
     from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix
 
     decision = _decisions(data, threshold)
@@ -436,7 +439,7 @@ def write_ablation_report(
 ) -> Path:
     """HTML table (and a plot) of an ablation: each strategy switched off vs everything on.
 
-    ``table`` is what ``mitotype.evaluation.cv.run_ablation`` writes: ``{"scheme", "variants":
+    ``table`` is what ``mitotype.experiments.cv.run_ablation`` writes: ``{"scheme", "variants":
     {name: {"pooled": metrics, "domain_mean", "domain_std", "delta_vs_all": {"delta", "ci_low",
     "ci_high"}}}, "switches", "config", ...}``.
     """

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from mitotype.errors import ConfigError, WeightsError
 from mitotype.ioutils import atomic_save_safetensors, atomic_write_text
 from mitotype.models.registry import BackboneSpec
+from mitotype.settings import Settings, from_dict, value_range
 
 if TYPE_CHECKING:
     import torch
@@ -38,27 +39,23 @@ ADAPTER_CONFIG = "adapter_config.json"
 
 
 @dataclass
-class LoraSettings:
+class LoraSettings(Settings):
     """LoRA hyper-parameters (peft ``LoraConfig``)."""
 
-    rank: int = 16
+    where: ClassVar[str] = "model.lora"
+    """Where this block sits in the run configuration (named in error messages)."""
+
+    rank: int = field(default=16, metadata=value_range(1, None))
     """Rank r of the low-rank update B @ A."""
-    alpha: float = 32.0
+    alpha: float = field(default=32.0, metadata=value_range(0, None, lo_open=True))
     """Scaling numerator: the update is multiplied by alpha / rank."""
-    dropout: float = 0.05
+    dropout: float = field(default=0.05, metadata=value_range(0, 1, hi_open=True))
     """Dropout on the input of the LoRA branch (training only)."""
     target_modules: str | None = None
     """Full-match regex over module names to adapt; ``None`` takes the backbone's default
     (ViT: ``blocks.N.attn.qkv``, ``attn.proj``, ``mlp.fc1``, ``mlp.fc2``; never ``patch_embed.proj``)."""
 
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` on out-of-range values or an invalid regex."""
-        if self.rank < 1:
-            raise ConfigError(f"lora.rank must be >= 1, got {self.rank}")
-        if self.alpha <= 0:
-            raise ConfigError(f"lora.alpha must be > 0, got {self.alpha}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+    def check(self) -> None:
         if self.target_modules is not None:
             try:
                 re.compile(self.target_modules)
@@ -105,6 +102,7 @@ def _is_lora_param(name: str) -> bool:
 
 def lora_modules(module: nn.Module) -> dict[str, nn.Module]:
     """Modules of ``module`` wrapped by a peft tuner layer, by name."""
+    # start-up time: torch, peft and safetensors load only when a model is adapted or read
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     return {n: m for n, m in module.named_modules() if isinstance(m, BaseTunerLayer)}
@@ -126,6 +124,7 @@ def adapt_backbone(
     lora = lora or LoraSettings()
     lora.validate()
     target = lora.target_for(spec)
+    # start-up time: torch, peft and safetensors load only when a model is adapted or read
     from peft import LoraConfig, inject_adapter_in_model
 
     config = LoraConfig(
@@ -138,6 +137,7 @@ def adapt_backbone(
     try:
         inject_adapter_in_model(config, backbone, adapter_name=ADAPTER_NAME)
     except ValueError as exc:
+        # start-up time: torch, peft and safetensors load only when a model is adapted or read
         from torch import nn
 
         names = [n for n, m in backbone.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))][:8]
@@ -189,6 +189,7 @@ def save_adapters(backbone: nn.Module, spec: BackboneSpec, directory: Path | str
 
 def load_adapters(backbone: nn.Module, spec: BackboneSpec, directory: Path | str) -> None:
     """Load adapters saved by :func:`save_adapters` into a backbone adapted the same way (strict)."""
+    # start-up time: torch, peft and safetensors load only when a model is adapted or read
     from safetensors import safe_open
 
     path = Path(directory) / ADAPTER_WEIGHTS if Path(directory).is_dir() else Path(directory)
@@ -216,6 +217,7 @@ def load_adapters(backbone: nn.Module, spec: BackboneSpec, directory: Path | str
             if x
         ]
         raise WeightsError(f"{spec.name}: adapters {path} do not fit this model: {'; '.join(parts)}")
+    # start-up time: torch, peft and safetensors load only when a model is adapted or read
     import torch
 
     with torch.no_grad():
@@ -224,11 +226,5 @@ def load_adapters(backbone: nn.Module, spec: BackboneSpec, directory: Path | str
 
 
 def lora_settings_from_dict(data: dict) -> LoraSettings:
-    """Build :class:`LoraSettings` from a plain dict, rejecting unknown keys."""
-    known = set(asdict(LoraSettings()))
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"unknown lora setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    settings = LoraSettings(**data)
-    settings.validate()
-    return settings
+    """Build :class:`LoraSettings` from a plain dict (the one settings loader), rejecting unknown keys."""
+    return from_dict(LoraSettings, data, "model.lora")

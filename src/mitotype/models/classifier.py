@@ -8,9 +8,9 @@ thing: float RGB in [0, 1], B x 3 x H x W, any H and W. The single logit is for 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -23,17 +23,20 @@ from mitotype.models.adaptation import (
     LoraSettings,
     adapt_backbone,
     load_adapters,
-    lora_settings_from_dict,
     merge_lora,
     save_adapters,
 )
 from mitotype.models.registry import BackboneSpec, get_backbone_spec
 from mitotype.models.weights import RANDOM, LoadReport, build_backbone
+from mitotype.settings import Settings, from_dict, one_of, value_range
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Settings):
     """What to build; nested in the training configuration and stored in checkpoints."""
+
+    where: ClassVar[str] = "model"
+    """Where this block sits in the run configuration (named in error messages)."""
 
     backbone: str = "h-optimus-0"
     """Registry name (``mitotype models list``) or ``timm:<architecture>``."""
@@ -42,46 +45,30 @@ class ModelConfig:
     (its Hub repository or bundled file; random for test stand-ins); ``"random"`` = random init."""
     strict_weights: bool = True
     """Refuse weights that leave model keys missing, unexpected or mis-shaped."""
-    adaptation: str = "lora"
+    adaptation: str = field(default="lora", metadata=one_of(*ADAPTATION_MODES))
     """``lora`` (adapters on the frozen backbone), ``full`` (fine-tune everything) or ``frozen``
     (train only the heads: a linear probe, or an MLP probe with ``head_hidden > 0``)."""
     lora: LoraSettings = field(default_factory=LoraSettings)
     """LoRA hyper-parameters (used when ``adaptation == "lora"``)."""
-    head_hidden: int = 0
+    head_hidden: int = field(default=0, metadata=value_range(0, None))
     """Hidden width of the classification head; 0 = a single linear layer."""
-    head_dropout: float = 0.1
+    head_dropout: float = field(default=0.1, metadata=value_range(0, 1, hi_open=True))
     """Dropout on the embedding before the classification head (and between its layers)."""
-    proj_dim: int = 128
+    proj_dim: int = field(default=128, metadata=value_range(1, None))
     """Output size of the projection head feeding the supervised contrastive loss."""
-    domain_hidden: int = 256
+    domain_hidden: int = field(default=256, metadata=value_range(1, None))
     """Hidden width of the domain-adversarial head (built only when ``num_domains >= 2``)."""
-    input_size: int | None = None
+    input_size: int | None = field(default=None, metadata=value_range(32, 1024))
     """Side of the square input the backbone sees; ``None`` = the backbone's own (224 for the ViTs).
     CNNs run at the native 128 px patch size with no resampling (``input_size: 128``)."""
     gradient_checkpointing: bool = False
     """Recompute block activations in the backward pass (timm ``set_grad_checkpointing``): less
     memory for the giant ViTs at the cost of roughly one extra forward."""
 
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first invalid field."""
-        get_backbone_spec(self.backbone)
-        if self.adaptation not in ADAPTATION_MODES:
-            raise ConfigError(
-                f"model.adaptation must be one of {', '.join(ADAPTATION_MODES)}, got {self.adaptation!r}"
-            )
-        if self.head_hidden < 0:
-            raise ConfigError(f"model.head_hidden must be >= 0, got {self.head_hidden}")
-        if not 0.0 <= self.head_dropout < 1.0:
-            raise ConfigError(f"model.head_dropout must be in [0, 1), got {self.head_dropout}")
-        if self.proj_dim < 1:
-            raise ConfigError(f"model.proj_dim must be >= 1, got {self.proj_dim}")
-        if self.input_size is not None and not 32 <= self.input_size <= 1024:
-            raise ConfigError(f"model.input_size must be in [32, 1024], got {self.input_size}")
-        if self.domain_hidden < 1:
-            raise ConfigError(f"model.domain_hidden must be >= 1, got {self.domain_hidden}")
+    def check(self) -> None:
+        get_backbone_spec(self.backbone)  # a registered backbone (or timm:<arch>)
         if not isinstance(self.lora, LoraSettings):
             raise ConfigError("model.lora must be LoRA settings (rank, alpha, dropout, target_modules)")
-        self.lora.validate()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-ready dict (round-trips through :meth:`from_dict`)."""
@@ -89,19 +76,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Build and validate from a plain dict, rejecting unknown keys."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown model setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        values = dict(data)
-        if isinstance(values.get("lora"), dict):
-            values["lora"] = lora_settings_from_dict(values["lora"])
-        cfg = cls(**values)
-        cfg.validate()
-        return cfg
+        """Build and validate from a plain dict (the one settings loader), rejecting unknown keys."""
+        return from_dict(cls, data, "model")
 
 
 class ClassifierOutput(NamedTuple):

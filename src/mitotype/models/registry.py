@@ -148,6 +148,7 @@ def get_backbone_spec(name: str) -> BackboneSpec:
 
 def _timm_spec(arch: str) -> BackboneSpec:
     """Derive a spec from timm's own metadata for an architecture not in the registry."""
+    # start-up time: timm and torch load only when a backbone is built (`models list` needs neither)
     import timm
 
     if not timm.is_model(arch):
@@ -177,6 +178,7 @@ def _timm_spec(arch: str) -> BackboneSpec:
 def create_backbone(spec: BackboneSpec, *, device: str | torch.device | None = None) -> nn.Module:
     """Instantiate the timm model of ``spec`` with random weights (on ``device``; ``"meta"`` allocates
     nothing, which is how parameter counts and key tables of the giants are computed)."""
+    # start-up time: timm and torch load only when a backbone is built (`models list` needs neither)
     import timm
     import torch
 

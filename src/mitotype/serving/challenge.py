@@ -97,11 +97,12 @@ def run_challenge(
 
     An output left by an earlier run is removed first, so a failing run leaves no JSON at all.
     """
+    # start-up time: torch, timm and tifffile load only when a stack is classified, not on import
     from mitotype.errors import path_error
     from mitotype.ioutils import write_json_atomic
+    from mitotype.models.predict import load_ensemble
     from mitotype.paths import ensure_output_dir
     from mitotype.serving.outputs import challenge_entries, validate_output
-    from mitotype.serving.predict import load_ensemble
     from mitotype.serving.stack import find_stack, read_stack
 
     out_path = ensure_output_dir(paths.output_dir) / OUTPUT_NAME

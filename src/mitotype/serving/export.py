@@ -7,7 +7,7 @@ Layout inside the tarball (unpacked to ``/opt/ml/model/``)::
     member-0/model.json
     base/<file>                 the backbone's pretrained weights, when --include-base
 
-Inference loads one member at a time (``serving.predict.Ensemble``), so the GPU must hold one
+Inference loads one member at a time (``models.predict.Ensemble``), so the GPU must hold one
 backbone in fp32 (autocast keeps parameters in fp32) plus the bf16 activations of a batch of 16
 figures x 8 TTA views; a model whose estimate exceeds the platform's 16 GB is refused.
 """
@@ -21,12 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mitotype.errors import MitotypeError
 from mitotype.ioutils import atomic_write
-from mitotype.models.weights import check_weights_file
+from mitotype.models.artifact import META_FILE, MODEL_FILE, model_config_of, read_artifact_meta
+from mitotype.models.classifier import build_classifier
+from mitotype.models.predict import find_model_dirs, threshold_of
+from mitotype.models.registry import get_backbone_spec
+from mitotype.models.weights import check_weights_file, resolve_weights
 from mitotype.serving.challenge import MANIFEST, PACKED_BASE_DIR
-from mitotype.serving.predict import find_model_dirs, threshold_of
-from mitotype.training.checkpoint import META_FILE, MODEL_FILE, read_artifact_meta
 
 PLATFORM_GPU_BYTES = 16 * 1024**3
 
@@ -51,18 +55,14 @@ def estimate_inference_memory(meta: dict[str, Any], batch: int = 16, tta: bool =
     output, and the MLP hidden layer, times a safety factor of 2 for allocator slack and SDPA
     workspace. Counted on the meta device: nothing is allocated.
     """
-    import torch
-
-    from mitotype.models.classifier import build_classifier
-    from mitotype.training.config import load_config
-
-    config = load_config(meta["config"])
-    config.model.weights = None
+    model_config = model_config_of(meta)
+    model_config.weights = None
     with torch.device("meta"):
-        model = build_classifier(config.model, num_domains=0)
+        model = build_classifier(model_config, num_domains=0)
     n_params = sum(p.numel() for p in model.parameters())
     # Autocast computes in bf16 but keeps the parameters in fp32; activations are bf16 on a GPU.
-    dtype_bytes = 2 if config.optim.precision in ("auto", "bf16") else 4
+    precision = meta["config"].get("optim", {}).get("precision", "auto")
+    dtype_bytes = 2 if precision in ("auto", "bf16") else 4
     views = batch * (8 if tta else 1)
     size = int(meta["preprocessing"].get("input_size", [224])[-1])
     width = max((m.in_features for m in model.modules() if isinstance(m, torch.nn.Linear)), default=1024)
@@ -82,9 +82,6 @@ def _base_reference(weights: str | None, backbone: str, include: bool) -> tuple[
     Packed: the resolved local file. Referenced: a hub id, a package file, or an absolute path, which
     the container must be able to reach offline.
     """
-    from mitotype.models.registry import get_backbone_spec
-    from mitotype.models.weights import resolve_weights
-
     spec = get_backbone_spec(backbone)
     source = weights or spec.default_weights
     if source in (None, "random"):

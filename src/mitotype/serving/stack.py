@@ -96,6 +96,7 @@ def read_stack(path: str | Path, max_pages: int | None = MAX_PAGES, size: int = 
     file, zero pages, more than ``max_pages`` pages (``None``: no limit, for local use beyond the
     challenge), or a page that is not ``size`` x ``size`` 8-bit RGB (grayscale, RGBA, other sizes).
     """
+    # start-up time: tifffile loads only when a stack is read
     import tifffile
 
     path = Path(path)

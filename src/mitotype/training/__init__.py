@@ -1,7 +1,8 @@
-"""Training: configuration, the loop, checkpoints, and the strategies it combines.
+"""Training: configuration, the loop, resume state, and the strategies it combines.
 
-The strategy modules are pure, device-agnostic torch/numpy components with typed dataclass settings:
-``losses`` (adaptive focal, supervised contrastive, domain-adversarial), ``mixup``, ``sampler``
-(domain-aware, class-balanced, hardness-weighted epochs; DDP-shardable), ``hard_mining`` and ``augment``
-(batched GPU augmentation and dihedral TTA). The trainer owns their state and checkpoints it.
+The strategies are plug-ins (:mod:`mitotype.training.strategies`): each implements the hooks it needs of
+one small protocol and is listed once in the registry. Their components are pure, device-agnostic
+torch/numpy modules with typed settings: ``losses`` (adaptive focal, supervised contrastive,
+domain-adversarial), ``mixup``, ``sampler`` (domain-aware, class-balanced, hardness-weighted epochs;
+DDP-shardable), ``hard_mining`` and ``augment`` (batched augmentation on the training device).
 """

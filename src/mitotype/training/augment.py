@@ -1,4 +1,4 @@
-"""Batched, device-agnostic augmentation of figure patches, and dihedral test-time augmentation.
+"""Batched, device-agnostic augmentation of figure patches for training.
 
 :class:`BatchAugment` works on a whole float batch ``B x 3 x H x W`` in [0, 1] on whatever device it is
 on, with every per-sample parameter drawn from a caller-supplied :class:`torch.Generator`, so a run is
@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mitotype.errors import ConfigError
+from mitotype.models.views import dihedral
+from mitotype.settings import Settings, one_of, value_range
 
 RGB_FROM_HED = torch.tensor(
     [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=torch.float64
@@ -58,34 +61,6 @@ def hed_to_rgb(hed: Tensor) -> Tensor:
     return torch.exp(log_rgb).clamp(0.0, 1.0)
 
 
-def dihedral(x: Tensor, k: int) -> Tensor:
-    """The k-th of the 8 dihedral transforms of the last two dims: a horizontal flip when ``k >= 4``,
-    then ``k % 4`` quarter turns counter-clockwise. ``k = 0`` is the identity."""
-    if not 0 <= k < 8:
-        raise ValueError(f"dihedral index must be in 0..7, got {k}")
-    if k >= 4:
-        x = x.flip(-1)
-    return torch.rot90(x, k % 4, dims=(-2, -1)) if k % 4 else x
-
-
-def dihedral_views(x: Tensor) -> Tensor:
-    """All 8 dihedral views of a batch, view-major: ``out[v * B + i] = dihedral(x[i], v)``, shape (8B, ...).
-
-    One forward pass over this batch followed by :func:`dihedral_mean` is batched 8-fold TTA.
-    """
-    if x.shape[-1] != x.shape[-2]:
-        raise ValueError(f"dihedral views need square images, got {tuple(x.shape[-2:])}")
-    return torch.cat([dihedral(x, k) for k in range(8)], dim=0)
-
-
-def dihedral_mean(scores: Tensor, n_views: int = 8) -> Tensor:
-    """Average the per-view outputs of :func:`dihedral_views` back to one per image: (n_views*B, ...) ->
-    (B, ...). Pass probabilities to average probabilities (the usual choice) or logits to average logits."""
-    if scores.shape[0] % n_views:
-        raise ValueError(f"{scores.shape[0]} scores are not a multiple of {n_views} views")
-    return scores.reshape(n_views, scores.shape[0] // n_views, *scores.shape[1:]).mean(dim=0)
-
-
 def _pair(name: str, value: Sequence[float]) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in value)
@@ -97,55 +72,49 @@ def _pair(name: str, value: Sequence[float]) -> tuple[float, float]:
 
 
 @dataclass
-class AugmentSettings:
+class AugmentSettings(Settings):
     """Training augmentation; every component is switched off by its neutral value."""
+
+    where: ClassVar[str] = "strategies.augment"
+    """Where this block sits in the run configuration (named in error messages)."""
 
     enabled: bool = True
     """Master switch: when off the batch passes through untouched."""
     dihedral: bool = True
     """Random one of the 8 flips/quarter turns per figure (exact, no interpolation)."""
-    hed_sigma: float = 0.05
+    hed_sigma: float = field(default=0.05, metadata=value_range(0, 1))
     """Stain strength jitter: each of H, E, D is multiplied by U(1 - sigma, 1 + sigma) per figure
     (0 = off)."""
-    hed_bias: float = 0.01
+    hed_bias: float = field(default=0.01, metadata=value_range(0, 1))
     """Stain offset jitter: U(-bias, bias) is added to each of H, E, D per figure, in skimage rgb2hed units
     (optical density / 13.8; a white-to-dark range is ~0-0.3) (0 = off)."""
-    brightness: float = 0.1
+    brightness: float = field(default=0.1, metadata=value_range(0, 1))
     """Intensity multiplied by U(1 - b, 1 + b) per figure (0 = off)."""
-    contrast: float = 0.1
+    contrast: float = field(default=0.1, metadata=value_range(0, 1))
     """Blend toward the figure's mean grey with factor U(1 - c, 1 + c) (0 = off)."""
-    saturation: float = 0.1
+    saturation: float = field(default=0.1, metadata=value_range(0, 1))
     """Blend toward the figure's greyscale with factor U(1 - s, 1 + s) (0 = off)."""
-    blur_prob: float = 0.1
+    blur_prob: float = field(default=0.1, metadata=value_range(0, 1))
     """Probability that a figure is Gaussian-blurred (focus variation between scanners) (0 = off)."""
     blur_sigma: tuple[float, float] = (0.1, 1.0)
     """Blur sigma range in pixels, drawn uniformly per blurred figure."""
     scale: tuple[float, float] = (0.9, 1.1)
     """Zoom range, drawn log-uniformly (>1 zooms in); (1, 1) = off."""
-    translate: float = 0.05
+    translate: float = field(default=0.05, metadata=value_range(0, 0.5))
     """Maximum shift as a fraction of the patch side, uniform per axis (0 = off)."""
-    pad_mode: str = "reflection"
+    pad_mode: str = field(default="reflection", metadata=one_of("reflection", "border", "zeros"))
     """How scale/translate fill pixels from outside the patch: ``reflection``, ``border`` or ``zeros``."""
 
     def __post_init__(self) -> None:
-        self.blur_sigma = _pair("blur_sigma", self.blur_sigma)
+        self.blur_sigma = _pair("blur_sigma", self.blur_sigma)  # lists from YAML become (low, high)
         self.scale = _pair("scale", self.scale)
-        for name in ("hed_sigma", "hed_bias", "brightness", "contrast", "saturation"):
-            value = getattr(self, name)
-            if not 0 <= value <= 1:
-                raise ConfigError(f"augment: {name} must be in [0, 1], got {value}")
-        if not 0 <= self.blur_prob <= 1:
-            raise ConfigError(f"augment: blur_prob must be in [0, 1], got {self.blur_prob}")
+        super().__post_init__()
+
+    def check(self) -> None:
         if self.blur_prob > 0 and not self.blur_sigma[0] > 0:
             raise ConfigError(f"augment: blur_sigma must be > 0, got {self.blur_sigma}")
         if not self.scale[0] > 0:
             raise ConfigError(f"augment: scale must be > 0, got {self.scale}")
-        if not 0 <= self.translate <= 0.5:
-            raise ConfigError(f"augment: translate must be in [0, 0.5], got {self.translate}")
-        if self.pad_mode not in ("reflection", "border", "zeros"):
-            raise ConfigError(
-                f"augment: pad_mode must be 'reflection', 'border' or 'zeros', got {self.pad_mode!r}"
-            )
 
     @property
     def uses_hed(self) -> bool:

@@ -10,40 +10,41 @@ Normals called atypical with confidence (hard negatives) and atypicals missed wi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from mitotype.errors import ConfigError
+from mitotype.settings import Settings, value_range
 
 
 @dataclass
-class HardMiningSettings:
+class HardMiningSettings(Settings):
     """When and how strongly misclassified figures are oversampled."""
+
+    where: ClassVar[str] = "strategies.hard_mining"
+    """Where this block sits in the run configuration (named in error messages)."""
 
     enabled: bool = True
     """Mine at all; when off every difficulty stays 0."""
-    every_n_epochs: int = 1
+    every_n_epochs: int = field(default=1, metadata=value_range(1, None))
     """Re-score the training set after every n-th epoch."""
-    margin: float = 0.25
+    margin: float = field(default=0.25, metadata=value_range(0, 0.5, lo_open=True))
     """Confidence margin around the 0.5 decision: error |p - t| <= 0.5 - margin (right by at least the
     margin) is difficulty 0, error >= 0.5 + margin (wrong by at least the margin) is difficulty 1, linear
     in between; an undecided p = 0.5 on a hard label is 0.5."""
-    momentum: float = 0.5
+    momentum: float = field(default=0.5, metadata=value_range(0, 1, hi_open=True))
     """EMA momentum across rounds: ``d = momentum * d + (1 - momentum) * d_round`` (the first round is
     taken as is), so a figure's weight decays over a few rounds once the model gets it right."""
 
-    def __post_init__(self) -> None:
-        if int(self.every_n_epochs) != self.every_n_epochs or self.every_n_epochs < 1:
+    def check(self) -> None:
+        if int(self.every_n_epochs) != self.every_n_epochs:
             raise ConfigError(
                 f"hard_mining: every_n_epochs must be an integer >= 1, got {self.every_n_epochs}"
             )
-        if not 0 < self.margin <= 0.5:
-            raise ConfigError(f"hard_mining: margin must be in (0, 0.5], got {self.margin}")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"hard_mining: momentum must be in [0, 1), got {self.momentum}")
 
 
 def round_difficulty(

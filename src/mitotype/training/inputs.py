@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from mitotype.data.problems import ReadResult
+from mitotype.data.readers import read_dataset
 from mitotype.data.records import FigureRecord
+from mitotype.data.store import PatchStore
 from mitotype.errors import DataError
 
 
@@ -52,9 +54,6 @@ def load_figures(
     ``labels_optional`` reads figures to classify (see :func:`~mitotype.data.readers.read_dataset`);
     ``reader_options`` are the reader's own options (``columns``, ``labels``, ``meta_csv``, ...).
     """
-    from mitotype.data.readers import read_dataset
-    from mitotype.data.store import PatchStore
-
     if not str(path):
         raise DataError("no dataset given (set data.path or pass --data)")
     options = dict(reader_options or {})

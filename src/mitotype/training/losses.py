@@ -6,14 +6,15 @@ All targets are floats in [0, 1] (1 = atypical): vote fractions, hard labels or 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mitotype.errors import ConfigError
+from mitotype.settings import Settings, value_range
 
 Reduction = Literal["mean", "sum", "none"]
 
@@ -65,8 +66,11 @@ def focal_loss(
 
 
 @dataclass
-class FocalSettings:
+class FocalSettings(Settings):
     """How the classification loss focuses on hard figures and weights the atypical class."""
+
+    where: ClassVar[str] = "strategies.focal"
+    """Where this block sits in the run configuration (named in error messages)."""
 
     gamma: float = 2.0
     """Focusing strength; 0 is plain (weighted) BCE. With ``adaptive`` on it is the starting gamma of
@@ -77,14 +81,14 @@ class FocalSettings:
     """Gamma of a class the model no longer gets wrong (EMA error 0)."""
     gamma_max: float = 4.0
     """Gamma of a class the model gets wrong at chance level (EMA error >= 0.5)."""
-    momentum: float = 0.9
+    momentum: float = field(default=0.9, metadata=value_range(0, 1, hi_open=True))
     """EMA momentum of the per-class error: ``e = momentum * e + (1 - momentum) * batch_error``."""
     pos_weight: float | Literal["auto"] = 1.0
     """Weight of the atypical term: a number, or ``"auto"`` = (1 - f) / f with f the fraction of
     atypical targets the loss sees, i.e. after the sampler's class balancing (the default sampler already
     balances classes, hence 1.0)."""
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if self.gamma < 0 or self.gamma_min < 0 or self.gamma_max < self.gamma_min:
             raise ConfigError(
                 f"focal: need 0 <= gamma_min <= gamma_max and gamma >= 0, got gamma={self.gamma}, "
@@ -95,8 +99,6 @@ class FocalSettings:
                 f"focal: adaptive gamma={self.gamma} must lie in [gamma_min={self.gamma_min}, "
                 f"gamma_max={self.gamma_max}]"
             )
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"focal: momentum must be in [0, 1), got {self.momentum}")
         if self.pos_weight != "auto" and (
             isinstance(self.pos_weight, str) or not float(self.pos_weight) > 0
         ):

@@ -7,31 +7,29 @@ masked (:func:`mixed_domains`) so the domain head never learns from a mixture of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from mitotype.errors import ConfigError
+from mitotype.settings import Settings, value_range
 
 
 @dataclass
-class MixUpSettings:
+class MixUpSettings(Settings):
     """Whether and how strongly batches are mixed."""
+
+    where: ClassVar[str] = "strategies.mixup"
+    """Where this block sits in the run configuration (named in error messages)."""
 
     enabled: bool = True
     """Apply MixUp at all."""
-    alpha: float = 0.2
+    alpha: float = field(default=0.2, metadata=value_range(0, None, lo_open=True))
     """Beta(alpha, alpha) concentration: small values keep most mixtures close to one of the two images."""
-    prob: float = 0.5
+    prob: float = field(default=0.5, metadata=value_range(0, 1))
     """Probability that a given batch is mixed; the other batches are left as they are."""
-
-    def __post_init__(self) -> None:
-        if not self.alpha > 0:
-            raise ConfigError(f"mixup: alpha must be > 0, got {self.alpha}")
-        if not 0 <= self.prob <= 1:
-            raise ConfigError(f"mixup: prob must be in [0, 1], got {self.prob}")
 
 
 @dataclass
@@ -84,10 +82,11 @@ def maybe_mixup(
 ) -> MixedBatch:
     """:func:`mixup_batch` with probability ``settings.prob`` when enabled, else the batch unchanged.
 
-    When disabled nothing is drawn from ``generator``. Unmixed batches are returned with ``lam = 1`` and
+    When disabled nothing is drawn from ``generator``; when enabled the coin is always drawn (also at
+    ``prob = 0``), so a run's later draws do not depend on ``prob``. Unmixed batches are returned with ``lam = 1`` and
     the identity ``perm`` so the trainer needs no special case.
     """
-    if settings.enabled and settings.prob > 0:
+    if settings.enabled:
         coin = float(torch.rand((), generator=generator, device=_gen_device(generator)))
         if coin < settings.prob:
             return mixup_batch(images, targets, settings.alpha, generator)

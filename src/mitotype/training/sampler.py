@@ -19,40 +19,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from mitotype.errors import ConfigError
+from mitotype.settings import Settings, value_range
 
 
 @dataclass
-class SamplingSettings:
+class SamplingSettings(Settings):
     """How an epoch's figures are drawn from the training set."""
+
+    where: ClassVar[str] = "strategies.sampling"
+    """Where this block sits in the run configuration (named in error messages)."""
 
     enabled: bool = True
     """Domain-aware sampling at all; off = the natural class and domain mix (every figure equally likely,
     up to the hard-example weight when hard mining is on)."""
-    class_balance: float = 1.0
+    class_balance: float = field(default=1.0, metadata=value_range(0, 1))
     """Class balancing within each domain: 0 keeps the domain's natural class mix, 1 draws every class
     present in the domain equally often, in between interpolates linearly."""
-    domain_power: float = 0.5
+    domain_power: float = field(default=0.5, metadata=value_range(0, 1))
     """Domain equalisation: a domain's share of draws is proportional to size ** (1 - domain_power);
     0 = by size (natural), 1 = every domain equally, 0.5 = square-root damping."""
-    hard_weight: float = 1.0
+    hard_weight: float = field(default=1.0, metadata=value_range(0, None))
     """Extra draw weight of hard figures: difficulty 1 is drawn (1 + hard_weight)x as often as
     difficulty 0 within the same domain and class (0 disables; without hard mining every difficulty is 0
     and this has no effect)."""
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.class_balance <= 1:
-            raise ConfigError(f"sampling: class_balance must be in [0, 1], got {self.class_balance}")
-        if not 0 <= self.domain_power <= 1:
-            raise ConfigError(f"sampling: domain_power must be in [0, 1], got {self.domain_power}")
-        if not self.hard_weight >= 0:
-            raise ConfigError(f"sampling: hard_weight must be >= 0, got {self.hard_weight}")
 
 
 @dataclass

@@ -9,6 +9,7 @@ identically and trains on its own slice, so the result does not depend on the nu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -16,19 +17,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from mitotype.data.records import FigureRecord, require_labels
 from mitotype.errors import ConfigError, MitotypeError
-from mitotype.training.checkpoint import (
-    load_resume_state,
-    save_model_artifact,
-    save_resume_state,
-)
-from mitotype.training.config import TrainConfig, save_config
+from mitotype.evaluation.metrics import best_threshold, binary_metrics
+from mitotype.evaluation.splits import assert_no_leak
+from mitotype.models.artifact import MODEL_FILE, save_model_artifact
+from mitotype.models.classifier import build_classifier, build_device
+from mitotype.models.device import autocast_dtype, resolve_device, to_float_batch
+from mitotype.models.predict import predict_proba, raw_probabilities
+from mitotype.runs import training_run
+from mitotype.training.config import TrainConfig, save_config, to_dict
+from mitotype.training.resume import load_resume_state, save_resume_state
+from mitotype.training.sampler import EpochSampler
+from mitotype.training.strategies.base import Batch, RunContext, Strategy
+from mitotype.training.strategies.registry import build_strategies
 
 
 @dataclass
@@ -43,47 +51,23 @@ class TrainResult:
     wall_seconds: float = 0.0
 
 
+class ProgressBar(Protocol):
+    """What the trainer needs of a progress bar (``tqdm`` fits)."""
+
+    def update(self, n: int = 1) -> Any: ...
+    def set_postfix(self, **values: Any) -> Any: ...
+    def close(self) -> Any: ...
+
+
+ProgressFactory = Callable[[int, str], ProgressBar]
+"""``factory(total_batches, description)`` -> a bar for one epoch; the CLI supplies one (tqdm)."""
+
+
 # --------------------------------------------------------------------------- small helpers
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but this machine has no CUDA device (use auto or cpu)")
-    return torch.device(name)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for this precision setting, or ``None`` for plain fp32."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return None
-
-
-def to_float_batch(images: np.ndarray, idx: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Gather uint8 N x H x W x 3 rows into a float B x 3 x H x W batch in [0, 1] on ``device``."""
-    order = np.argsort(idx, kind="stable")
-    rows = np.empty((len(idx), *images.shape[1:]), dtype=np.uint8)
-    rows[order] = images[np.asarray(idx)[order]]  # sorted reads are kinder to the memory map
-    batch = torch.from_numpy(rows).to(device, non_blocking=True)
-    return batch.permute(0, 3, 1, 2).float().div_(255.0)
-
-
-def grl_coefficient(progress: float, max_lambda: float, ramp: str) -> float:
-    """Gradient-reversal coefficient at training progress ``p`` in [0, 1]."""
-    if ramp == "constant":
-        return max_lambda
-    if ramp == "linear":
-        return max_lambda * progress
-    return max_lambda * (2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0)
-
-
 def lr_lambda_factory(total_steps: int, warmup_steps: int, schedule: str) -> Callable[[int], float]:
+    """Learning-rate factor per optimiser step: linear warm-up, then cosine decay or constant."""
     def factor(step: int) -> float:
         if warmup_steps and step < warmup_steps:
             return (step + 1) / warmup_steps
@@ -97,6 +81,7 @@ def lr_lambda_factory(total_steps: int, warmup_steps: int, schedule: str) -> Cal
 
 
 def is_distributed() -> bool:
+    """Whether this process is part of an initialised torch.distributed process group."""
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
@@ -111,11 +96,49 @@ def init_distributed_from_env() -> tuple[int, int]:
     return torch.distributed.get_rank(), torch.distributed.get_world_size()
 
 
+def build_optimizer(model: torch.nn.Module, optim: Any, batches_per_epoch: int) -> tuple[Any, Any, int]:
+    """AdamW over the heads and the backbone as two groups, its schedule, and the run's optimiser steps."""
+    head_params, body_params = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (body_params if name.startswith("backbone.") else head_params).append(p)
+    groups = [{"params": head_params, "lr": optim.lr}]
+    if body_params:
+        groups.append({"params": body_params, "lr": optim.lr if optim.backbone_lr is None else optim.backbone_lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=optim.weight_decay)
+    steps_per_epoch = math.ceil(batches_per_epoch / optim.grad_accum)
+    total_steps = steps_per_epoch * optim.epochs
+    if optim.schedule == "onecycle":
+        scheduler: Any = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[g["lr"] for g in groups], total_steps=max(total_steps, 1), pct_start=0.25
+        )
+    else:
+        warmup = round(optim.warmup_epochs * steps_per_epoch)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                                      lr_lambda_factory(total_steps, warmup, optim.schedule))
+    return optimizer, scheduler, total_steps
+
+
+def run_fingerprint(config: TrainConfig, records: list[FigureRecord], train_idx: np.ndarray, val_idx: np.ndarray,
+                    world: int) -> str:
+    """What a resume must match: the configuration and the exact training and validation figures."""
+    cfg = to_dict(config)
+    cfg["optim"].pop("patience", None)  # may be raised to continue a run that stopped early
+    uids = [records[i].uid for i in train_idx] + ["|"] + [records[i].uid for i in val_idx]
+    blob = json.dumps({"config": cfg, "uids": uids, "world": world}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 # --------------------------------------------------------------------------- the trainer
 
 
 class Trainer:
-    """Trains one classifier on ``train_idx`` and selects it on ``val_idx`` (both index ``records``)."""
+    """Trains one classifier on ``train_idx`` and selects it on ``val_idx`` (both index ``records``).
+
+    The loop itself knows no strategy: it calls the hooks of every registered strategy
+    (:mod:`mitotype.training.strategies`) at fixed points. ``progress`` makes a bar per epoch and ``log``
+    receives one line per event; both default to silence (the CLI supplies them).
+    """
 
     def __init__(
         self,
@@ -125,11 +148,9 @@ class Trainer:
         train_idx: np.ndarray,
         val_idx: np.ndarray,
         out_dir: str | Path,
-        progress: bool = True,
-        log: Callable[[str], None] | None = print,
+        progress: ProgressFactory | None = None,
+        log: Callable[[str], None] | None = None,
     ) -> None:
-        from mitotype.evaluation.splits import assert_no_leak
-
         if len(train_idx) == 0 or len(val_idx) == 0:
             raise ConfigError("training and validation sets must both be non-empty")
         require_labels([records[i] for i in (*train_idx, *val_idx)], "training")
@@ -144,7 +165,7 @@ class Trainer:
         self.train_idx = np.asarray(train_idx)
         self.val_idx = np.asarray(val_idx)
         self.out_dir = Path(out_dir)
-        self.show_progress = progress
+        self.progress = progress or None
         self.log = log or (lambda _msg: None)
         self.rank, self.world = init_distributed_from_env()
         self.device = resolve_device(config.optim.device)
@@ -152,14 +173,10 @@ class Trainer:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(self.device)
 
-        labels = np.array([r.label for r in records], dtype=np.int64)
-        soft = np.array([r.soft_label for r in records], dtype=np.float32)
-        self.labels = labels
-        self.targets = self._blend_targets(labels, soft)
-        train_domains = sorted({records[i].domain for i in self.train_idx})
-        self.domain_names = train_domains
-        self.domain_index = {name: i for i, name in enumerate(train_domains)}
-        self.domains = np.array([self.domain_index.get(r.domain, -1) for r in records], dtype=np.int64)
+        self.labels = np.array([r.label for r in records], dtype=np.int64)
+        self.domain_names = sorted({records[i].domain for i in self.train_idx})
+        domain_index = {name: i for i, name in enumerate(self.domain_names)}
+        self.domains = np.array([domain_index.get(r.domain, -1) for r in records], dtype=np.int64)
         bs = config.optim.batch_size
         if self.world > 1 and (bs % self.world or bs // self.world < 2):
             raise ConfigError(f"optim.batch_size {bs} must be a multiple of the {self.world} processes "
@@ -169,108 +186,77 @@ class Trainer:
         n = len(self.train_idx)
         self.batches_per_epoch = n // bs + (1 if n % bs >= 2 * self.world else 0)
         self.samples_per_epoch = min(n, self.batches_per_epoch * bs)
-        s = config.strategies
-        self.use_domain_head = s.domain_adversarial.enabled and len(train_domains) >= 2
-        if s.domain_adversarial.enabled and not self.use_domain_head:
-            self.log("note: one training domain only; the domain-adversarial head is off for this run")
+        self.run = RunContext(
+            labels=self.labels, targets=self.labels.astype(np.float32), soft_targets=False,
+            domains=self.domains, domain_names=self.domain_names, train_idx=self.train_idx,
+            device=self.device, world=self.world, epochs=config.optim.epochs, log=self.log,
+            predict=self.predict, sampling_weights=self._sampling_weights,
+        )
+        self.strategies: list[Strategy] = build_strategies(config.strategies, self.run)
+        soft = np.array([r.soft_label for r in records], dtype=np.float32)
+        for strategy in self.strategies:
+            blended = strategy.blend_targets(self.run.targets, soft)
+            if blended is not None:
+                self.run.targets, self.run.soft_targets = blended, True
 
-    # -- targets and weights ------------------------------------------------------------------
+    @property
+    def targets(self) -> np.ndarray:
+        """Training targets of every record (blended from votes when a strategy does so)."""
+        return self.run.targets
 
-    def _blend_targets(self, labels: np.ndarray, soft: np.ndarray) -> np.ndarray:
-        sl = self.config.strategies.soft_labels
-        hard = labels.astype(np.float32)
-        if not sl.enabled:
-            return hard
-        return (sl.weight * soft + (1.0 - sl.weight) * hard).astype(np.float32)
-
-    def _sampling_weights(self, difficulty: np.ndarray | None) -> np.ndarray:
-        from mitotype.training.sampler import domain_aware_weights
-
-        idx = self.train_idx
-        return domain_aware_weights(self.labels[idx], self.domains[idx], difficulty,
-                                    self.config.strategies.sampling)
+    def _sampling_weights(self) -> np.ndarray:
+        """This epoch's draw weights of the training figures: the strategies' weights multiplied."""
+        weights = None
+        for strategy in self.strategies:
+            w = strategy.sampling_weights()
+            if w is not None:
+                weights = w if weights is None else weights * w
+        return np.ones(len(self.train_idx)) if weights is None else weights
 
     # -- model --------------------------------------------------------------------------------
 
     _best_state: dict[str, torch.Tensor] | None = None
 
     def _build(self) -> None:
-        from mitotype.models.classifier import build_classifier, build_device
-        from mitotype.training.augment import BatchAugment
-        from mitotype.training.hard_mining import HardExampleMiner
-        from mitotype.training.losses import AdaptiveFocalLoss
-
+        """Model, optimiser and schedule, then each strategy's own parts (on the training device)."""
         cfg = self.config
         torch.manual_seed(cfg.seed)
+        num_domains = max((s.domain_classes() for s in self.strategies), default=0)
         with build_device(cfg.model, self.device):
-            self.model = build_classifier(cfg.model,
-                                          num_domains=len(self.domain_names) if self.use_domain_head else 0)
+            self.model = build_classifier(cfg.model, num_domains=num_domains)
         self.model.to(self.device)
         self.net: torch.nn.Module = self.model
         if self.world > 1:
-            unused = not cfg.strategies.supcon.enabled or not self.use_domain_head
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=unused,
+                find_unused_parameters=any(s.leaves_parameters_unused() for s in self.strategies),
             )
         if cfg.optim.compile:
             self.net = torch.compile(self.net)
-        head_params, body_params = [], []
-        for name, p in self.model.named_parameters():
-            if p.requires_grad:
-                (body_params if name.startswith("backbone.") else head_params).append(p)
-        groups = [{"params": head_params, "lr": cfg.optim.lr}]
-        if body_params:
-            groups.append({"params": body_params,
-                           "lr": cfg.optim.lr if cfg.optim.backbone_lr is None else cfg.optim.backbone_lr})
-        self.optimizer = torch.optim.AdamW(groups, weight_decay=cfg.optim.weight_decay)
-        steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.optim.grad_accum)
-        self.total_steps = steps_per_epoch * cfg.optim.epochs
-        if cfg.optim.schedule == "onecycle":
-            self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-                self.optimizer,
-                max_lr=[g["lr"] for g in groups],
-                total_steps=max(self.total_steps, 1),
-                pct_start=0.25,
-            )
-        else:
-            warmup = round(cfg.optim.warmup_epochs * steps_per_epoch)
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer, lr_lambda_factory(self.total_steps, warmup, cfg.optim.schedule)
-            )
-        # pos_weight "auto" must see the class mix the sampler produces, not the raw one, or class
-        # imbalance is corrected twice.
-        weights = self._sampling_weights(None)
-        seen_pos = float(weights[self.labels[self.train_idx] == 1].sum())
-        self.focal = AdaptiveFocalLoss(cfg.strategies.focal, positive_fraction=seen_pos).to(self.device)
-        self.miner = HardExampleMiner(cfg.strategies.hard_mining, n=len(self.train_idx))
-        self.augment = BatchAugment(cfg.strategies.augment).to(self.device)
+        self.optimizer, self.scheduler, self.total_steps = build_optimizer(self.model, cfg.optim,
+                                                                           self.batches_per_epoch)
+        for strategy in self.strategies:
+            strategy.setup(self.model)
         self.amp_dtype = autocast_dtype(cfg.optim.precision, self.device)
+
+    def _strategy_states(self) -> dict[str, Any]:
+        """The strategies that keep state, by their key in the resume file."""
+        return {s.state_key: s for s in self.strategies if s.state_key}
 
     # -- passes -------------------------------------------------------------------------------
 
-    @torch.no_grad()
     def predict(self, idx: np.ndarray) -> np.ndarray:
         """p(atypical) for the given record indices, in that order (no augmentation)."""
-        self.model.eval()
-        out = []
-        bs = self.config.optim.eval_batch_size
-        for start in range(0, len(idx), bs):
-            x = to_float_batch(self.images, idx[start : start + bs], self.device)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
-                logits = self.model(x).logits
-            out.append(torch.sigmoid(logits.float()).cpu().numpy())
-        probs = np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+        probs = raw_probabilities(self.model, self.images, idx=idx, batch_size=self.config.optim.eval_batch_size,
+                                  device=self.device, precision=self.config.optim.precision)
         if not np.all(np.isfinite(probs)):
             raise MitotypeError("training diverged: the model produces NaN or infinite scores "
                                 "(lower optim.lr or enable optim.grad_clip)")
         return probs
 
     def _validate(self) -> dict[str, Any]:
-        from mitotype.evaluation.metrics import best_threshold, binary_metrics
-
+        """Validation metrics of the current model at the threshold chosen on these very scores."""
         p = self.predict(self.val_idx)
         y = self.labels[self.val_idx]
         cfg = self.config
@@ -280,83 +266,87 @@ class Trainer:
         metrics["balanced_accuracy_at_0.5"] = binary_metrics(y, p, 0.5)["balanced_accuracy"]
         return metrics
 
-    def _train_epoch(self, epoch: int, weights: np.ndarray, bar: Any) -> dict[str, float]:
-        from mitotype.training.losses import domain_adversarial_loss, supervised_contrastive_loss
-        from mitotype.training.mixup import mixed_domains, mixup_batch
-        from mitotype.training.sampler import EpochSampler
-
-        cfg = self.config
-        s = cfg.strategies
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout and anything else global
-        gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1_000_003 + epoch)
-        sampler = EpochSampler(weights, num_samples=len(self.train_idx), seed=cfg.seed)
+    def _epoch_order(self, epoch: int, weights: np.ndarray) -> np.ndarray:
+        """The record indices this epoch trains on, in order (seeded from the seed and the epoch)."""
+        sampler = EpochSampler(weights, num_samples=len(self.train_idx), seed=self.config.seed)
         sampler.set_epoch(epoch)
         order = self.train_idx[np.fromiter(iter(sampler), dtype=np.int64, count=len(sampler))]
-        order = order[: self.samples_per_epoch]
+        return order[: self.samples_per_epoch]
+
+    def _train_epoch(self, epoch: int, weights: np.ndarray, bar: ProgressBar | None) -> dict[str, float]:
+        """One pass over this epoch's draw; the mean of each loss term over the figures seen."""
+        cfg = self.config
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout and anything else global
+        gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1_000_003 + epoch)
+        order = self._epoch_order(epoch, weights)
+        transforms = sorted(self.strategies, key=lambda s: s.transform_order)
         bs = cfg.optim.batch_size
         n_batches = self.batches_per_epoch
         self.model.train()
-        totals = {"loss": 0.0, "cls": 0.0, "supcon": 0.0, "domain": 0.0}
+        totals = {"loss": 0.0, **{s.loss_name: 0.0 for s in self.strategies if s.loss_name}}
         seen = 0
         self.optimizer.zero_grad(set_to_none=True)
         for b in range(n_batches):
             idx = order[b * bs : (b + 1) * bs]
-            x = to_float_batch(self.images, idx, self.device)
-            t = torch.from_numpy(self.targets[idx]).to(self.device)
-            d = torch.from_numpy(self.domains[idx]).to(self.device)
-            x = self.augment(x, generator=gen)
-            if s.mixup.enabled and torch.rand((), generator=gen).item() < s.mixup.prob:
-                mixed = mixup_batch(x, t, alpha=s.mixup.alpha, generator=gen)
-                x, t, d = mixed.images, mixed.targets, mixed_domains(d, mixed)
-            global_n = len(x)
+            batch = Batch(images=to_float_batch(self.images, idx, self.device),
+                          targets=torch.from_numpy(self.run.targets[idx]).to(self.device),
+                          domains=torch.from_numpy(self.domains[idx]).to(self.device))
+            for strategy in transforms:
+                batch = strategy.transform(batch, gen)
+            global_n = len(batch.images)
             if self.world > 1:  # every rank drew the same global batch; train on a slice of it
-                x, t, d = x[self.rank :: self.world], t[self.rank :: self.world], d[self.rank :: self.world]
+                r, w = self.rank, self.world
+                batch = Batch(batch.images[r::w], batch.targets[r::w], batch.domains[r::w])
             # DDP averages gradients over ranks; scaling each rank's mean loss by its share of the
             # global batch makes that average the gradient of the global-batch mean, as on one process.
-            share = len(x) * self.world / global_n
+            share = len(batch.images) * self.world / global_n
             progress = (epoch + b / n_batches) / cfg.optim.epochs
-            if self.use_domain_head:
-                self.model.set_grl_lambda(
-                    grl_coefficient(progress, s.domain_adversarial.max_lambda, s.domain_adversarial.ramp)
-                )
+            for strategy in self.strategies:
+                strategy.before_forward(self.model, progress)
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
-                out = self.net(x)
-            logits = out.logits.float()
-            cls_loss = self.focal(logits, t)
-            loss = cls_loss
-            sup = torch.zeros((), device=self.device)
-            dom = torch.zeros((), device=self.device)
-            if s.supcon.enabled:
-                sup = supervised_contrastive_loss(out.projection.float(), t, s.supcon.temperature)
-                loss = loss + s.supcon.weight * sup
-            if self.use_domain_head and out.domain_logits is not None:
-                dom = domain_adversarial_loss(out.domain_logits.float(), d)
-                loss = loss + s.domain_adversarial.weight * dom
+                out = self.net(batch.images)
+            loss, terms = self._loss(out, batch)
             (loss * share / cfg.optim.grad_accum).backward()
-            err_sum, w_sum = self.focal.batch_stats(logits, t)
-            if self.world > 1:
-                stats = torch.stack([err_sum, w_sum])
-                torch.distributed.all_reduce(stats)
-                err_sum, w_sum = stats[0], stats[1]
-            self.focal.update_from_stats(err_sum, w_sum)
+            for strategy in self.strategies:
+                strategy.after_backward(out, batch)
             if (b + 1) % cfg.optim.grad_accum == 0 or b == n_batches - 1:
-                if cfg.optim.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                if self.scheduler.last_epoch < self.total_steps - 1 or cfg.optim.schedule != "onecycle":
-                    self.scheduler.step()
+                self._optimizer_step()
             n = len(idx)
             seen += n
             totals["loss"] += float(loss.detach()) * n
-            totals["cls"] += float(cls_loss.detach()) * n
-            totals["supcon"] += float(sup.detach()) * n
-            totals["domain"] += float(dom.detach()) * n
+            for name, term in terms.items():
+                totals[name] += float(term.detach()) * n
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
         return {k: v / max(seen, 1) for k, v in totals.items()}
+
+    def _loss(self, out: Any, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The weighted sum of the strategies' loss terms, in registry order, and the unweighted terms."""
+        loss: torch.Tensor | None = None
+        terms: dict[str, torch.Tensor] = {}
+        for strategy in self.strategies:
+            term = strategy.loss_term(out, batch)
+            if term is None:
+                continue
+            value, weight = term
+            terms[strategy.loss_name or strategy.name] = value
+            weighted = value if weight == 1.0 else weight * value
+            loss = weighted if loss is None else loss + weighted
+        if loss is None:
+            raise ConfigError("no strategy contributes a loss term (the classification loss is missing)")
+        return loss, terms
+
+    def _optimizer_step(self) -> None:
+        """Clip, step, clear, and advance the schedule (one-cycle stops at its last step)."""
+        cfg = self.config
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler.last_epoch < self.total_steps - 1 or cfg.optim.schedule != "onecycle":
+            self.scheduler.step()
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -366,10 +356,8 @@ class Trainer:
         ``stop_after_epoch`` ends the run early as an interruption would (for resume tests). The folder's
         lock is held and its ``run.json`` kept current throughout (:mod:`mitotype.runs`).
         """
-        from mitotype.runs import training_run
-
         with training_run(self.out_dir, self.config.optim.epochs, resume=resume, enabled=self.rank == 0) as run:
-            self._run = run
+            self._run_folder = run
             return self._fit(resume, stop_after_epoch)
 
     def _fit(self, resume: bool, stop_after_epoch: int | None) -> TrainResult:
@@ -380,88 +368,19 @@ class Trainer:
         is_main = self.rank == 0
         if is_main:
             save_config(cfg, self.out_dir / "config.yaml")
-        difficulty: np.ndarray | None = None
-        start_epoch, best, history, bad_epochs = 0, None, [], 0
-        state_path = self.out_dir / "last_state.pt"
-        fingerprint = self._fingerprint()
-        if resume and state_path.is_file():
-            state = load_resume_state(state_path, self.model, self.optimizer, self.scheduler,
-                                      self.focal, self.miner, fingerprint=fingerprint)
-            start_epoch = state["epoch"] + 1
-            best = state["best"]
-            history = state["history"]
-            bad_epochs = state["bad_epochs"]
-            difficulty = state["difficulty"]
-            if state.get("stopped"):
-                start_epoch = cfg.optim.epochs  # it had stopped early: nothing left to train
-            self.log(f"resumed from {state_path} after epoch {state['epoch'] + 1}")
-            self._run.epoch_done(state["epoch"] + 1, stopped_early=bool(state.get("stopped")))
+        self._progress_state = {"best": None, "history": [], "bad_epochs": 0}
+        start_epoch = self._restore() if resume else 0
         writer = self._tensorboard() if is_main else None
         metrics_path = self.out_dir / "metrics.jsonl"
         if not resume and is_main and metrics_path.exists():
             metrics_path.unlink()
-        hm = cfg.strategies.hard_mining
         for epoch in range(start_epoch, cfg.optim.epochs):
-            t_epoch = time.perf_counter()
-            if hm.enabled and epoch > 0 and epoch % hm.every_n_epochs == 0:
-                scores = self.predict(self.train_idx)
-                soft = self.targets[self.train_idx] if cfg.strategies.soft_labels.enabled else None
-                difficulty = self.miner.update(scores, self.labels[self.train_idx], soft_labels=soft)
-            t_train = time.perf_counter()
-            weights = self._sampling_weights(difficulty)
-            bar = None
-            if self.show_progress and is_main:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(total=math.ceil(len(self.train_idx) / cfg.optim.batch_size),
-                           desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
-                           disable=None)  # None: no bar when the output is not a terminal (logs, pipes)
-            train_stats = self._train_epoch(epoch, weights, bar)
-            t_val = time.perf_counter()
-            val = self._validate()
-            if bar is not None:
-                bar.close()
-            # wall times (the per-batch loss read-out synchronises the device, so they are real)
-            timing = {"seconds_mining": t_train - t_epoch, "seconds_train": t_val - t_train,
-                      "seconds_validation": time.perf_counter() - t_val,
-                      "train_images_per_second": self.samples_per_epoch / max(t_val - t_train, 1e-9)}
-            row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **train_stats, **timing,
-                   **{f"val_{k}": v for k, v in val.items() if isinstance(v, int | float) or v is None}}
-            history.append(row)
-            improved = best is None or self._better(val, best)
-            if improved:
-                best = {**val, "epoch": epoch + 1}
-                bad_epochs = 0
-                self._best_state = {k: v.detach().cpu().clone() for k, v in self.model.trainable_state_dict().items()}
-                if is_main:
-                    save_model_artifact(self.out_dir, self.model, cfg, threshold=val["threshold"],
-                                        metrics=best, domains=self.domain_names)
-            else:
-                bad_epochs += 1
-            if is_main:
-                with metrics_path.open("a") as fh:
-                    fh.write(json.dumps(row) + "\n")
-                if writer is not None:
-                    for k, v in row.items():
-                        if isinstance(v, int | float) and k != "epoch":
-                            writer.add_scalar(k, v, epoch + 1)
-                self.log(f"epoch {epoch + 1}/{cfg.optim.epochs} loss {train_stats['loss']:.4f} "
-                         f"val bal.acc {val['balanced_accuracy']:.4f} (thr {val['threshold']:.3f}) "
-                         f"auc {val.get('roc_auc') or float('nan'):.4f}")
-            stop = bool(cfg.optim.patience and bad_epochs >= cfg.optim.patience)
-            if is_main:
-                save_resume_state(state_path, self.model, self.optimizer, self.scheduler, self.focal,
-                                  self.miner, epoch=epoch, best=best, history=history,
-                                  bad_epochs=bad_epochs, difficulty=difficulty, stopped=stop,
-                                  fingerprint=fingerprint)
-                self._run.epoch_done(epoch + 1, stopped_early=stop)
-            if stop:
-                self.log(f"early stop: no better validation {cfg.optim.select_metric} for {bad_epochs} epochs")
-                break
-            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
+            stop = self._epoch(epoch, metrics_path, writer)
+            if stop or (stop_after_epoch is not None and epoch + 1 >= stop_after_epoch):
                 break
         if writer is not None:
             writer.close()
+        best, history = self._progress_state["best"], self._progress_state["history"]
         assert best is not None
         if is_main and "threshold_tta" not in best:
             best["threshold_tta"] = self._tta_threshold()
@@ -472,6 +391,83 @@ class Trainer:
                            best_epoch=int(best["epoch"]), val_metrics=best, history=history,
                            wall_seconds=time.perf_counter() - start_time)
 
+    def _restore(self) -> int:
+        """Continue from ``last_state.pt`` when there is one; the first epoch still to train."""
+        state_path = self.out_dir / "last_state.pt"
+        if not state_path.is_file():
+            return 0
+        state = load_resume_state(state_path, self.model, self.optimizer, self.scheduler,
+                                  self._strategy_states(), fingerprint=self._fingerprint())
+        self._progress_state = {"best": state["best"], "history": state["history"],
+                                "bad_epochs": state["bad_epochs"]}
+        self.run.difficulty = state["difficulty"]
+        self.log(f"resumed from {state_path} after epoch {state['epoch'] + 1}")
+        self._run_folder.epoch_done(state["epoch"] + 1, stopped_early=bool(state.get("stopped")))
+        if state.get("stopped"):
+            return self.config.optim.epochs  # it had stopped early: nothing left to train
+        return state["epoch"] + 1
+
+    def _epoch(self, epoch: int, metrics_path: Path, writer: Any) -> bool:
+        """Train and validate one epoch, keep the model if it is the best so far; whether to stop."""
+        cfg = self.config
+        is_main = self.rank == 0
+        track = self._progress_state
+        t_epoch = time.perf_counter()
+        for strategy in self.strategies:
+            strategy.on_epoch_start(epoch)
+        t_train = time.perf_counter()
+        weights = self._sampling_weights()
+        bar = None
+        if self.progress is not None and is_main:
+            bar = self.progress(math.ceil(len(self.train_idx) / cfg.optim.batch_size),
+                                f"epoch {epoch + 1}/{cfg.optim.epochs}")
+        train_stats = self._train_epoch(epoch, weights, bar)
+        t_val = time.perf_counter()
+        val = self._validate()
+        if bar is not None:
+            bar.close()
+        # wall times (the per-batch loss read-out synchronises the device, so they are real)
+        timing = {"seconds_mining": t_train - t_epoch, "seconds_train": t_val - t_train,
+                  "seconds_validation": time.perf_counter() - t_val,
+                  "train_images_per_second": self.samples_per_epoch / max(t_val - t_train, 1e-9)}
+        row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **train_stats, **timing,
+               **{f"val_{k}": v for k, v in val.items() if isinstance(v, int | float) or v is None}}
+        track["history"].append(row)
+        if track["best"] is None or self._better(val, track["best"]):
+            track["best"] = {**val, "epoch": epoch + 1}
+            track["bad_epochs"] = 0
+            self._best_state = {k: v.detach().cpu().clone() for k, v in self.model.trainable_state_dict().items()}
+            if is_main:
+                save_model_artifact(self.out_dir, self.model, cfg, threshold=val["threshold"],
+                                    metrics=track["best"], domains=self.domain_names)
+        else:
+            track["bad_epochs"] += 1
+        if is_main:
+            self._record(row, epoch, val, metrics_path, writer)
+        stop = bool(cfg.optim.patience and track["bad_epochs"] >= cfg.optim.patience)
+        if is_main:
+            save_resume_state(self.out_dir / "last_state.pt", self.model, self.optimizer, self.scheduler,
+                              self._strategy_states(), epoch=epoch, best=track["best"],
+                              history=track["history"], bad_epochs=track["bad_epochs"],
+                              difficulty=self.run.difficulty, stopped=stop, fingerprint=self._fingerprint())
+            self._run_folder.epoch_done(epoch + 1, stopped_early=stop)
+        if stop:
+            self.log(f"early stop: no better validation {cfg.optim.select_metric} for {track['bad_epochs']} epochs")
+        return stop
+
+    def _record(self, row: dict[str, Any], epoch: int, val: dict[str, Any], metrics_path: Path, writer: Any) -> None:
+        """Append the epoch's row to ``metrics.jsonl`` (and TensorBoard), and log one line."""
+        cfg = self.config
+        with metrics_path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if writer is not None:
+            for k, v in row.items():
+                if isinstance(v, int | float) and k != "epoch":
+                    writer.add_scalar(k, v, epoch + 1)
+        self.log(f"epoch {epoch + 1}/{cfg.optim.epochs} loss {row['loss']:.4f} "
+                 f"val bal.acc {val['balanced_accuracy']:.4f} (thr {val['threshold']:.3f}) "
+                 f"auc {val.get('roc_auc') or float('nan'):.4f}")
+
     def _better(self, val: dict[str, Any], best: dict[str, Any]) -> bool:
         """Whether this epoch's validation beats the kept one under ``optim.select_metric``."""
         metric = self.config.optim.select_metric
@@ -481,27 +477,14 @@ class Trainer:
         return (val.get(metric) or 0.0, val.get(other) or 0.0) > (best.get(metric) or 0.0, best.get(other) or 0.0)
 
     def _fingerprint(self) -> str:
-        """What a resume must match: the configuration and the exact training and validation figures."""
-        import hashlib
-
-        from mitotype.training.config import to_dict
-
-        cfg = to_dict(self.config)
-        cfg["optim"].pop("patience", None)  # may be raised to continue a run that stopped early
-        uids = [self.records[i].uid for i in self.train_idx] + ["|"] + [self.records[i].uid for i in self.val_idx]
-        blob = json.dumps({"config": cfg, "uids": uids, "world": self.world}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        """This run's :func:`run_fingerprint` (written with every resume state, checked on resume)."""
+        return run_fingerprint(self.config, self.records, self.train_idx, self.val_idx, self.world)
 
     def _tta_threshold(self) -> float:
         """Balanced-accuracy threshold of the best model on 8-view TTA validation scores: averaging views
         pulls probabilities inward, so the single-view threshold would misplace TTA decisions."""
-        from mitotype.evaluation.metrics import best_threshold
-        from mitotype.serving.predict import predict_proba
-
         if getattr(self, "_best_state", None) is None:  # resumed after the last epoch: reload the best
-            from safetensors.torch import load_file
-
-            self._best_state = load_file(str(self.out_dir / "model.safetensors"))
+            self._best_state = load_file(str(self.out_dir / MODEL_FILE))
         self.model.load_trainable_state_dict(self._best_state)
         p = predict_proba(self.model, self.images[self.val_idx], batch_size=self.config.optim.eval_batch_size,
                           tta=True, device=self.device, precision=self.config.optim.precision)
@@ -510,11 +493,12 @@ class Trainer:
         return best_threshold(self.labels[self.val_idx], p)
 
     def _tensorboard(self) -> Any:
-        try:
+        """A TensorBoard writer when tensorboard is installed, else ``None``."""
+        try:  # optional dependency: tensorboard (the `tensorboard` extra)
             from torch.utils.tensorboard import SummaryWriter
         except Exception:  # tensorboard not installed: JSON lines only
             return None
         return SummaryWriter(str(self.out_dir / "tensorboard"))
 
 
-__all__ = ["TrainResult", "Trainer", "autocast_dtype", "grl_coefficient", "resolve_device", "to_float_batch"]
+__all__ = ["ProgressBar", "ProgressFactory", "TrainResult", "Trainer", "build_optimizer", "run_fingerprint"]

@@ -27,6 +27,7 @@ from mitotype.data.readers._common import (
     unique_uids,
 )
 from mitotype.data.records import FigureRecord
+from mitotype.errors import DataError
 
 NAME = "midog25"
 OPTIONS = frozenset({"images_dir"})
@@ -70,8 +71,6 @@ def image_dirs(csv_path: Path, images_dir: str | Path | None) -> list[Path]:
 
 
 def read(path: Path, log: ProblemLog, *, images_dir: str | Path | None = None) -> list[Entry]:
-    from mitotype.errors import DataError
-
     found = label_files(path)
     if path.is_dir() and len(found) != 1:
         others = [p for p in sorted(path.glob("*.csv")) if p not in found]

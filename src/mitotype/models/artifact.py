@@ -1,10 +1,11 @@
-"""Checkpoints: a model artifact for inference and a resume state for interrupted runs.
+"""The trained-model artifact: what training publishes and what every prediction path loads.
 
 The model artifact is one ``model.safetensors`` holding only the trained tensors (adapters, heads,
 and the backbone only under full fine-tuning) with the configuration, threshold and preprocessing
 in its metadata, so that a single atomic rename publishes a consistent model. ``model.json``
 beside it repeats the metadata for people. The base backbone weights are referenced, not copied.
-Nothing here unpickles: safetensors, JSON, and ``torch.load(weights_only=True)`` for resume state.
+Nothing here unpickles: safetensors and JSON. The model is rebuilt from the ``model`` section of the
+stored configuration alone, so loading a model needs nothing from the training code.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from mitotype import __version__
 from mitotype.errors import MitotypeError
-from mitotype.ioutils import atomic_save_safetensors, atomic_write, write_json_atomic
+from mitotype.ioutils import atomic_save_safetensors, write_json_atomic
+from mitotype.models.classifier import ModelConfig, build_classifier, build_device
+from mitotype.settings import to_dict
 
 ARTIFACT_FORMAT = 1
 MODEL_FILE = "model.safetensors"
@@ -44,9 +46,11 @@ def save_model_artifact(
     threshold_tta: float | None = None,
     tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write ``model.safetensors`` (+ ``model.json``) for a trained :class:`MitoClassifier`."""
-    from mitotype.training.config import to_dict
+    """Write ``model.safetensors`` (+ ``model.json``) for a trained :class:`MitoClassifier`.
 
+    ``config`` is the whole run configuration (a dataclass, stored for tracing); loading needs only its
+    ``model`` section and ``seed``.
+    """
     meta = {
         "format": ARTIFACT_FORMAT,
         "mitotype_version": __version__,
@@ -67,6 +71,14 @@ def save_model_artifact(
     return path
 
 
+def model_config_of(meta: dict[str, Any]) -> ModelConfig:
+    """The validated model section of an artifact's stored run configuration."""
+    section = meta.get("config", {}).get("model")
+    if not isinstance(section, dict):
+        raise MitotypeError("model metadata holds no model configuration (not written by mitotype)")
+    return ModelConfig.from_dict(section)
+
+
 @dataclass
 class LoadedModel:
     """A trained model ready for inference."""
@@ -78,12 +90,11 @@ class LoadedModel:
 
 
 def read_artifact_meta(model_dir: Path) -> dict[str, Any]:
+    """The metadata stored in a model folder's ``model.safetensors`` (checked to be ours and readable)."""
     path = Path(model_dir) / MODEL_FILE
     if not path.is_file():
         raise MitotypeError(f"{model_dir}: no {MODEL_FILE} (not a trained mitotype model folder)")
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as fh:
             raw = (fh.metadata() or {}).get("mitotype")
     except (SafetensorError, OSError) as exc:
@@ -106,26 +117,23 @@ def load_model_artifact(
     ``base_weights`` overrides where the backbone's pretrained weights come from (a container ships
     them beside the model; ``base_weights`` in the metadata names a file relative to the folder).
     """
-    from mitotype.models.classifier import build_classifier, build_device
-    from mitotype.training.config import load_config
-
     model_dir = Path(model_dir)
     meta = read_artifact_meta(model_dir)
-    config = load_config(meta["config"])
+    model_config = model_config_of(meta)
     packed = meta.get("base_weights")
     if base_weights is not None:
-        config.model.weights = str(base_weights)
+        model_config.weights = str(base_weights)
     elif packed:
-        config.model.weights = str(model_dir / packed)
+        model_config.weights = str(model_dir / packed)
     if meta.get("merged"):
-        config.model.adaptation = "full"
+        model_config.adaptation = "full"
     # Training seeded the build with config.seed: a backbone without pretrained weights (the test
     # stand-ins, weights: random) is then re-created identically here (built on the CPU, as in
     # training; a pretrained one is built on the target device, see build_device).
     device = torch.device(device)
-    torch.manual_seed(config.seed)
-    with build_device(config.model, device):
-        model = build_classifier(config.model, num_domains=int(meta.get("num_domains", 0)))
+    torch.manual_seed(int(meta["config"].get("seed", 0)))
+    with build_device(model_config, device):
+        model = build_classifier(model_config, num_domains=int(meta.get("num_domains", 0)))
     state = load_file(str(model_dir / MODEL_FILE))
     broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:  # a diverged run's weights: every score would be NaN
@@ -136,63 +144,13 @@ def load_model_artifact(
     return LoadedModel(model=model, threshold=float(meta["threshold"]), meta=meta, path=model_dir)
 
 
-# --------------------------------------------------------------------------- resume state
-
-
-def save_resume_state(
-    path: Path,
-    model: Any,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    focal: Any,
-    miner: Any,
-    *,
-    epoch: int,
-    best: dict[str, Any] | None,
-    history: list[dict[str, Any]],
-    bad_epochs: int,
-    difficulty: np.ndarray | None,
-    stopped: bool = False,
-    fingerprint: str = "",
-) -> None:
-    """Everything needed to continue after ``epoch`` exactly as an uninterrupted run would."""
-    state = {
-        "epoch": epoch,
-        "model": {k: v.detach().cpu() for k, v in model.trainable_state_dict().items()},
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "focal": focal.state_dict(),
-        "miner": miner.state_dict(),
-        "best": _plain(best),
-        "history": _plain(history),
-        "bad_epochs": bad_epochs,
-        "stopped": stopped,
-        "fingerprint": fingerprint,
-        "difficulty": None if difficulty is None else torch.from_numpy(np.asarray(difficulty, dtype=np.float64)),
-    }
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
-def load_resume_state(
-    path: Path, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any, focal: Any, miner: Any,
-    fingerprint: str | None = None,
-) -> dict[str, Any]:
-    """Restore a run's state; refuse a state written by another configuration or other data."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise MitotypeError(f"{path}: cannot resume from this file ({type(exc).__name__})") from None
-    if fingerprint is not None and state.get("fingerprint") != fingerprint:
-        raise MitotypeError(f"{path}: written by a run with another configuration or other figures; "
-                            "resume with the same settings and data, or train into a new folder")
-    try:
-        model.load_trainable_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        focal.load_state_dict(state["focal"])
-        miner.load_state_dict(state["miner"])
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise MitotypeError(f"{path}: does not fit this run ({type(exc).__name__}: {exc})") from None
-    diff = state.get("difficulty")
-    state["difficulty"] = None if diff is None else diff.numpy()
-    return state
+__all__ = [
+    "ARTIFACT_FORMAT",
+    "META_FILE",
+    "MODEL_FILE",
+    "LoadedModel",
+    "load_model_artifact",
+    "model_config_of",
+    "read_artifact_meta",
+    "save_model_artifact",
+]

@@ -1,4 +1,4 @@
-"""Cross-validation, ablation and scoring of trained models: what tells whether a model generalises.
+"""Cross-validation and ablation of trained models: what tells whether a model generalises.
 
 Leave-one-domain-out holds out a whole scanner/lab/tumour; the held-out domain never reaches model
 selection, early stopping or the threshold, which all come from a slide-grouped validation split
@@ -17,25 +17,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from sklearn.metrics import balanced_accuracy_score
 
 from mitotype import __version__
 from mitotype.data.records import FigureRecord
 from mitotype.errors import ConfigError
+from mitotype.evaluation.metrics import bootstrap_ci, per_domain_metrics
+from mitotype.evaluation.report import write_ablation_report, write_predictions_csv, write_report
+from mitotype.evaluation.splits import assert_no_leak, grouped_stratified_kfold, leave_one_domain_out, validation_split
 from mitotype.ioutils import write_json_atomic
+from mitotype.models.artifact import load_model_artifact
+from mitotype.models.device import resolve_device
+from mitotype.models.predict import predict_proba, threshold_of
 from mitotype.training.config import TrainConfig, load_config, to_dict
 from mitotype.training.inputs import Figures
+from mitotype.training.strategies.registry import strategy_switches
+from mitotype.training.trainer import ProgressFactory, Trainer
 
-STRATEGY_SWITCHES = {
-    "mixup": "strategies.mixup.enabled",
-    "soft_labels": "strategies.soft_labels.enabled",
-    "adaptive_focal": "strategies.focal.adaptive",
-    "supcon": "strategies.supcon.enabled",
-    "domain_adversarial": "strategies.domain_adversarial.enabled",
-    "domain_sampling": "strategies.sampling.enabled",
-    "hard_mining": "strategies.hard_mining.enabled",
-    "augment": "strategies.augment.enabled",
-}
-"""Each strategy of the method and the switch that turns it off, for ``mitotype ablate``."""
+STRATEGY_SWITCHES = strategy_switches()
+"""Each strategy of the method and the switch that turns it off, for ``mitotype ablate`` (from the registry)."""
 
 
 def _slug(name: str) -> str:
@@ -71,8 +72,6 @@ def prediction_rows(
 
 def summarise(rows: list[dict[str, Any]], n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Per-domain, mean ± sd over domains, pooled metrics and slide-bootstrap intervals."""
-    from mitotype.evaluation.metrics import bootstrap_ci, per_domain_metrics
-
     y = np.array([r["label"] for r in rows])
     p = np.array([r["p_atypical"] for r in rows])
     thr = np.array([r["threshold"] for r in rows])
@@ -93,8 +92,7 @@ def summarise(rows: list[dict[str, Any]], n_bootstrap: int = 1000, seed: int = 0
 
 
 def environment() -> dict[str, Any]:
-    import torch
-
+    """The software and machine a result came from (stored beside every result)."""
     return {
         "mitotype": __version__,
         "python": platform.python_version(),
@@ -107,8 +105,7 @@ def environment() -> dict[str, Any]:
 
 
 def make_folds(records: list[FigureRecord], scheme: str, k: int, seed: int) -> list[Any]:
-    from mitotype.evaluation.splits import grouped_stratified_kfold, leave_one_domain_out
-
+    """The folds of a cross-validation scheme: leave-one-domain-out or slide-grouped stratified k-fold."""
     if scheme == "lodo":
         folds = leave_one_domain_out(records)
         if len(folds) < 2:
@@ -127,18 +124,16 @@ def run_cv(
     k: int = 5,
     resume: bool = True,
     tta: bool = False,
-    progress: bool = True,
+    progress: ProgressFactory | None = None,
     report: bool = True,
     n_bootstrap: int = 1000,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Train one model per fold, predict its held-out figures, and summarise out-of-fold predictions."""
-    from mitotype.evaluation.report import write_predictions_csv, write_report
-    from mitotype.evaluation.splits import assert_no_leak, validation_split
-    from mitotype.serving.predict import predict_proba, threshold_of
-    from mitotype.training.checkpoint import load_model_artifact
-    from mitotype.training.trainer import Trainer, resolve_device
+    """Train one model per fold, predict its held-out figures, and summarise out-of-fold predictions.
 
+    ``progress`` and ``log`` are the callbacks the CLI supplies (bars and lines); silent by default.
+    """
+    log = log or (lambda _msg: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = figures.records
@@ -158,41 +153,10 @@ def run_cv(
         elif fold_rows is not None:
             log(f"fold {n + 1}/{len(folds)} {fold.name}: already done, {len(fold_rows)} predictions reused")
         if not trained:
-            train_idx, val_idx = validation_split(
-                records, fold.train_idx, fraction=config.data.val_fraction, seed=config.seed
-            )
-            assert_no_leak(records, train_idx, fold.test_idx)
-            assert_no_leak(records, val_idx, fold.test_idx)
-            log(
-                f"fold {n + 1}/{len(folds)} {fold.name}: train {len(train_idx)}, validation {len(val_idx)}, "
-                f"test {len(fold.test_idx)}"
-            )
-            trainer = Trainer(
-                config,
-                records,
-                figures.images,
-                train_idx,
-                val_idx,
-                fold_dir / "model",
-                progress=progress,
-                log=lambda m: log("  " + m),
-            )
-            trainer.fit(resume=resume)
+            _train_fold(config, figures, fold, fold_dir / "model", f"fold {n + 1}/{len(folds)}", resume, progress,
+                        log)
         if fold_rows is None:
-            loaded = load_model_artifact(fold_dir / "model", device=resolve_device(config.optim.device))
-            test_idx = np.asarray(fold.test_idx)
-            p = predict_proba(
-                loaded.model,
-                figures.images[test_idx],
-                batch_size=config.optim.eval_batch_size,
-                tta=tta,
-                device=resolve_device(config.optim.device),
-                precision=config.optim.precision,
-            )
-            # TTA averages views and pulls scores inward: its decisions use the threshold chosen on
-            # TTA validation scores
-            threshold = threshold_of(loaded.meta, tta)
-            fold_rows = prediction_rows(records, test_idx, p, threshold, fold.name, tta=tta)
+            fold_rows = _predict_fold(config, figures, fold, fold_dir / "model", tta)
             write_json_atomic(done, fold_rows)
         fold_info.append(
             {
@@ -220,6 +184,30 @@ def run_cv(
     return results
 
 
+def _train_fold(config: TrainConfig, figures: Figures, fold: Any, model_dir: Path, label: str, resume: bool,
+                progress: ProgressFactory | None, log: Callable[[str], None]) -> None:
+    """Train one fold's model on a slide-grouped part of its training figures, validated on the rest."""
+    records = figures.records
+    train_idx, val_idx = validation_split(records, fold.train_idx, fraction=config.data.val_fraction, seed=config.seed)
+    assert_no_leak(records, train_idx, fold.test_idx)
+    assert_no_leak(records, val_idx, fold.test_idx)
+    log(f"{label} {fold.name}: train {len(train_idx)}, validation {len(val_idx)}, test {len(fold.test_idx)}")
+    trainer = Trainer(config, records, figures.images, train_idx, val_idx, model_dir, progress=progress,
+                      log=lambda m: log("  " + m))
+    trainer.fit(resume=resume)
+
+
+def _predict_fold(config: TrainConfig, figures: Figures, fold: Any, model_dir: Path, tta: bool) -> list[dict[str, Any]]:
+    """The fold model's prediction rows for its held-out figures."""
+    loaded = load_model_artifact(model_dir, device=resolve_device(config.optim.device))
+    test_idx = np.asarray(fold.test_idx)
+    p = predict_proba(loaded.model, figures.images[test_idx], batch_size=config.optim.eval_batch_size, tta=tta,
+                      device=resolve_device(config.optim.device), precision=config.optim.precision)
+    # TTA averages views and pulls scores inward: its decisions use the threshold chosen on TTA validation scores
+    threshold = threshold_of(loaded.meta, tta)
+    return prediction_rows(figures.records, test_idx, p, threshold, fold.name, tta=tta)
+
+
 # --------------------------------------------------------------------------- ablation
 
 
@@ -227,8 +215,6 @@ def paired_bootstrap_delta(
     base: list[dict[str, Any]], other: list[dict[str, Any]], n: int = 1000, seed: int = 0
 ) -> dict[str, float]:
     """Change in pooled balanced accuracy (other - base) with a 95 % interval, resampling slides."""
-    from sklearn.metrics import balanced_accuracy_score
-
     by_uid = {(r["dataset"], r["uid"]): r for r in other}
     pairs = [(r, by_uid[(r["dataset"], r["uid"])]) for r in base if (r["dataset"], r["uid"]) in by_uid]
     y = np.array([a["label"] for a, _ in pairs])
@@ -256,12 +242,11 @@ def run_ablation(
     strategies: Sequence[str] | None = None,
     scheme: str = "lodo",
     k: int = 5,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
+    progress: ProgressFactory | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Cross-validate with everything on, then with each strategy off; tabulate the change."""
-    from mitotype.evaluation.report import write_ablation_report
-
+    log = log or (lambda _msg: None)
     out_dir = Path(out_dir)
     names = list(strategies or STRATEGY_SWITCHES)
     unknown = [s for s in names if s not in STRATEGY_SWITCHES]

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from mitotype.evaluation import cv as cv_module
-from mitotype.evaluation.cv import paired_bootstrap_delta, run_cv
+from mitotype.experiments import cv as cv_module
+from mitotype.experiments.cv import paired_bootstrap_delta, run_cv
 from mitotype.training.config import load_config
 from mitotype.training.trainer import Trainer
 from tests.conftest import TINY_OVERRIDES

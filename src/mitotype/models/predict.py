@@ -16,11 +16,52 @@ import numpy as np
 import torch
 
 from mitotype.errors import MitotypeError
-from mitotype.training.checkpoint import load_model_artifact, read_artifact_meta
-from mitotype.training.trainer import autocast_dtype, resolve_device
+from mitotype.models.artifact import load_model_artifact, read_artifact_meta
+from mitotype.models.device import autocast_dtype, resolve_device, to_float_batch
+from mitotype.models.views import dihedral_mean, dihedral_views
+from mitotype.runs import require_finished
 
 
 @torch.no_grad()
+def raw_probabilities(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    idx: np.ndarray | None = None,
+    batch_size: int = 64,
+    tta: bool = False,
+    device: torch.device | str = "cpu",
+    precision: str = "auto",
+) -> np.ndarray:
+    """float32 p(atypical) for ``images`` (the rows ``idx`` of them, in that order, when given), unchecked.
+
+    The one forward loop of the package: training's validation and hard-example scoring and every
+    serving path run through it, so all of them see the same batches and the same numbers.
+    """
+    if batch_size < 1:
+        raise MitotypeError(f"batch size must be at least 1, got {batch_size}")
+    device = torch.device(device)
+    amp = autocast_dtype(precision, device)
+    model.eval()
+    out = []
+    n = len(images) if idx is None else len(idx)
+    step = max(1, batch_size // 8) if tta else batch_size
+    for start in range(0, n, step):
+        if idx is None:
+            x = torch.from_numpy(np.array(images[start : start + step])).to(device)  # a writable copy of the rows
+            x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        else:
+            x = to_float_batch(images, idx[start : start + step], device)
+        if tta:
+            x = dihedral_views(x)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            logits = model(x).logits.float()
+        p = torch.sigmoid(logits)
+        if tta:
+            p = dihedral_mean(p, n_views=8)
+        out.append(p.cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
 def predict_proba(
     model: torch.nn.Module,
     images: np.ndarray,
@@ -30,27 +71,7 @@ def predict_proba(
     precision: str = "auto",
 ) -> np.ndarray:
     """p(atypical) for N x H x W x 3 uint8 images; ``tta`` averages the 8 dihedral views in one pass."""
-    from mitotype.training.augment import dihedral_mean, dihedral_views
-
-    if batch_size < 1:
-        raise MitotypeError(f"batch size must be at least 1, got {batch_size}")
-    device = torch.device(device)
-    amp = autocast_dtype(precision, device)
-    model.eval()
-    out = []
-    step = max(1, batch_size // 8) if tta else batch_size
-    for start in range(0, len(images), step):
-        x = torch.from_numpy(np.array(images[start : start + step])).to(device)  # a writable copy of the rows
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)
-        if tta:
-            x = dihedral_views(x)
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            logits = model(x).logits.float()
-        p = torch.sigmoid(logits)
-        if tta:
-            p = dihedral_mean(p, n_views=8)
-        out.append(p.cpu().numpy())
-    probs = np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+    probs = raw_probabilities(model, images, batch_size=batch_size, tta=tta, device=device, precision=precision)
     if len(probs) != len(images):
         raise MitotypeError(f"predicted {len(probs)} scores for {len(images)} images")
     if not np.all(np.isfinite(probs)):
@@ -64,6 +85,11 @@ def threshold_of(meta: dict, tta: bool) -> float:
     if tta and meta.get("threshold_tta") is not None:
         return float(meta["threshold_tta"])
     return float(meta["threshold"])
+
+
+def ensemble_threshold(metas: Sequence[dict], tta: bool = False) -> float:
+    """An ensemble's threshold: the mean of its members' validation thresholds for the way it is applied."""
+    return float(np.mean([threshold_of(m, tta) for m in metas]))
 
 
 @dataclass
@@ -80,7 +106,8 @@ class Ensemble:
     base_weights: str | None = None
 
     def threshold(self, tta: bool = False) -> float:
-        return float(np.mean([threshold_of(m, tta) for m in self.metas]))
+        """The members' mean validation threshold for the way they are applied (with or without TTA)."""
+        return ensemble_threshold(self.metas, tta)
 
     def predict(self, images: np.ndarray, batch_size: int = 64, tta: bool = False,
                 precision: str = "auto") -> np.ndarray:
@@ -109,8 +136,8 @@ def find_model_dirs(path: str | Path) -> list[Path]:
 
 def load_ensemble(paths: Sequence[str | Path], device: str = "auto",
                   base_weights: str | None = None, allow_unfinished: bool = False) -> tuple[Ensemble, torch.device]:
-    from mitotype.runs import require_finished
-
+    """The models under ``paths`` as one ensemble (members must agree on the input size); a run folder
+    whose training did not finish is refused unless ``allow_unfinished``."""
     dev = resolve_device(device)
     dirs = [d for p in paths for d in find_model_dirs(p)]
     require_finished(dirs, allow_unfinished)  # a run stopped half-way is not a model
@@ -119,3 +146,14 @@ def load_ensemble(paths: Sequence[str | Path], device: str = "auto",
     if len(sizes) > 1:
         raise MitotypeError(f"ensemble members disagree on input size: {sorted(sizes)}")
     return Ensemble(dirs, metas, dev, base_weights), dev
+
+
+__all__ = [
+    "Ensemble",
+    "ensemble_threshold",
+    "find_model_dirs",
+    "load_ensemble",
+    "predict_proba",
+    "raw_probabilities",
+    "threshold_of",
+]

@@ -1,0 +1,43 @@
+"""Where a model runs and in which precision, and how uint8 patches become its input batch.
+
+Shared by training and serving, so that both feed a model exactly the same tensors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mitotype.errors import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` = CUDA when available, else the CPU; a CUDA device on a machine without one is refused."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but this machine has no CUDA device (use auto or cpu)")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for this precision setting, or ``None`` for plain fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def to_float_batch(images: np.ndarray, idx: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Gather uint8 N x H x W x 3 rows into a float B x 3 x H x W batch in [0, 1] on ``device``."""
+    order = np.argsort(idx, kind="stable")
+    rows = np.empty((len(idx), *images.shape[1:]), dtype=np.uint8)
+    rows[order] = images[np.asarray(idx)[order]]  # sorted reads are kinder to the memory map
+    batch = torch.from_numpy(rows).to(device, non_blocking=True)
+    return batch.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+__all__ = ["autocast_dtype", "resolve_device", "to_float_batch"]

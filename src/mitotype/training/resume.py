@@ -1,0 +1,88 @@
+"""The resume state of an interrupted run: ``last_state.pt`` beside the model artifact.
+
+Written after every epoch; holds the trainable tensors, optimiser, schedule, the strategies' own state and
+the run's history, so that ``--resume`` ends exactly where an uninterrupted run would. Read with
+``torch.load(weights_only=True)``: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mitotype.errors import MitotypeError
+from mitotype.ioutils import atomic_write
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe, weights_only-safe copy (numpy scalars to Python, arrays to lists)."""
+    return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def save_resume_state(
+    path: Path,
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    strategies: Mapping[str, Any],
+    *,
+    epoch: int,
+    best: dict[str, Any] | None,
+    history: list[dict[str, Any]],
+    bad_epochs: int,
+    difficulty: np.ndarray | None,
+    stopped: bool = False,
+    fingerprint: str = "",
+) -> None:
+    """Everything needed to continue after ``epoch`` exactly as an uninterrupted run would.
+
+    ``strategies`` maps each stateful strategy's key (``focal``, ``miner``, ...) to the object whose
+    ``state_dict()`` is stored under that key.
+    """
+    state = {
+        "epoch": epoch,
+        "model": {k: v.detach().cpu() for k, v in model.trainable_state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        **{key: strategy.state_dict() for key, strategy in strategies.items()},
+        "best": _plain(best),
+        "history": _plain(history),
+        "bad_epochs": bad_epochs,
+        "stopped": stopped,
+        "fingerprint": fingerprint,
+        "difficulty": None if difficulty is None else torch.from_numpy(np.asarray(difficulty, dtype=np.float64)),
+    }
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_resume_state(
+    path: Path, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any, strategies: Mapping[str, Any],
+    fingerprint: str | None = None,
+) -> dict[str, Any]:
+    """Restore a run's state; refuse a state written by another configuration or other data."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise MitotypeError(f"{path}: cannot resume from this file ({type(exc).__name__})") from None
+    if fingerprint is not None and state.get("fingerprint") != fingerprint:
+        raise MitotypeError(f"{path}: written by a run with another configuration or other figures; "
+                            "resume with the same settings and data, or train into a new folder")
+    try:
+        model.load_trainable_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        for key, strategy in strategies.items():
+            strategy.load_state_dict(state[key])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise MitotypeError(f"{path}: does not fit this run ({type(exc).__name__}: {exc})") from None
+    diff = state.get("difficulty")
+    state["difficulty"] = None if diff is None else diff.numpy()
+    return state
+
+
+__all__ = ["load_resume_state", "save_resume_state"]
