@@ -182,7 +182,7 @@ def test_progress_postfix_does_not_warn_about_requires_grad(synth_figures, tmp_p
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        trainer._train_epoch(0, trainer._sampling_weights(None), Bar())
+        trainer._train_epoch(0, trainer._sampling_weights(), Bar())
 
 
 def test_no_progress_bars_when_output_is_not_a_terminal(synth_dir, tmp_path, capfd):
