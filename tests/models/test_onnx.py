@@ -37,3 +37,52 @@ def test_unreadable_graph_is_a_clear_error(tmp_path: Path) -> None:
     bad.write_bytes(b"not a graph")
     with pytest.raises(MitotypeError, match=r"model\.onnx: ONNX Runtime cannot load it"):
         OnnxClassifier(bad)
+
+
+@pytest.mark.slow
+def test_ensemble_runs_a_current_graph_and_never_a_stale_one(tmp_path: Path, capsys) -> None:
+    from mitotype.cli.main import main
+    from mitotype.models.predict import load_ensemble
+
+    model_dir = make_model_dir(tmp_path / "m", bias=None)
+    images = np.random.default_rng(0).integers(0, 255, (5, 128, 128, 3), dtype=np.uint8)
+    torch_ens, _ = load_ensemble([model_dir], device="cpu", runtime="torch")
+    with pytest.raises(MitotypeError, match=r"no current model\.onnx"):
+        load_ensemble([model_dir], device="cpu", runtime="onnx")[0].predict(images)
+    assert main(["models", "onnx", str(model_dir)]) == 0
+    assert "model.onnx" in capsys.readouterr().out
+    auto, _ = load_ensemble([model_dir], device="cpu")
+    assert auto.member_runtime(model_dir) == "onnx"
+    for tta in (False, True):
+        assert np.abs(auto.predict(images, tta=tta) - torch_ens.predict(images, tta=tta)).max() < 1e-5
+    make_model_dir(model_dir, bias=2.0)  # retrained into the same folder: the graph is stale now
+    assert load_ensemble([model_dir], device="cpu")[0].member_runtime(model_dir) == "torch"
+
+
+@pytest.mark.slow
+def test_export_packs_graphs_that_the_container_runs(tmp_path: Path) -> None:
+    import json
+    import tarfile
+
+    import tifffile
+
+    from mitotype.serving.challenge import STACK_SLOT, ChallengePaths, run_challenge
+    from mitotype.serving.export import export_model
+
+    model_dir = make_model_dir(tmp_path / "m", bias=None)
+    manifest = export_model([model_dir], tmp_path / "model.tar.gz", onnx=True)
+    assert manifest["onnx"] is True
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(tmp_path / "model.tar.gz") as tar:
+        assert {"member-0/model.onnx", "member-0/model.onnx.json"} <= set(tar.getnames())
+        tar.extractall(unpacked, filter="data")
+    folder = tmp_path / "input" / "images" / STACK_SLOT
+    folder.mkdir(parents=True)
+    pages = np.random.default_rng(2).integers(0, 255, (4, 128, 128, 3), dtype=np.uint8)
+    tifffile.imwrite(folder / "s.tiff", pages, photometric="rgb")
+    outs = {}
+    for runtime in ("onnx", "torch"):
+        paths = ChallengePaths(tmp_path / "input", tmp_path / f"out-{runtime}", [unpacked])
+        outs[runtime] = json.loads(run_challenge(paths, device="cpu", runtime=runtime).read_text())
+    assert [e["class"] for e in outs["onnx"]] == [e["class"] for e in outs["torch"]]
+    assert max(abs(a["confidence"] - b["confidence"]) for a, b in zip(outs["onnx"], outs["torch"])) < 1e-5

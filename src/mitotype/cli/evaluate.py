@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from mitotype.cli.data_options import add_reader_arguments, reader_options
-from mitotype.cli.deploy import positive_int, probability
+from mitotype.cli.deploy import add_runtime, positive_int, probability
 from mitotype.cli.progress import log, progress_bars
 from mitotype.cli.train import add_config_arguments, config_from_args, load_data
 
@@ -76,7 +76,8 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     from mitotype.training.inputs import adaptation_note, load_figures
 
     out = ensure_output_dir(args.out)
-    ensemble, _ = load_ensemble(args.model, device=args.device, allow_unfinished=args.allow_unfinished)
+    ensemble, _ = load_ensemble(args.model, device=args.device, allow_unfinished=args.allow_unfinished,
+                                runtime=args.runtime)
     unfinished_notes(ensemble.dirs, args.allow_unfinished)
     figures = load_figures(args.data, fmt=args.data_format, domain=args.domain, on_error=args.on_error,
                            cache_dir=None, reader_options=reader_options(args))
@@ -172,6 +173,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True, type=Path, help="output folder")
+    add_runtime(p)
     p.add_argument("--allow-unfinished", action="store_true",
                    help="accept a model folder whose training did not finish (its best epoch so far)")
     p.set_defaults(func=run_evaluate_command)

@@ -13,6 +13,10 @@ their imports sit inside the functions that need them for that reason.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +27,16 @@ import torch
 from mitotype.errors import MitotypeError
 
 ONNX_FILE = "model.onnx"
-"""Written beside ``model.safetensors`` by ``mitotype export --onnx``; used by predict when present."""
+"""Written beside ``model.safetensors`` (``mitotype models onnx``, ``mitotype export --onnx``); used by
+predict, evaluate and challenge when present and current."""
+SOURCE_FILE = "model.onnx.json"
+"""Which ``model.safetensors`` the graph was made from (its SHA-256): a retrained model never runs an old graph."""
 PATCH_SHAPE = (3, 128, 128)
+RUNTIMES = ("auto", "torch", "onnx")
+"""``auto``: ONNX Runtime where a current graph exists and the device is the CPU, else PyTorch."""
 
-__all__ = ["ONNX_FILE", "OnnxClassifier", "export_onnx", "onnx_available"]
+__all__ = ["ONNX_FILE", "RUNTIMES", "SOURCE_FILE", "OnnxClassifier", "current_graph", "export_onnx",
+           "onnx_available", "write_onnx_beside"]
 
 
 def onnx_available() -> bool:
@@ -61,12 +71,50 @@ def export_onnx(model: torch.nn.Module, path: str | Path) -> Path:
     example = torch.rand(2, *PATCH_SHAPE)
     batch = torch.export.Dim("batch", min=1, max=65536)
     tmp = path.with_name(f".{path.name}.tmp")
-    with torch.no_grad():
+    # the exporter reports its steps on stdout; only the CLI talks to the terminal
+    with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
         program = torch.onnx.export(wrapped, (example,), dynamo=True, input_names=["images"],
                                     output_names=["logits"], dynamic_shapes=({0: batch},), verbose=False)
     program.save(str(tmp))
     os.replace(tmp, path)
     return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_onnx_beside(model_dir: str | Path, model: torch.nn.Module, target_dir: str | Path | None = None,
+                      weights_file: str = "model.safetensors") -> Path:
+    """Export ``model`` (loaded from ``model_dir``) as ``model.onnx`` into ``target_dir`` (default: beside its
+    weights) with the record of the weights it was made from."""
+    model_dir = Path(model_dir)
+    target = Path(target_dir) if target_dir is not None else model_dir
+    path = export_onnx(model, target / ONNX_FILE)
+    record = {"source": weights_file, "source_sha256": _sha256(model_dir / weights_file)}
+    tmp = target / f".{SOURCE_FILE}.tmp"
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, target / SOURCE_FILE)
+    return path
+
+
+def current_graph(model_dir: str | Path, weights_file: str = "model.safetensors") -> Path | None:
+    """``model_dir/model.onnx`` when it exists and was made from the folder's weights as they are now."""
+    model_dir = Path(model_dir)
+    graph, record = model_dir / ONNX_FILE, model_dir / SOURCE_FILE
+    if not (graph.is_file() and record.is_file()):
+        return None
+    try:
+        source = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(source, dict) or source.get("source_sha256") != _sha256(model_dir / weights_file):
+        return None
+    return graph
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch
 from mitotype.errors import MitotypeError
 from mitotype.models.artifact import load_model_artifact, read_artifact_meta
 from mitotype.models.device import autocast_dtype, resolve_device, to_float_batch
+from mitotype.models.onnx_runtime import RUNTIMES, OnnxClassifier, current_graph, onnx_available
 from mitotype.models.views import dihedral_mean, dihedral_views
 from mitotype.runs import require_finished
 
@@ -104,6 +105,23 @@ class Ensemble:
     metas: list[dict]
     device: torch.device
     base_weights: str | None = None
+    runtime: str = "auto"
+    """``auto``: a member with a current ``model.onnx`` runs in ONNX Runtime on the CPU (same logits to
+    ~1e-6, about 3x faster), the others in PyTorch; ``torch``: always PyTorch; ``onnx``: ONNX Runtime or an
+    error."""
+
+    def member_runtime(self, model_dir: Path) -> str:
+        """``onnx`` or ``torch``: how :meth:`predict` runs this member."""
+        if self.runtime == "torch" or self.device.type != "cpu":
+            if self.runtime == "onnx":
+                raise MitotypeError(f"runtime onnx runs on the CPU only, not on {self.device}")
+            return "torch"
+        if current_graph(model_dir) is not None and onnx_available():
+            return "onnx"
+        if self.runtime == "onnx":
+            raise MitotypeError(f"{model_dir}: no current model.onnx to run (write one with `mitotype models onnx`) "
+                                "or ONNX Runtime is not installed (pip install 'mitotype[onnx]')")
+        return "torch"
 
     def threshold(self, tta: bool = False) -> float:
         """The members' mean validation threshold for the way they are applied (with or without TTA)."""
@@ -115,9 +133,12 @@ class Ensemble:
             raise MitotypeError(f"batch size must be at least 1, got {batch_size}")
         probs = []
         for d in self.dirs:
-            member = load_model_artifact(d, base_weights=self.base_weights, device=self.device)
-            probs.append(predict_proba(member.model, images, batch_size, tta, self.device, precision))
-            del member
+            if self.member_runtime(d) == "onnx":
+                model = OnnxClassifier(d / "model.onnx")
+            else:
+                model = load_model_artifact(d, base_weights=self.base_weights, device=self.device).model
+            probs.append(predict_proba(model, images, batch_size, tta, self.device, precision))
+            del model
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
         return np.mean(probs, axis=0)
@@ -134,10 +155,12 @@ def find_model_dirs(path: str | Path) -> list[Path]:
     return found
 
 
-def load_ensemble(paths: Sequence[str | Path], device: str = "auto",
-                  base_weights: str | None = None, allow_unfinished: bool = False) -> tuple[Ensemble, torch.device]:
+def load_ensemble(paths: Sequence[str | Path], device: str = "auto", base_weights: str | None = None,
+                  allow_unfinished: bool = False, runtime: str = "auto") -> tuple[Ensemble, torch.device]:
     """The models under ``paths`` as one ensemble (members must agree on the input size); a run folder
-    whose training did not finish is refused unless ``allow_unfinished``."""
+    whose training did not finish is refused unless ``allow_unfinished``. ``runtime``: see :class:`Ensemble`."""
+    if runtime not in RUNTIMES:
+        raise MitotypeError(f"unknown runtime {runtime!r}; choose from {list(RUNTIMES)}")
     dev = resolve_device(device)
     dirs = [d for p in paths for d in find_model_dirs(p)]
     require_finished(dirs, allow_unfinished)  # a run stopped half-way is not a model
@@ -145,7 +168,7 @@ def load_ensemble(paths: Sequence[str | Path], device: str = "auto",
     sizes = {tuple(m["preprocessing"].get("input_size", ())) for m in metas}
     if len(sizes) > 1:
         raise MitotypeError(f"ensemble members disagree on input size: {sorted(sizes)}")
-    return Ensemble(dirs, metas, dev, base_weights), dev
+    return Ensemble(dirs, metas, dev, base_weights, runtime), dev
 
 
 __all__ = [

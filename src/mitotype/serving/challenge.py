@@ -91,7 +91,7 @@ def is_packed(base_weights: str) -> bool:
 
 def run_challenge(
     paths: ChallengePaths, device: str = "auto", tta: bool | None = None, batch_size: int = 16,
-    allow_unfinished: bool = False,
+    allow_unfinished: bool = False, runtime: str = "auto",
 ) -> Path:
     """Classify every page of the input stack; returns the path of the written JSON.
 
@@ -119,7 +119,8 @@ def run_challenge(
     if base and is_packed(base):
         base = str(root / base)
     base_path = base or None
-    ensemble, _ = load_ensemble(members, device=device, base_weights=base_path, allow_unfinished=allow_unfinished)
+    ensemble, _ = load_ensemble(members, device=device, base_weights=base_path, allow_unfinished=allow_unfinished,
+                                runtime=runtime)
     use_tta = manifest.get("tta", True) if tta is None else tta
     packed = manifest.get("threshold_tta" if use_tta else "threshold")
     threshold = float(packed) if packed is not None else ensemble.threshold(use_tta)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,9 @@ import torch
 
 from mitotype.errors import MitotypeError
 from mitotype.ioutils import atomic_write
-from mitotype.models.artifact import META_FILE, MODEL_FILE, model_config_of, read_artifact_meta
+from mitotype.models.artifact import META_FILE, MODEL_FILE, load_model_artifact, model_config_of, read_artifact_meta
 from mitotype.models.classifier import build_classifier
+from mitotype.models.onnx_runtime import ONNX_FILE, SOURCE_FILE, current_graph, write_onnx_beside
 from mitotype.models.predict import find_model_dirs, threshold_of
 from mitotype.models.registry import get_backbone_spec
 from mitotype.models.weights import check_weights_file, resolve_weights
@@ -102,8 +104,12 @@ def export_model(
     tta: bool = True,
     gpu_bytes: int = PLATFORM_GPU_BYTES,
     allow_unfinished: bool = False,
+    onnx: bool = False,
 ) -> dict[str, Any]:
-    """Write the model tarball; returns its manifest. Refuses a model that would not fit the GPU."""
+    """Write the model tarball; returns its manifest. Refuses a model that would not fit the GPU.
+
+    ``onnx`` packs each member's ONNX graph too (made now unless a current one lies beside it), which the
+    container runs on a CPU-only machine (:class:`~mitotype.models.predict.Ensemble`)."""
     from mitotype.runs import require_finished
 
     dirs = [d for m in models for d in find_model_dirs(m)]
@@ -133,6 +139,7 @@ def export_model(
         "backbone": metas[0]["config"]["model"]["backbone"],
         "estimated_gpu_gb": round(estimate.total_bytes / 1024**3, 2),
         "sources": [str(d) for d in dirs],
+        "onnx": onnx,
     }
     def write(tmp: str) -> None:
         with tarfile.open(tmp, "w:gz") as tar:
@@ -144,8 +151,22 @@ def export_model(
                 tar.add(d / MODEL_FILE, arcname=f"{name}/{MODEL_FILE}")
                 if (d / META_FILE).is_file():
                     tar.add(d / META_FILE, arcname=f"{name}/{META_FILE}")
+                for file in graphs.get(d, []):
+                    tar.add(file, arcname=f"{name}/{file.name}")
             if base_file:
                 tar.add(base_file, arcname=f"{PACKED_BASE_DIR}/{base_file.name}")
 
-    atomic_write(out_path, write)
+    with tempfile.TemporaryDirectory(prefix="mitotype-onnx-") as scratch:
+        graphs: dict[Path, list[Path]] = (
+            {d: _onnx_graph(d, Path(scratch) / str(i)) for i, d in enumerate(dirs)} if onnx else {})
+        atomic_write(out_path, write)
     return manifest
+
+
+def _onnx_graph(model_dir: Path, scratch: Path) -> list[Path]:
+    """The member's current ``model.onnx`` and its source record, made in ``scratch`` when there is none."""
+    if current_graph(model_dir) is not None:
+        return [model_dir / ONNX_FILE, model_dir / SOURCE_FILE]
+    scratch.mkdir(parents=True)
+    write_onnx_beside(model_dir, load_model_artifact(model_dir, device="cpu").model, target_dir=scratch)
+    return [scratch / ONNX_FILE, scratch / SOURCE_FILE]
