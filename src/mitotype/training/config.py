@@ -87,6 +87,9 @@ class OptimSettings(Settings):
     needs loss scaling, and every GPU these backbones fit on has bf16)."""
     compile: bool = False
     """Wrap the model in ``torch.compile``."""
+    channels_last: bool = False
+    """Train a CNN in channels-last memory layout (the model and every batch); a speed switch whose effect
+    ``benchmarks/bench_cpu_training.py`` measures per machine. Numerically not bit-identical to the default."""
     eval_batch_size: int = field(default=128, metadata=value_range(1, 8192))
     """Batch size for validation and scoring passes."""
     select_metric: Literal["balanced_accuracy", "roc_auc", "last"] = "balanced_accuracy"

@@ -225,6 +225,8 @@ class Trainer:
         with build_device(cfg.model, self.device):
             self.model = build_classifier(cfg.model, num_domains=num_domains)
         self.model.to(self.device)
+        if cfg.optim.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.net: torch.nn.Module = self.model
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
@@ -303,9 +305,11 @@ class Trainer:
             progress = (epoch + b / n_batches) / cfg.optim.epochs
             for strategy in self.strategies:
                 strategy.before_forward(self.model, progress)
+            images = batch.images.contiguous(memory_format=torch.channels_last) if cfg.optim.channels_last \
+                else batch.images
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
-                out = self.net(batch.images)
+                out = self.net(images)
             loss, terms = self._loss(out, batch)
             (loss * share / cfg.optim.grad_accum).backward()
             for strategy in self.strategies:
