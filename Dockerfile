@@ -1,6 +1,7 @@
 # MIDOG 2025 Track 2 container: reads /input, writes /output, model from /opt/ml/model, no network.
 #   docker build -t mitotype-midog25 .
 #   mitotype export --model runs/cv --include-base --out model.tar.gz   (upload as the model tarball)
+#   or run it on the model that ships inside the package: docker run -e MITOTYPE_MODEL_DIR=shipped ...
 FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
 
 ENV PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg

@@ -78,3 +78,12 @@ def test_no_shipped_model_is_a_clear_error(tmp_path: Path, monkeypatch, capsys) 
     tifffile.imwrite(stack, np.zeros((1, 128, 128, 3), dtype=np.uint8), photometric="rgb")
     assert main(["predict", str(stack), "--out", str(tmp_path / "p.csv")]) == 2
     assert "no shipped model named" in capsys.readouterr().err
+
+
+def test_the_container_environment_can_name_the_shipped_model(packed, monkeypatch) -> None:
+    from mitotype.serving.challenge import ChallengePaths
+
+    monkeypatch.setenv("MITOTYPE_MODEL_DIR", "shipped")
+    assert ChallengePaths.from_env().model_dirs == [packed[1]]
+    monkeypatch.setenv("MITOTYPE_MODEL_DIR", "/opt/elsewhere")
+    assert ChallengePaths.from_env().model_dirs == [Path("/opt/elsewhere")]

@@ -129,19 +129,15 @@ def _votes(record) -> str | None:  # FigureRecord -> "2/3", or None when no vote
 
 
 def run_challenge_command(args: argparse.Namespace) -> int:
-    from mitotype.serving.challenge import ChallengePaths, run_challenge
+    from mitotype.serving.challenge import ChallengePaths, model_dir_from, run_challenge
 
     paths = ChallengePaths.from_env()
     if args.input_dir:
         paths.input_dir = Path(args.input_dir)
     if args.output_dir:
         paths.output_dir = Path(args.output_dir)
-    if args.model_dir == "shipped":
-        from mitotype.models.shipped import get_shipped_model
-
-        paths.model_dirs = [get_shipped_model().folder]
-    elif args.model_dir:
-        paths.model_dirs = [Path(args.model_dir)]
+    if args.model_dir:
+        paths.model_dirs = [model_dir_from(args.model_dir)]
     out = run_challenge(paths, device=args.device, tta=None if args.tta is None else args.tta == "on",
                         runtime=args.runtime,
                         allow_unfinished=args.allow_unfinished)
@@ -208,7 +204,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "confidence is the probability of the predicted class (p(atypical) when class is atypical, "
         "1 - p(atypical) when normal), as the official evaluator reads it. "
         "The model comes from /opt/ml/model (then /opt/app/model). Env overrides: MITOTYPE_INPUT_DIR, "
-        "MITOTYPE_OUTPUT_DIR, MITOTYPE_MODEL_DIR.")
+        "MITOTYPE_OUTPUT_DIR, MITOTYPE_MODEL_DIR (a folder, or 'shipped' for the model that ships with mitotype).")
     p.add_argument("--input-dir", help="default /input")
     p.add_argument("--output-dir", help="default /output")
     p.add_argument("--model-dir", help="default /opt/ml/model, then /opt/app/model; 'shipped' = the model "

@@ -44,8 +44,17 @@ class ChallengePaths:
         if "MITOTYPE_OUTPUT_DIR" in os.environ:
             paths.output_dir = Path(os.environ["MITOTYPE_OUTPUT_DIR"])
         if "MITOTYPE_MODEL_DIR" in os.environ:
-            paths.model_dirs = [Path(os.environ["MITOTYPE_MODEL_DIR"])]
+            paths.model_dirs = [model_dir_from(os.environ["MITOTYPE_MODEL_DIR"])]
         return paths
+
+
+def model_dir_from(text: str) -> Path:
+    """A model folder as a user names it: a path, or ``shipped`` for the model that ships with mitotype."""
+    if text == "shipped":
+        from mitotype.models.shipped import get_shipped_model  # start-up time: only when asked for
+
+        return get_shipped_model().folder
+    return Path(text)
 
 
 def find_model_root(candidates: list[Path]) -> Path:
