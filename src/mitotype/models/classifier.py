@@ -216,7 +216,10 @@ class MitoClassifier(nn.Module):
         return feats[:, prefix:].mean(dim=1)
 
     def forward(self, images: torch.Tensor) -> ClassifierOutput:
-        embedding = self.embed(images)
+        return self.heads(self.embed(images))
+
+    def heads(self, embedding: torch.Tensor) -> ClassifierOutput:
+        """The heads on (B, E) embeddings: what trains on cached embeddings of a frozen backbone."""
         logits = self.head(embedding).squeeze(-1)
         projection = F.normalize(self.projector(embedding), dim=-1)
         domain_logits = self.domain_head(self.grl(embedding)) if self.domain_head is not None else None

@@ -87,6 +87,11 @@ class OptimSettings(Settings):
     needs loss scaling, and every GPU these backbones fit on has bf16)."""
     compile: bool = False
     """Wrap the model in ``torch.compile``."""
+    embedding_cache: bool = True
+    """A frozen backbone (``model.adaptation: frozen``): compute each figure's embedding once, keep it on disk
+    (:mod:`mitotype.models.embedding_cache`) and train the heads on it, reused across epochs, folds, heads and
+    seeds. Applies only when no enabled strategy changes the images of a batch (augmentation, MixUp), and
+    on a single process."""
     channels_last: bool = False
     """Train a CNN in channels-last memory layout (the model and every batch); a speed switch whose effect
     ``benchmarks/bench_cpu_training.py`` measures per machine. Numerically not bit-identical to the default."""

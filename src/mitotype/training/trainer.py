@@ -30,7 +30,9 @@ from mitotype.evaluation.splits import assert_no_leak
 from mitotype.models.artifact import MODEL_FILE, save_model_artifact
 from mitotype.models.classifier import build_classifier, build_device
 from mitotype.models.device import autocast_dtype, resolve_device, to_float_batch
+from mitotype.models.embedding_cache import EmbeddingTable
 from mitotype.models.predict import predict_proba, raw_probabilities
+from mitotype.models.views import dihedral_mean
 from mitotype.runs import training_run
 from mitotype.training.config import TrainConfig, save_config, to_dict
 from mitotype.training.resume import load_resume_state, save_resume_state
@@ -241,6 +243,26 @@ class Trainer:
         for strategy in self.strategies:
             strategy.setup(self.model)
         self.amp_dtype = autocast_dtype(cfg.optim.precision, self.device)
+        self.embeddings = self._embedding_table()
+
+    def _embedding_table(self) -> EmbeddingTable | None:
+        """Cached embeddings when the backbone is frozen and nothing changes a batch's images, else ``None``."""
+        cfg = self.config
+        if not cfg.optim.embedding_cache or self.model.backbone_mode != "frozen":
+            return None
+        changing = [s.name for s in self.strategies
+                    if type(s).transform is not Strategy.transform and getattr(s.settings, s.switch, True)]
+        if changing or self.world > 1 or cfg.optim.compile:
+            why = f"{', '.join(changing)} change the images" if changing else "several processes or compile"
+            self.log(f"note: frozen backbone, but the embedding cache is off ({why})")
+            return None
+        root = Path(cfg.data.cache_dir) / "embeddings" if cfg.data.cache_dir else None
+        table = EmbeddingTable(self.model, self.images, root, amp_dtype=self.amp_dtype, device=self.device,
+                               batch_size=cfg.optim.eval_batch_size)
+        table.get(np.arange(len(self.images)))  # view 0 of every figure, once
+        self.log(f"embedding cache {table.folder}: {table.computed} figure embeddings computed now, "
+                 f"{len(self.images) - table.computed} reused")
+        return table
 
     def _strategy_states(self) -> dict[str, Any]:
         """The strategies that keep state, by their key in the resume file."""
@@ -248,14 +270,38 @@ class Trainer:
 
     # -- passes -------------------------------------------------------------------------------
 
-    def predict(self, idx: np.ndarray) -> np.ndarray:
-        """p(atypical) for the given record indices, in that order (no augmentation)."""
-        probs = raw_probabilities(self.model, self.images, idx=idx, batch_size=self.config.optim.eval_batch_size,
-                                  device=self.device, precision=self.config.optim.precision)
+    def predict(self, idx: np.ndarray, tta: bool = False) -> np.ndarray:
+        """p(atypical) for the given record indices, in that order (no augmentation; ``tta``: the mean over
+        the 8 dihedral views)."""
+        if self.embeddings is not None:
+            probs = self._cached_probabilities(np.asarray(idx), tta)
+        elif tta:
+            probs = predict_proba(self.model, self.images[idx], batch_size=self.config.optim.eval_batch_size,
+                                  tta=True, device=self.device, precision=self.config.optim.precision)
+        else:
+            probs = raw_probabilities(self.model, self.images, idx=idx, batch_size=self.config.optim.eval_batch_size,
+                                      device=self.device, precision=self.config.optim.precision)
         if not np.all(np.isfinite(probs)):
             raise MitotypeError("training diverged: the model produces NaN or infinite scores "
                                 "(lower optim.lr or enable optim.grad_clip)")
         return probs
+
+    @torch.no_grad()
+    def _cached_probabilities(self, idx: np.ndarray, tta: bool) -> np.ndarray:
+        """The heads on cached embeddings: per view, then averaged over the views (as batched TTA does)."""
+        assert self.embeddings is not None
+        self.model.eval()
+        views = range(8) if tta else range(1)
+        out = []
+        for start in range(0, len(idx), self.config.optim.eval_batch_size):
+            emb = torch.from_numpy(self.embeddings.get(idx[start : start + self.config.optim.eval_batch_size],
+                                                       views)).to(self.device)
+            flat = emb.transpose(0, 1).reshape(-1, emb.shape[-1])  # view-major, as dihedral_views lays out
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                p = torch.sigmoid(self.model.heads(flat).logits.float())
+            out.append(dihedral_mean(p, n_views=len(views)).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
     def _validate(self) -> dict[str, Any]:
         """Validation metrics of the current model at the threshold chosen on these very scores."""
@@ -290,7 +336,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         for b in range(n_batches):
             idx = order[b * bs : (b + 1) * bs]
-            batch = Batch(images=to_float_batch(self.images, idx, self.device),
+            inputs = (torch.from_numpy(self.embeddings.get(idx)[:, 0]).to(self.device) if self.embeddings is not None
+                      else to_float_batch(self.images, idx, self.device))
+            batch = Batch(images=inputs,
                           targets=torch.from_numpy(self.run.targets[idx]).to(self.device),
                           domains=torch.from_numpy(self.domains[idx]).to(self.device))
             for strategy in transforms:
@@ -305,11 +353,11 @@ class Trainer:
             progress = (epoch + b / n_batches) / cfg.optim.epochs
             for strategy in self.strategies:
                 strategy.before_forward(self.model, progress)
-            images = batch.images.contiguous(memory_format=torch.channels_last) if cfg.optim.channels_last \
-                else batch.images
+            images = batch.images.contiguous(memory_format=torch.channels_last) \
+                if cfg.optim.channels_last and self.embeddings is None else batch.images
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
-                out = self.net(images)
+                out = self.net(images) if self.embeddings is None else self.model.heads(images)
             loss, terms = self._loss(out, batch)
             (loss * share / cfg.optim.grad_accum).backward()
             for strategy in self.strategies:
@@ -490,8 +538,7 @@ class Trainer:
         if getattr(self, "_best_state", None) is None:  # resumed after the last epoch: reload the best
             self._best_state = load_file(str(self.out_dir / MODEL_FILE))
         self.model.load_trainable_state_dict(self._best_state)
-        p = predict_proba(self.model, self.images[self.val_idx], batch_size=self.config.optim.eval_batch_size,
-                          tta=True, device=self.device, precision=self.config.optim.precision)
+        p = self.predict(self.val_idx, tta=True)
         if self.config.threshold == "fixed":
             return self.config.fixed_threshold
         return best_threshold(self.labels[self.val_idx], p)
