@@ -238,3 +238,17 @@ def test_evaluate_prints_sensitivity_specificity_and_threshold(synth_dir, evalua
     assert re.search(r"sensitivity \d\.\d{3}", out) and re.search(r"specificity \d\.\d{3}", out)
     assert f"sensitivity {pooled['sensitivity']:.3f}" in out
     assert "threshold 0.420" in out
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """`mitotype ... | head` closes the pipe early: no traceback, the status a shell expects (141)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "mitotype", "models", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.close()  # as head does once it has its lines: before this command writes its table
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert proc.wait(timeout=60) in (0, 141)
+    assert "Traceback" not in err and "BrokenPipe" not in err

@@ -69,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MitotypeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`mitotype score ... | head`): stop quietly, as cat does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that Python's exit flush does not raise again
+        return 141
     except OSError as exc:  # a path of the user's: missing, read-only, a file where a folder must be...
         print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
