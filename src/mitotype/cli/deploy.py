@@ -116,7 +116,7 @@ def run_predict(args: argparse.Namespace) -> int:
         labels = [None if r is None or r.label is None else r.label for r in records] if records else None
         write_gallery(report, images, p, threshold, ids, labels=labels,
                       domains=[r.domain for r in records] if records else None,
-                      votes=[_votes(r) for r in records] if records else None,
+                      votes=[votes_text(r) for r in records] if records else None,
                       title=f"mitotype predict: {args.input}",
                       meta_lines=[f"models: {', '.join(str(d) for d in ensemble.dirs)}",
                                   f"threshold {threshold:.3f}{', 8-view TTA' if args.tta else ''}"])
@@ -124,7 +124,7 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _votes(record) -> str | None:  # FigureRecord -> "2/3", or None when no vote is known
+def votes_text(record) -> str | None:  # FigureRecord -> "2/3", or None when no vote is known
     return f"{record.atypical_votes}/{record.votes_cast}" if record.votes_cast else None
 
 

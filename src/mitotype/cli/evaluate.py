@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from mitotype.cli.data_options import add_reader_arguments, reader_options
-from mitotype.cli.deploy import add_runtime, positive_int, probability
+from mitotype.cli.deploy import add_allow_unfinished, add_runtime, positive_int, probability, votes_text
 from mitotype.cli.progress import log, progress_bars
 from mitotype.cli.train import add_config_arguments, config_from_args, load_data
 
@@ -97,7 +97,7 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     write_report(out / "report.html", results, rows, title="mitotype evaluation")
     write_gallery(out / "gallery.html", figures.images, p, threshold, [r.uid for r in figures.records],
                   labels=[r.label for r in figures.records], domains=[r.domain for r in figures.records],
-                  votes=[f"{r.atypical_votes}/{r.votes_cast}" if r.votes_cast else None for r in figures.records],
+                  votes=[votes_text(r) for r in figures.records],
                   title=f"mitotype evaluate: {args.data}",
                   meta_lines=[f"models: {', '.join(str(d) for d in ensemble.dirs)}",
                               f"threshold {threshold:.3f}{', 8-view TTA' if args.tta else ''}"])
@@ -174,8 +174,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     add_runtime(p)
-    p.add_argument("--allow-unfinished", action="store_true",
-                   help="accept a model folder whose training did not finish (its best epoch so far)")
+    add_allow_unfinished(p)
     p.set_defaults(func=run_evaluate_command)
 
     p = subparsers.add_parser(

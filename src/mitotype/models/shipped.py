@@ -15,18 +15,18 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from safetensors import safe_open
 from safetensors.torch import load_file
 
 from mitotype.errors import MitotypeError
 from mitotype.ioutils import atomic_save_safetensors, write_json_atomic
+from mitotype.models.artifact import META_FILE, MODEL_FILE, read_artifact_meta
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
 DEFAULT_SHIPPED_MODEL = "amibr-effnet-lite0-224"
 """The model ``predict`` uses when no ``--model`` is given."""
 CARD_FILE = "MODEL_CARD.md"
-MODEL_FILE = "model.safetensors"
 META_KEY = "mitotype"
+"""The safetensors metadata key that holds the artifact's metadata (as :mod:`mitotype.models.artifact` writes it)."""
 
 __all__ = ["DEFAULT_SHIPPED_MODEL", "SHIPPED_DIR", "ShippedModel", "get_shipped_model", "list_shipped_models",
            "pack_shipped_model"]
@@ -82,11 +82,7 @@ def pack_shipped_model(run_dir: Path, dest: Path, card_text: str) -> Path:
     Refuses a model that needs base weights (LoRA, frozen backbone): it would not work without them.
     """
     src = Path(run_dir) / MODEL_FILE
-    with safe_open(str(src), framework="pt") as fh:
-        raw = (fh.metadata() or {}).get(META_KEY)
-    if not raw:
-        raise MitotypeError(f"{src}: carries no mitotype metadata (not a trained mitotype model)")
-    meta = json.loads(raw)
+    meta = read_artifact_meta(Path(run_dir))
     if meta["config"]["model"]["adaptation"] != "full" and not meta.get("merged"):
         raise MitotypeError(f"{src}: only fully fine-tuned models can ship without their base weights")
     meta["config"]["model"]["weights"] = "random"  # every backbone tensor is in the file
@@ -96,7 +92,7 @@ def pack_shipped_model(run_dir: Path, dest: Path, card_text: str) -> Path:
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     atomic_save_safetensors(half, dest / MODEL_FILE, {META_KEY: json.dumps(meta)})
-    write_json_atomic(dest / "model.json", meta)
+    write_json_atomic(dest / META_FILE, meta)
     (dest / CARD_FILE).write_text(card_text, encoding="utf-8")
     for extra in ("config.yaml",):
         if (Path(run_dir) / extra).is_file():
