@@ -6,6 +6,7 @@ stand-in) and records per-domain and pooled figures, wall time and machine in
 
     python benchmarks/amibr_lodo.py --preset full-cpu --epochs 6
     python benchmarks/amibr_lodo.py --preset full-cpu --epochs 6 --tta   # the same folds, 8-view TTA
+    python benchmarks/amibr_lodo.py --preset full-cpu --set model.input_size=224   # the shipped model's recipe
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def main() -> int:
     parser.add_argument("--tta", action="store_true",
                         help="8-view TTA on the held-out figures (at each fold's TTA threshold); folds already "
                              "trained in --work are predicted again, not retrained")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, as in mitotype train (e.g. model.input_size=224)")
     parser.add_argument("--name", default=None, help="results name (default amibr_lodo, amibr_lodo_tta)")
     args = parser.parse_args()
     args.name = args.name or ("amibr_lodo_tta" if args.tta else "amibr_lodo")
@@ -40,6 +43,7 @@ def main() -> int:
     overrides = [f"data.path={shared_data_dir() / 'amibr'}", f"seed={args.seed}"]
     if args.epochs:
         overrides.append(f"optim.epochs={args.epochs}")
+    overrides += args.overrides
     config = load_config(preset=args.preset, overrides=overrides)
     figures = load_figures(config.data.path, cache_dir=args.work / "cache")
     start = time.perf_counter()
@@ -58,7 +62,8 @@ def main() -> int:
     }
     command = f"python benchmarks/amibr_lodo.py {' '.join(sys.argv[1:])}".strip()
     write_result(args.name, command, figures_out,
-                 extra={"preset": args.preset, "epochs": config.optim.epochs, "tta": args.tta,
+                 extra={"preset": args.preset, "epochs": config.optim.epochs,
+                        "input_size": config.model.input_size, "seed": args.seed, "tta": args.tta,
                         "paper_lodo_10_domains": "0.851 ± 0.037 (H-optimus-0 + LoRA, MIDOG 2025 train set)"})
     print(f"mean ± sd over domains {s['domain_mean']:.3f} ± {s['domain_std']:.3f}; pooled "
           f"{s['pooled']['balanced_accuracy']:.3f}; report {args.work / 'cv' / 'report.html'}")

@@ -43,6 +43,11 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "fold"
 
 
+def fold_model_dir(cv_dir: str | Path, fold_name: str) -> Path:
+    """Where ``run_cv`` keeps the model of fold ``fold_name`` (for analyses that reuse trained folds)."""
+    return Path(cv_dir) / "folds" / _slug(fold_name) / "model"
+
+
 def prediction_rows(
     records: Sequence[FigureRecord], idx: np.ndarray, p: np.ndarray, threshold: float, fold: str,
     tta: bool = False,

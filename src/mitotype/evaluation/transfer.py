@@ -1,0 +1,133 @@
+"""Thresholds meant to hold on a domain the model never saw.
+
+The default threshold maximises balanced accuracy on validation slides of the training domains, so
+it is tuned to their score distribution; on a new scanner the atypical figures' scores often fall
+and sensitivity with them. The rules here choose a threshold from source data alone (``robust``:
+the best worst-domain balanced accuracy over the validation domains; ``calibrated``: temperature
+scaling fitted on validation, then a fixed cut) or adapt it to the unlabelled target figures
+(``rate``: the target's own score quantile that reproduces the validation's positive rate, at the
+source prevalence or at an EM estimate of the target's, after Saerens et al., 2002). None of them reads
+a target label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from mitotype.evaluation.metrics import best_threshold
+
+_EPS = 1e-6
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1.0 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def fit_temperature(y_true: Any, p_atypical: Any) -> float:
+    """The temperature T minimising the log loss of ``sigmoid(logit(p) / T)`` on labelled figures."""
+    y = np.asarray(y_true, dtype=np.float64)
+    z = _logit(p_atypical)
+
+    def nll(log_t: float) -> float:
+        q = np.clip(1.0 / (1.0 + np.exp(-z / np.exp(log_t))), _EPS, 1.0 - _EPS)
+        return float(-np.mean(y * np.log(q) + (1.0 - y) * np.log1p(-q)))
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded").x))
+
+
+def apply_temperature(p_atypical: Any, temperature: float) -> np.ndarray:
+    """Probabilities rescaled by a fitted temperature (monotone: it moves no ranking)."""
+    return 1.0 / (1.0 + np.exp(-_logit(p_atypical) / temperature))
+
+
+def estimate_prior(p_atypical: Any, source_prior: float, max_iter: int = 200, tol: float = 1e-6) -> float:
+    """The target domain's share of atypical figures, from unlabelled calibrated scores (EM of Saerens et al.).
+
+    Each step re-weights the source posteriors by the ratio of the current and the source prior and takes
+    their mean as the next estimate; it converges to the prior under which the scores are self-consistent.
+    """
+    p = np.clip(np.asarray(p_atypical, dtype=np.float64), _EPS, 1.0 - _EPS)
+    if p.size == 0:
+        raise ValueError("estimate_prior needs at least one score")
+    prior = source_prior
+    for _ in range(max_iter):
+        pos = prior / source_prior * p
+        neg = (1.0 - prior) / (1.0 - source_prior) * (1.0 - p)
+        new = float(np.mean(pos / (pos + neg)))
+        if abs(new - prior) < tol:
+            return new
+        prior = new
+    return prior
+
+
+def robust_threshold(y_true: Any, p_atypical: Any, domains: Sequence[str]) -> float:
+    """The threshold whose worst balanced accuracy over the given domains is highest.
+
+    One threshold for every validation domain at once, so it cannot sit at the edge of one domain's
+    score distribution; domains with a single class are skipped. Falls back to the pooled best threshold
+    when fewer than two domains carry both classes.
+    """
+    y = np.asarray(y_true)
+    p = np.asarray(p_atypical, dtype=np.float64)
+    dom = np.asarray(domains)
+    usable = [d for d in np.unique(dom) if len(np.unique(y[dom == d])) == 2]
+    if len(usable) < 2:
+        return best_threshold(y, p)
+    candidates = np.unique(np.concatenate([[0.0], (np.unique(p)[1:] + np.unique(p)[:-1]) / 2.0, [1.0]]))
+    worst = np.full(candidates.shape, np.inf)
+    for d in usable:
+        yd, pd = y[dom == d], p[dom == d]
+        decide = pd[None, :] >= candidates[:, None]
+        sens = (decide & (yd == 1)).sum(1) / max(1, (yd == 1).sum())
+        spec = (~decide & (yd == 0)).sum(1) / max(1, (yd == 0).sum())
+        worst = np.minimum(worst, (sens + spec) / 2.0)
+    best = worst.max()
+    tied = candidates[np.isclose(worst, best, rtol=0.0, atol=1e-12)]
+    return float(tied[np.argmin(np.abs(tied - np.median(tied)))])
+
+
+def rate_matched_threshold(
+    y_val: Any, p_val: Any, val_threshold: float, p_target: Any, prior: str = "source", temperature: float = 1.0
+) -> tuple[float, float]:
+    """A threshold on the target's scores with the positive rate the validation operating point predicts.
+
+    The validation sensitivity and specificity at ``val_threshold`` and the target prevalence give the
+    share of target figures that should be called atypical; the threshold is the target score quantile
+    at that share. It follows a shift of the whole score distribution (the usual effect of a new
+    scanner), which a fixed threshold cannot. ``prior="source"`` assumes the validation prevalence;
+    ``"em"`` estimates it from the temperature-calibrated target scores, which also reads a pure score
+    shift as a prevalence change, so it corrects less. Returns the threshold and the prevalence used.
+    """
+    if prior not in ("source", "em"):
+        raise ValueError(f"prior must be 'source' or 'em', got {prior!r}")
+    y = np.asarray(y_val)
+    p = np.asarray(p_val, dtype=np.float64)
+    target = np.asarray(p_target, dtype=np.float64)
+    sens = float(np.mean(p[y == 1] >= val_threshold))
+    spec = float(np.mean(p[y == 0] < val_threshold))
+    share = float(np.mean(y))
+    if prior == "em":
+        share = estimate_prior(apply_temperature(target, temperature), share)
+    rate = float(np.clip(share * sens + (1.0 - share) * (1.0 - spec), 0.0, 1.0))
+    if rate <= 0.0:
+        return float(np.nextafter(target.max(), np.inf)), share
+    return float(np.quantile(target, 1.0 - rate, method="higher")), share
+
+
+THRESHOLD_RULES = ("validation", "robust", "calibrated-prior", "calibrated-0.5", "rate", "rate-em")
+"""The rules :mod:`benchmarks/lodo_transfer.py` compares on every held-out domain."""
+
+
+__all__ = [
+    "THRESHOLD_RULES",
+    "apply_temperature",
+    "estimate_prior",
+    "fit_temperature",
+    "rate_matched_threshold",
+    "robust_threshold",
+]

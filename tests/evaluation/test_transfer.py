@@ -1,0 +1,103 @@
+"""Thresholds for unseen domains: each rule recovers what it is built to recover on constructed scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mitotype.evaluation.metrics import best_threshold
+from mitotype.evaluation.transfer import (
+    apply_temperature,
+    estimate_prior,
+    fit_temperature,
+    rate_matched_threshold,
+    robust_threshold,
+)
+
+
+def _scores(rng: np.random.Generator, n: int, prior: float, shift: float = 0.0, scale: float = 1.0):
+    """Labels and p = sigmoid(scale * (logit-normal margin + shift)): a calibrated model when scale=1, shift=0."""
+    y = (rng.random(n) < prior).astype(int)
+    # class-conditional logits N(+-1, 1) give the Bayes posterior logit 2z + log(prior / (1 - prior))
+    z = rng.normal(np.where(y == 1, 1.0, -1.0), 1.0)
+    logit = 2.0 * z + np.log(prior / (1 - prior))
+    return y, 1.0 / (1.0 + np.exp(-(scale * logit + shift)))
+
+
+def test_fit_temperature_undoes_overconfidence() -> None:
+    rng = np.random.default_rng(0)
+    y, p = _scores(rng, 20000, 0.3, scale=3.0)  # logits three times too large
+    t = fit_temperature(y, p)
+    assert t == pytest.approx(3.0, rel=0.08)
+    q = apply_temperature(p, t)
+    assert np.all(np.diff(q[np.argsort(p)]) >= 0)  # monotone: rankings unchanged
+
+
+def test_estimate_prior_follows_a_prevalence_change() -> None:
+    rng = np.random.default_rng(1)
+    # a calibrated source model at prior 0.2 scores a target whose prevalence is 0.4
+    y, _ = _scores(rng, 20000, 0.4)
+    z = rng.normal(np.where(y == 1, 1.0, -1.0), 1.0)
+    p_source = 1.0 / (1.0 + np.exp(-(2.0 * z + np.log(0.2 / 0.8))))
+    assert estimate_prior(p_source, 0.2) == pytest.approx(0.4, abs=0.03)
+    assert estimate_prior(p_source, 0.2) != pytest.approx(float(np.mean(p_source)), abs=0.03)  # not the naive mean
+
+
+def test_robust_threshold_protects_the_worst_domain() -> None:
+    rng = np.random.default_rng(2)
+    y1, p1 = _scores(rng, 3000, 0.2)
+    y2, p2 = _scores(rng, 600, 0.2, shift=-2.0)  # a small domain whose scores all run low
+    y, p = np.concatenate([y1, y2]), np.concatenate([p1, p2])
+    dom = np.array(["big"] * len(y1) + ["low"] * len(y2))
+    pooled, robust = best_threshold(y, p), robust_threshold(y, p, dom)
+
+    def ba(yy, pp, t):
+        return ((pp[yy == 1] >= t).mean() + (pp[yy == 0] < t).mean()) / 2
+
+    assert robust < pooled
+    assert min(ba(y1, p1, robust), ba(y2, p2, robust)) > min(ba(y1, p1, pooled), ba(y2, p2, pooled))
+
+
+def test_robust_threshold_falls_back_with_one_domain() -> None:
+    rng = np.random.default_rng(3)
+    y, p = _scores(rng, 500, 0.3)
+    assert robust_threshold(y, p, ["a"] * len(y)) == best_threshold(y, p)
+
+
+def test_rate_matched_threshold_follows_a_shifted_target() -> None:
+    rng = np.random.default_rng(4)
+    y_val, p_val = _scores(rng, 3000, 0.2)
+    t_val = best_threshold(y_val, p_val)
+    y_t, p_t = _scores(rng, 3000, 0.2, shift=-1.5)  # a new scanner: every score lower
+
+    def sens(t):
+        return (p_t[y_t == 1] >= t).mean()
+
+    t_rate, prior = rate_matched_threshold(y_val, p_val, t_val, p_t)
+    assert t_rate < t_val and prior == pytest.approx(y_val.mean())
+    assert sens(t_rate) > sens(t_val) + 0.15
+    assert abs(sens(t_rate) - (p_val[y_val == 1] >= t_val).mean()) < 0.05  # the validation sensitivity, recovered
+    # EM reads part of the shift as fewer atypical figures: it moves the threshold, but less far
+    t_em, prior_em = rate_matched_threshold(y_val, p_val, t_val, p_t, prior="em")
+    assert prior_em < y_val.mean() and t_rate < t_em < t_val
+    # with no shift the rule stays near the validation threshold
+    y_same, p_same = _scores(rng, 3000, 0.2)
+    t_same, _ = rate_matched_threshold(y_val, p_val, t_val, p_same)
+    assert abs((p_same >= t_same).mean() - (p_same >= t_val).mean()) < 0.03
+
+
+def test_rate_matched_threshold_em_follows_a_prevalence_change() -> None:
+    rng = np.random.default_rng(5)
+    y_val, p_val = _scores(rng, 4000, 0.2)
+    t_val = best_threshold(y_val, p_val)
+    y_t = (rng.random(4000) < 0.45).astype(int)  # same scanner, many more atypical figures
+    z = rng.normal(np.where(y_t == 1, 1.0, -1.0), 1.0)
+    p_t = 1.0 / (1.0 + np.exp(-(2.0 * z + np.log(0.2 / 0.8))))
+    t_em, prior_em = rate_matched_threshold(y_val, p_val, t_val, p_t, prior="em")
+    assert prior_em == pytest.approx(0.45, abs=0.04)
+    assert abs(t_em - t_val) < abs(rate_matched_threshold(y_val, p_val, t_val, p_t)[0] - t_val)
+
+
+def test_rate_matched_threshold_rejects_an_unknown_prior() -> None:
+    with pytest.raises(ValueError, match="prior"):
+        rate_matched_threshold([0, 1], [0.1, 0.9], 0.5, [0.2], prior="guess")

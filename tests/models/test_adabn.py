@@ -1,0 +1,66 @@
+"""AdaBN: BatchNorm statistics re-estimated on target figures, the source model left untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mitotype.errors import MitotypeError
+from mitotype.models.adabn import adapt_batchnorm, has_batchnorm
+
+
+class _Tiny(torch.nn.Module):
+    def __init__(self, norm: bool = True) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.norm = torch.nn.BatchNorm2d(4) if norm else torch.nn.GroupNorm(1, 4)
+        self.drop = torch.nn.Dropout(0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.norm(self.conv(x))).mean((1, 2, 3))
+
+
+def _images(seed: int, n: int, offset: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.normal(100 + offset, 30, (n, 16, 16, 3)), 0, 255).astype(np.uint8)
+
+
+def test_adapted_statistics_are_the_targets_and_the_source_is_untouched() -> None:
+    torch.manual_seed(0)
+    model = _Tiny().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    target = _images(0, 40, offset=80)
+    adapted = adapt_batchnorm(model, target, batch_size=8)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    with torch.no_grad():
+        feats = model.conv(torch.from_numpy(target).permute(0, 3, 1, 2).float() / 255)
+    assert torch.allclose(adapted.norm.running_mean, feats.mean((0, 2, 3)), atol=1e-5)
+    assert not torch.allclose(adapted.norm.running_mean, model.norm.running_mean, atol=1e-2)
+    assert not adapted.training and not adapted.norm.training and not adapted.drop.training
+    # the order of figures does not matter (an exact average over batches of equal size)
+    shuffled = adapt_batchnorm(model, target, idx=np.random.default_rng(1).permutation(40), batch_size=8)
+    assert torch.allclose(shuffled.norm.running_mean, adapted.norm.running_mean, atol=1e-5)
+
+
+def test_rows_idx_select_the_target_figures() -> None:
+    torch.manual_seed(0)
+    model = _Tiny().eval()
+    images = np.concatenate([_images(0, 20, 0), _images(1, 20, 120)])
+    low = adapt_batchnorm(model, images, idx=np.arange(20))
+    high = adapt_batchnorm(model, images, idx=np.arange(20, 40))
+    assert (high.norm.running_mean - low.norm.running_mean).abs().max() > 0.01
+
+
+def test_models_without_batchnorm_come_back_unchanged() -> None:
+    model = _Tiny(norm=False).eval()
+    assert not has_batchnorm(model) and has_batchnorm(_Tiny())
+    adapted = adapt_batchnorm(model, _images(0, 8, 0))
+    for (k, v), w in zip(model.state_dict().items(), adapted.state_dict().values(), strict=True):
+        assert torch.equal(v, w), k
+
+
+def test_no_target_figures_is_an_error() -> None:
+    with pytest.raises(MitotypeError, match="at least one"):
+        adapt_batchnorm(_Tiny(), _images(0, 4, 0), idx=np.array([], dtype=int))
