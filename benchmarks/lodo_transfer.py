@@ -8,9 +8,9 @@ domain, scores its figures under each test-time choice without retraining:
   or on each group of 16 figures as a challenge stack arrives (``stack``, single view);
 - threshold rules (``mitotype.evaluation.transfer``): the in-domain validation threshold (today),
   ``robust`` (best worst-domain balanced accuracy over the validation domains), temperature-calibrated
-  at the training prevalence and at 0.5, ``rate`` / ``rate-em`` (label-free: the target quantile matching the
-  validation positive rate at the training prevalence / at an EM estimate of the target's), and ``oracle`` (the held-out labels' own
-  best threshold: an upper bound, never a choice).
+  at the training prevalence and at 0.5, ``rate`` / ``rate-em`` (label-free: the target quantile
+  matching the validation positive rate at the training prevalence / at an EM estimate of the target's),
+  and ``oracle`` (the held-out labels' own best threshold: an upper bound, never a choice).
 
 Validation scores are computed the same way as the held-out ones (the same views, AdaBN per validation
 domain), so each rule sees a consistent source. No held-out label reaches any choice.
@@ -66,7 +66,12 @@ def _adapted_scores(model: Any, images: np.ndarray, idx: np.ndarray, groups: np.
 
 def _rule_thresholds(y_val: np.ndarray, p_val: np.ndarray, d_val: np.ndarray, p_test: np.ndarray) -> dict[str, Any]:
     from mitotype.evaluation.metrics import best_threshold
-    from mitotype.evaluation.transfer import apply_temperature, fit_temperature, rate_matched_threshold, robust_threshold
+    from mitotype.evaluation.transfer import (
+        apply_temperature,
+        fit_temperature,
+        rate_matched_threshold,
+        robust_threshold,
+    )
 
     t_val = best_threshold(y_val, p_val)
     temperature = fit_temperature(y_val, p_val)
@@ -130,7 +135,7 @@ def main() -> int:
         _, val_idx = validation_split(records, fold.train_idx, fraction=config.data.val_fraction, seed=config.seed)
         test_idx = np.asarray(fold.test_idx)
         y_val, d_val, y_test = labels[val_idx], domains[val_idx], labels[test_idx]
-        fold_out: dict[str, Any] = {"n_test": int(len(test_idx)), "n_pos": int(y_test.sum())}
+        fold_out: dict[str, Any] = {"n_test": len(test_idx), "n_pos": int(np.sum(y_test))}
         t0 = time.perf_counter()
         variants = [("single", False, "off"), ("tta", True, "off"), ("single+adabn-domain", False, "domain"),
                     ("tta+adabn-domain", True, "domain"), ("single+adabn-stack16", False, "stack")]

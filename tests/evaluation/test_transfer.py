@@ -81,7 +81,7 @@ def test_rate_matched_threshold_follows_a_shifted_target() -> None:
     t_em, prior_em = rate_matched_threshold(y_val, p_val, t_val, p_t, prior="em")
     assert prior_em < y_val.mean() and t_rate < t_em < t_val
     # with no shift the rule stays near the validation threshold
-    y_same, p_same = _scores(rng, 3000, 0.2)
+    _, p_same = _scores(rng, 3000, 0.2)
     t_same, _ = rate_matched_threshold(y_val, p_val, t_val, p_same)
     assert abs((p_same >= t_same).mean() - (p_same >= t_val).mean()) < 0.03
 
