@@ -64,3 +64,44 @@ def test_models_without_batchnorm_come_back_unchanged() -> None:
 def test_no_target_figures_is_an_error() -> None:
     with pytest.raises(MitotypeError, match="at least one"):
         adapt_batchnorm(_Tiny(), _images(0, 4, 0), idx=np.array([], dtype=int))
+
+
+def _tiny_cnn_dir(tmp_path):
+    from tests.conftest import make_model_dir
+
+    return make_model_dir(tmp_path / "cnn", overrides=["model.backbone=tiny-efficientnet", "model.adaptation=full",
+                                                       "model.input_size=64"])
+
+
+def test_ensemble_adapt_modes_change_scores_and_stack_equals_domain_per_stack(tmp_path) -> None:
+    from mitotype.models.predict import load_ensemble
+
+    ensemble, _ = load_ensemble([_tiny_cnn_dir(tmp_path)], device="cpu", runtime="torch")
+    images = np.concatenate([_images(0, 16, 0), _images(1, 16, 90)])
+    images = np.repeat(np.repeat(images, 8, axis=1), 8, axis=2)  # 128 x 128 patches
+    off = ensemble.predict(images, adapt_bn="off")
+    domain = ensemble.predict(images, adapt_bn="domain")
+    stack = ensemble.predict(images, adapt_bn="stack", stack_size=16)
+    assert not np.allclose(off, domain, atol=1e-6) and not np.allclose(domain, stack, atol=1e-6)
+    # each stack of 16 adapted alone is the domain mode run on that stack alone
+    assert np.allclose(stack[16:], ensemble.predict(images[16:], adapt_bn="domain"), atol=1e-6)
+    with pytest.raises(MitotypeError, match="BatchNorm adaptation"):
+        ensemble.predict(images, adapt_bn="target")
+
+
+def test_predict_cli_takes_adapt_bn(tmp_path) -> None:
+    from mitotype.cli.main import main
+
+    model = _tiny_cnn_dir(tmp_path)
+    folder = tmp_path / "figs"
+    folder.mkdir()
+    from PIL import Image
+
+    for i, img in enumerate(_images(2, 6, 40)):
+        Image.fromarray(np.repeat(np.repeat(img, 8, axis=0), 8, axis=1)).save(folder / f"f{i}.png")
+    outs = {}
+    for mode in ("off", "domain"):
+        out = tmp_path / f"{mode}.csv"
+        assert main(["predict", str(folder), "--model", str(model), "--out", str(out), "--adapt-bn", mode]) == 0
+        outs[mode] = out.read_text()
+    assert outs["off"] != outs["domain"]

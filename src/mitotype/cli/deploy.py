@@ -91,7 +91,8 @@ def run_predict(args: argparse.Namespace) -> int:
     unfinished_notes(ensemble.dirs, args.allow_unfinished)
     ids, images, records = _load_inputs(args)
     threshold = args.threshold if args.threshold is not None else ensemble.threshold(args.tta)
-    p = ensemble.predict(images, batch_size=args.batch_size, tta=args.tta)
+    p = ensemble.predict(images, batch_size=args.batch_size, tta=args.tta, adapt_bn=args.adapt_bn,
+                         stack_size=args.stack_size)
     rows = [{"id": i, "p_atypical": float(q), "class": "atypical" if q >= threshold else "normal",
              "threshold": float(threshold)} for i, q in zip(ids, p)]
     if records is not None and any(r.label is not None for r in records):
@@ -139,7 +140,7 @@ def run_challenge_command(args: argparse.Namespace) -> int:
     if args.model_dir:
         paths.model_dirs = [model_dir_from(args.model_dir)]
     out = run_challenge(paths, device=args.device, tta=None if args.tta is None else args.tta == "on",
-                        runtime=args.runtime,
+                        runtime=args.runtime, adapt_bn=args.adapt_bn == "stack",
                         allow_unfinished=args.allow_unfinished)
     if args.allow_unfinished:
         from mitotype.models.predict import find_model_dirs
@@ -188,6 +189,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_reader_arguments(p)
     p.add_argument("--tta", action="store_true", help="batched 8-view dihedral test-time augmentation")
     p.add_argument("--threshold", type=probability, help="override the stored threshold")
+    p.add_argument("--adapt-bn", choices=("off", "domain", "stack"), default="off",
+                   help="re-estimate BatchNorm statistics on the input (AdaBN, no labels used): on all its "
+                   "figures at once (domain: the input is one scanner/lab), or on each --stack-size of them "
+                   "in input order (stack); CNN backbones only, runs in PyTorch")
+    p.add_argument("--stack-size", type=positive_int, default=16, help="figures per stack for --adapt-bn stack")
     p.add_argument("--report", nargs="?", const="", metavar="HTML",
                    help="also write an HTML gallery of the figures sorted by p(atypical) with the threshold "
                    "marked (default path: --out with .html)")
@@ -210,6 +216,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model-dir", help="default /opt/ml/model, then /opt/app/model; 'shipped' = the model "
                    "that ships with mitotype")
     p.add_argument("--tta", choices=["on", "off"], help="override the exported model's TTA setting")
+    p.add_argument("--adapt-bn", choices=("off", "stack"), default="off",
+                   help="re-estimate BatchNorm statistics on the input stack's own figures (AdaBN, no labels)")
     p.add_argument("--device", default="auto")
     add_runtime(p)
     add_allow_unfinished(p)

@@ -32,15 +32,18 @@ def _f(value: float | None) -> str:
 
 def print_summary(results: dict) -> None:
     s = results["summary"]
-    print(f"{'held-out domain':<28} {'n':>6} {'AMF':>5} {'bal.acc':>8} {'95% CI':>13} {'AUC':>6}")
+    # sensitivity and specificity beside balanced accuracy: a threshold that misses one domain shows at a glance
+    print(f"{'held-out domain':<28} {'n':>6} {'AMF':>5} {'bal.acc':>8} {'95% CI':>13} {'sens':>6} {'spec':>6} "
+          f"{'AUC':>6}")
     for name, d in s["per_domain"].items():
         ci = (d.get("ci") or {}).get("balanced_accuracy")
         ci_s = f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else ""
         print(f"{name[:28]:<28} {d['n']:>6} {d['n_pos']:>5} {_f(d['balanced_accuracy']):>8} {ci_s:>13} "
-              f"{_f(d.get('roc_auc')):>6}")
+              f"{_f(d.get('sensitivity')):>6} {_f(d.get('specificity')):>6} {_f(d.get('roc_auc')):>6}")
     pooled = s["pooled"]
     print(f"mean ± sd over domains: {_f(s['domain_mean'])} ± {_f(s['domain_std'])}   "
-          f"pooled: {_f(pooled['balanced_accuracy'])} (AUC {_f(pooled.get('roc_auc'))})")
+          f"pooled: {_f(pooled['balanced_accuracy'])} (sens {_f(pooled.get('sensitivity'))}, "
+          f"spec {_f(pooled.get('specificity'))}, AUC {_f(pooled.get('roc_auc'))})")
 
 
 def run_ablate_command(args: argparse.Namespace) -> int:

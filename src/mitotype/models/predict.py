@@ -17,6 +17,7 @@ import torch
 
 from mitotype.errors import MitotypeError
 from mitotype.models.artifact import load_model_artifact, read_artifact_meta
+from mitotype.models.adabn import ADAPT_MODES, adapt_batchnorm
 from mitotype.models.device import autocast_dtype, resolve_device, to_float_batch
 from mitotype.models.onnx_runtime import RUNTIMES, OnnxClassifier, current_graph, onnx_available
 from mitotype.models.views import dihedral_mean, dihedral_views
@@ -128,20 +129,43 @@ class Ensemble:
         return ensemble_threshold(self.metas, tta)
 
     def predict(self, images: np.ndarray, batch_size: int = 64, tta: bool = False,
-                precision: str = "auto") -> np.ndarray:
+                precision: str = "auto", adapt_bn: str = "off", stack_size: int = 16) -> np.ndarray:
+        """Mean p(atypical) of the members. ``adapt_bn`` (:mod:`mitotype.models.adabn`): ``domain``
+        re-estimates BatchNorm statistics on all of ``images`` (one unseen domain), ``stack`` on each
+        consecutive group of ``stack_size`` of them; it runs the members in PyTorch."""
         if batch_size < 1:
             raise MitotypeError(f"batch size must be at least 1, got {batch_size}")
+        if adapt_bn not in ADAPT_MODES:
+            raise MitotypeError(f"unknown BatchNorm adaptation {adapt_bn!r}; choose from {list(ADAPT_MODES)}")
         probs = []
         for d in self.dirs:
-            if self.member_runtime(d) == "onnx":
+            if adapt_bn == "off" and self.member_runtime(d) == "onnx":
                 model = OnnxClassifier(d / "model.onnx")
             else:
                 model = load_model_artifact(d, base_weights=self.base_weights, device=self.device).model
-            probs.append(predict_proba(model, images, batch_size, tta, self.device, precision))
+            if adapt_bn == "off":
+                probs.append(predict_proba(model, images, batch_size, tta, self.device, precision))
+            else:
+                probs.append(_adapted_proba(model, images, batch_size, tta, self.device, precision, adapt_bn,
+                                            stack_size))
             del model
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
         return np.mean(probs, axis=0)
+
+
+def _adapted_proba(model: torch.nn.Module, images: np.ndarray, batch_size: int, tta: bool, device: torch.device,
+                   precision: str, mode: str, stack_size: int) -> np.ndarray:
+    """p(atypical) with BatchNorm statistics re-estimated on the whole input or on each stack of it."""
+    if stack_size < 1:
+        raise MitotypeError(f"stack size must be at least 1, got {stack_size}")
+    step = len(images) if mode == "domain" else stack_size
+    out = []
+    for start in range(0, len(images), max(1, step)):
+        part = images[start : start + step]
+        adapted = adapt_batchnorm(model, part, batch_size=batch_size, device=device)
+        out.append(predict_proba(adapted, part, batch_size, tta, device, precision))
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 def find_model_dirs(path: str | Path) -> list[Path]:

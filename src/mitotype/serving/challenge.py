@@ -100,11 +100,12 @@ def is_packed(base_weights: str) -> bool:
 
 def run_challenge(
     paths: ChallengePaths, device: str = "auto", tta: bool | None = None, batch_size: int = 16,
-    allow_unfinished: bool = False, runtime: str = "auto",
+    allow_unfinished: bool = False, runtime: str = "auto", adapt_bn: bool = False,
 ) -> Path:
     """Classify every page of the input stack; returns the path of the written JSON.
 
     An output left by an earlier run is removed first, so a failing run leaves no JSON at all.
+    ``adapt_bn`` re-estimates BatchNorm statistics on the stack's own figures (AdaBN; no labels).
     """
     # start-up time: torch, timm and tifffile load only when a stack is classified, not on import
     from mitotype.errors import path_error
@@ -133,7 +134,8 @@ def run_challenge(
     use_tta = manifest.get("tta", True) if tta is None else tta
     packed = manifest.get("threshold_tta" if use_tta else "threshold")
     threshold = float(packed) if packed is not None else ensemble.threshold(use_tta)
-    p = ensemble.predict(images, batch_size=batch_size * (8 if use_tta else 1), tta=use_tta)
+    p = ensemble.predict(images, batch_size=batch_size * (8 if use_tta else 1), tta=use_tta,
+                         adapt_bn="domain" if adapt_bn else "off")  # the stack's figures are one domain
     entries = challenge_entries(p, threshold)
     validate_output(entries, len(images), out_path)
     write_json_atomic(out_path, entries)
