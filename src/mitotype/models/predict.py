@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from mitotype.errors import MitotypeError
-from mitotype.models.artifact import load_model_artifact, read_artifact_meta
 from mitotype.models.adabn import ADAPT_MODES, adapt_batchnorm
+from mitotype.models.artifact import load_model_artifact, read_artifact_meta
 from mitotype.models.device import autocast_dtype, resolve_device, to_float_batch
 from mitotype.models.onnx_runtime import RUNTIMES, OnnxClassifier, current_graph, onnx_available
 from mitotype.models.views import dihedral_mean, dihedral_views
