@@ -245,3 +245,45 @@ def test_amibr_and_a_midog25_layout_dataset_together(shared_data, tmp_path):
     assert {n.split(":")[0] for n in trainer.domain_names} == {"amibr", "midog25"}
     result = trainer.fit()
     assert (tmp_path / "run" / "model.safetensors").is_file() and 0 < result.threshold < 1
+
+
+def test_cv_holds_out_each_dataset_domain(tmp_path, capsys):
+    """Two datasets scanned on a scanner of the same name: leave-one-domain-out holds out each on its own."""
+    from mitotype.data.synth import write_synthetic
+
+    a = write_synthetic(tmp_path / "a", n_per_domain=32, domains=1, seed=1)
+    b = write_synthetic(tmp_path / "b", n_per_domain=32, domains=1, seed=2)
+    out = tmp_path / "cv"
+    code = main(["cv", "--data", str(a), "--data", str(b), "--format", "midog25", "--domain", "scanner",
+                 *_sets([*TRAIN, f"data.cache_dir={tmp_path / 'cache'}"]), "--out", str(out), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["summary"]["per_domain"]) == {"a:Synth Scanner A", "b:Synth Scanner A"}
+    assert sorted(p.name for p in (out / "folds").iterdir()) == ["lodo-a-Synth-Scanner-A", "lodo-b-Synth-Scanner-A"]
+
+
+def test_holdout_trains_on_two_datasets_with_the_reader_flags(synth_dir, tmp_path, capsys):
+    from mitotype.data.synth import write_synthetic
+
+    other = write_synthetic(tmp_path / "other", n_per_domain=16, seed=4)
+    argv = ["holdout", "--data", str(synth_dir), "--data", str(other), "--format", "midog25", "--domain", "scanner",
+            "--out", str(tmp_path / "work"), "--split-column", "scanner", "--train-values", "Synth Scanner A",
+            "Synth Scanner B", "Synth Scanner C", "--test-values", "Synth Scanner D", "--recipes", "plain",
+            "--seeds", "0", "--cache", str(tmp_path / "cache"), *_sets([*TRAIN, "model.input_size=56"])]
+    assert main(argv) == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "work" / "holdout.json").read_text())
+    assert results["data"] == f"{synth_dir} + {other}"
+    assert results["runs"][0]["n_test"] == 24 + 16
+
+
+def test_the_same_figures_in_two_datasets_are_reported(synth_dir, tmp_path):
+    from mitotype.training.inputs import duplicates_note
+
+    data = DataSettings(format="midog25", cache_dir=str(tmp_path / "cache"),
+                        sources=[DataSource(path=str(synth_dir)), DataSource(path=str(synth_dir))])
+    figures = load_data_figures(data)
+    assert sorted({r.dataset for r in figures.records}) == [synth_dir.name, f"{synth_dir.name}-2"]
+    note = duplicates_note(figures)
+    assert note and note.startswith("96 figure(s) have the same pixels as a figure of another dataset")
+    single = load_data_figures(DataSettings(path=str(synth_dir), format="midog25", cache_dir=str(tmp_path / "cache")))
+    assert duplicates_note(single) is None and single.records[0].uid == "1.png"  # one dataset: ids as before

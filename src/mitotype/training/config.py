@@ -38,7 +38,7 @@ DATA_READER_KEYS = ("format", "domain", "images_dir", "on_error", "columns", "la
 def source_name(path: str) -> str:
     """The default name of a dataset: its folder's name, or a label file's stem (``amibr``, ``midog25``)."""
     p = Path(path.rstrip("/\\")).expanduser()
-    return (p.stem if p.is_file() else p.name) or "data"
+    return (p.stem if p.suffix.lower() in {".csv", ".tsv", ".txt"} or p.is_file() else p.name) or "data"
 
 
 @dataclass
