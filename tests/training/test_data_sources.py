@@ -123,14 +123,15 @@ def test_flags_override_the_yaml_and_unset_flags_leave_it(tmp_path):
 def test_sources_inherit_data_options_and_get_unique_names():
     d = DataSettings(domain=["scanner"], on_error="skip", sources=[
         DataSource(path="/x/amibr"), DataSource(path="/y/amibr", domain=["tumor"]),
-        DataSource(path="/z/labels.csv", name="mine", format="csv", columns={"image": "f", "label": "l"})])
-    a, b, c = d.resolved_sources()
-    assert (a.name, b.name, c.name) == ("amibr", "amibr-2", "mine")
+        DataSource(path="/z/labels.csv", name="mine", format="csv", columns={"image": "f", "label": "l"}),
+        DataSource(path="/w/mine.csv")])
+    a, b, c, e = d.resolved_sources()
+    assert (a.name, b.name, c.name, e.name) == ("amibr", "amibr-2", "mine", "mine-2")
     assert a.domain == ["scanner"] and b.domain == ["tumor"] and a.on_error == c.on_error == "skip"
     assert a.format == "auto" and c.format == "csv"
     assert d.source_reader_options(c)["columns"] == {"image": "f", "label": "l"}
     assert "columns" not in d.source_reader_options(a)
-    assert d.description() == "/x/amibr + /y/amibr + /z/labels.csv"
+    assert d.description() == "/x/amibr + /y/amibr + /z/labels.csv + /w/mine.csv"
 
 
 @pytest.mark.parametrize("data, message", [
@@ -138,6 +139,8 @@ def test_sources_inherit_data_options_and_get_unique_names():
     ({"sources": [{"format": "csv"}]}, "every dataset needs a path"),
     ({"sources": [{"path": "/b", "name": "a:b"}]}, "must not contain ':'"),
     ({"sources": [{"path": "/b", "colums": {}}]}, "did you mean 'columns'"),
+    ({"sources": [{"path": "/b", "name": "x"}, {"path": "/c", "name": "x"}]}, r"\['x'\] are given to more"),
+    ({"sources": [{"path": "/b", "on_error": "maybe"}]}, r"data.sources\[0\].on_error"),
     ({"size_policy": "stretch"}, "data.size_policy"),
 ])
 def test_bad_data_settings_are_refused_with_the_key(data, message):
@@ -287,3 +290,18 @@ def test_the_same_figures_in_two_datasets_are_reported(synth_dir, tmp_path):
     assert note and note.startswith("96 figure(s) have the same pixels as a figure of another dataset")
     single = load_data_figures(DataSettings(path=str(synth_dir), format="midog25", cache_dir=str(tmp_path / "cache")))
     assert duplicates_note(single) is None and single.records[0].uid == "1.png"  # one dataset: ids as before
+
+
+def test_the_size_policy_reaches_the_patch_store(tmp_path):
+    """``--size-policy`` (predict, evaluate, train) decides how the store fits a 64x64 patch, as the reader did."""
+    from mitotype.training.inputs import load_figures
+
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.full((64, 64, 3), 100, np.uint8)).save(tmp_path / "b.png")
+    (tmp_path / "f.csv").write_text("image,label\na.png,NMF\nb.png,AMF\n")
+    corner = {}
+    for policy in ("center-crop", "resize"):
+        figures = load_figures(tmp_path / "f.csv", fmt="csv", cache_dir=tmp_path / "cache",
+                               reader_options={"size_policy": policy})
+        corner[policy] = int(figures.images[0, 0, 0, 0])
+    assert corner == {"center-crop": 0, "resize": 200}  # black padding vs the patch scaled up

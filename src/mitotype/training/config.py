@@ -131,6 +131,10 @@ class DataSettings(Settings):
         if self.path and self.sources:
             raise ConfigError("data.path and data.sources are both set: give one dataset in data.path or "
                               "several in data.sources (CLI: --data A --data B)")
+        names = [s.name for s in self.sources if s.name]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"data.sources: the name(s) {twice} are given to more than one dataset")
 
     def reader_options(self) -> dict[str, object]:
         """The reader's own options this block sets for ``data.path`` (``read_dataset`` keyword arguments)."""
@@ -140,16 +144,18 @@ class DataSettings(Settings):
         """The datasets of ``sources``, each with every reader option filled in (its own or ``data``'s)
         and a unique name."""
         out: list[DataSource] = []
-        taken: set[str] = set()
+        taken = {s.name for s in self.sources if s.name}  # a default name steps aside for a given one
         for source in self.sources:
             values = {key: getattr(source, key) for key in DATA_READER_KEYS}
             values = {key: getattr(self, key) if value is None else value for key, value in values.items()}
-            base = source.name or source_name(source.path)
-            name, n = base, 1
-            while name in taken:
-                n += 1
-                name = f"{base}-{n}"
-            taken.add(name)
+            name = source.name
+            if not name:
+                base, n = source_name(source.path), 1
+                name = base
+                while name in taken:
+                    n += 1
+                    name = f"{base}-{n}"
+                taken.add(name)
             out.append(DataSource(path=source.path, name=name, **values))
         return out
 
