@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mitotype.cli.data_options import add_reader_arguments, reader_overrides
+
 
 def run_holdout_command(args: argparse.Namespace) -> int:
     from mitotype.cli.progress import log
@@ -12,8 +14,10 @@ def run_holdout_command(args: argparse.Namespace) -> int:
 
     plan = HoldoutPlan(recipes=args.recipes, seeds=args.seeds, ablate=args.ablate, strategies=args.strategies,
                        ablate_seeds=args.ablate_seeds)
-    results = run_holdout(args.data, args.out, plan, split_column=args.split_column, train_values=args.train_values,
-                          test_values=args.test_values, overrides=args.overrides, epochs=args.epochs,
+    data = args.data[0] if len(args.data) == 1 else args.data
+    overrides = [*args.overrides, *reader_overrides(args)]
+    results = run_holdout(data, args.out, plan, split_column=args.split_column, train_values=args.train_values,
+                          test_values=args.test_values, overrides=overrides, epochs=args.epochs,
                           cache=args.cache, log=log)
     print(f"{'recipe':<28} {'seeds':>5} {'test bal.acc':>13} {'± sd':>6} {'TTA':>7} {'AUC':>6}")
     for recipe, s in results["summary"].items():
@@ -37,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "validation part picks the epoch and thresholds), score the --test-values rows single-view and with TTA; "
         "then seed means, seed ensembles and the seed-paired ablation. Finished runs in --out are kept.",
     )
-    p.add_argument("--data", required=True, help="dataset folder or file (any reader)")
+    p.add_argument("--data", required=True, action="append", metavar="PATH",
+                   help="dataset folder or file (any reader); repeat to train on several datasets at once")
+    add_reader_arguments(p, config=True)
     p.add_argument("--out", required=True, type=Path, help="work folder: one sub-folder per run, holdout.json")
     p.add_argument("--split-column", default="benchmark_split", help="metadata field that splits the records")
     p.add_argument("--train-values", nargs="+", default=["train"], help="its values that train (default: train)")

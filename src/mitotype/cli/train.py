@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+
+from mitotype.cli.data_options import add_reader_arguments, reader_overrides
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,34 +21,48 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override one setting, e.g. --set optim.epochs=5 --set strategies.mixup.enabled=false",
     )
-    parser.add_argument("--data", help="dataset folder (overrides data.path)")
-    parser.add_argument("--format", dest="data_format", help="reader name (overrides data.format)")
-    parser.add_argument("--domain", nargs="+", help="metadata fields forming the domain (overrides data.domain)")
+    parser.add_argument("--data", action="append", default=[], metavar="PATH",
+                        help="dataset folder or file (overrides data.path); repeat to train on several datasets "
+                        "at once (--data A --data B: data.sources, each dataset keeping its own domains and "
+                        "slides)")
+    add_reader_arguments(parser, config=True)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+
+
+def data_overrides(args: argparse.Namespace) -> list[str]:
+    """``--data`` and the reader flags as ``data.*`` overrides (values as JSON, which the parser reads as YAML).
+
+    One ``--data``: ``data.path`` (and no ``data.sources``); several: ``data.sources`` with one path each
+    (and no ``data.path``); the reader flags set the ``data`` defaults every source inherits.
+    """
+    overrides = []
+    paths = list(args.data or [])
+    if len(paths) == 1:
+        overrides += [f"data.path={json.dumps(paths[0])}", "data.sources=[]"]
+    elif paths:
+        overrides += ["data.path=", f"data.sources={json.dumps([{'path': p} for p in paths])}"]
+    return overrides + reader_overrides(args)
 
 
 def config_from_args(args: argparse.Namespace):  # -> TrainConfig
     from mitotype.training.config import load_config
 
-    overrides = list(args.overrides)
-    if args.data:
-        overrides.append(f"data.path={args.data}")
-    if getattr(args, "data_format", None):
-        overrides.append(f"data.format={args.data_format}")
-    if getattr(args, "domain", None):
-        overrides.append(f"data.domain=[{', '.join(args.domain)}]")
+    overrides = [*args.overrides, *data_overrides(args)]
     return load_config(args.config, overrides=overrides, preset=args.preset)
 
 
 def load_data(config):  # -> Figures
-    from mitotype.training.inputs import adaptation_note, load_figures
+    from mitotype.training.inputs import adaptation_note, duplicates_note, load_data_figures
 
-    d = config.data
-    figures = load_figures(d.path, fmt=d.format, domain=d.domain, images_dir=d.images_dir,
-                           on_error=d.on_error, include=d.include, cache_dir=d.cache_dir)
-    note = adaptation_note(figures)
-    if note:
-        print(f"note: {note}")
+    figures = load_data_figures(config.data)
+    for note in (adaptation_note(figures), duplicates_note(figures)):
+        if note:
+            print(f"note: {note}")
+    if config.data.sources:
+        counts: dict[str, int] = {}
+        for record in figures.records:
+            counts[record.dataset] = counts.get(record.dataset, 0) + 1
+        print(f"{len(counts)} datasets: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
     return figures
 
 

@@ -78,6 +78,14 @@ def require_labels(records: Sequence[FigureRecord], purpose: str) -> None:
                         f"{purpose} needs a label for every figure (unlabelled figures can only be predicted)")
 
 
+def namespaced(records: Sequence[FigureRecord], name: str) -> list[FigureRecord]:
+    """The records of one dataset among several: ``dataset`` = ``name``, and ``uid``, ``group`` and ``domain``
+    prefixed by ``name:`` (``amibr:Aperio CS2``), so two datasets never share a figure id, a slide or a
+    domain, whatever their readers called them."""
+    return [replace(r, dataset=name, uid=f"{name}:{r.uid}", group=f"{name}:{r.group}",
+                    domain=f"{name}:{r.domain}" if r.domain else name) for r in records]
+
+
 def domain_of(record: FigureRecord, fields: Sequence[str]) -> str:
     """The domain name a record gets from the given metadata fields, joined by ``" / "``."""
     parts = []

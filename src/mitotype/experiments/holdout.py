@@ -35,7 +35,7 @@ from mitotype.models.artifact import load_model_artifact
 from mitotype.models.device import resolve_device
 from mitotype.models.predict import ensemble_threshold, predict_proba, threshold_of
 from mitotype.training.config import TrainConfig, load_config
-from mitotype.training.inputs import Figures, load_figures
+from mitotype.training.inputs import Figures, load_data_figures
 from mitotype.training.strategies.registry import strategy_switches
 from mitotype.training.trainer import Trainer
 
@@ -46,12 +46,26 @@ VARIANTS = {
 """``<recipe>+<variant>``: config overrides on top of the recipe."""
 
 
-def recipe_config(recipe: str, seed: int, data: str | Path, epochs: int | None = None,
+def data_overrides(data: str | Path | Sequence[str | Path]) -> list[str]:
+    """``data.path`` for one dataset, ``data.sources`` for several (a list of two or more paths)."""
+    paths = [str(p) for p in data] if isinstance(data, list | tuple) else [str(data)]
+    if len(paths) == 1:
+        return [f"data.path={json.dumps(paths[0])}"]
+    return ["data.path=", f"data.sources={json.dumps([{'path': p} for p in paths])}"]
+
+
+def data_text(data: str | Path | Sequence[str | Path]) -> str:
+    """The dataset(s) in words: the path, or the paths joined by `` + ``."""
+    return " + ".join(map(str, data)) if isinstance(data, list | tuple) else str(data)
+
+
+def recipe_config(recipe: str, seed: int, data: str | Path | Sequence[str | Path], epochs: int | None = None,
                   extra: Sequence[str] | None = None) -> TrainConfig:
-    """The config of ``recipe`` (``<preset>[-no_<strategy>][+<variant>]``) on the dataset ``data``."""
+    """The config of ``recipe`` (``<preset>[-no_<strategy>][+<variant>]``) on the dataset ``data`` (a list of
+    paths: several datasets, see :func:`data_overrides`)."""
     base, _, variant = recipe.partition("+")
     preset, _, off = base.partition("-no_")
-    overrides = [f"seed={seed}", f"data.path={data}"]
+    overrides = [f"seed={seed}", *data_overrides(data)]
     if off:
         switches = strategy_switches()
         if off not in switches:
@@ -85,13 +99,12 @@ def holdout_split(config: TrainConfig, cache: str | Path | None, seed: int, spli
     """The records split by ``split_column`` (a metadata field, e.g. ``benchmark_split`` or ``scanner``),
     the validation part split off the training rows by slide."""
     d = config.data
-    figures = load_figures(d.path, fmt=d.format, domain=d.domain, images_dir=d.images_dir, on_error=d.on_error,
-                           include=d.include, cache_dir=cache)
+    figures = load_data_figures(d, cache_dir=cache)
     split = np.array([r.meta.get(split_column) for r in figures.records])
     train_all = np.flatnonzero(np.isin(split, list(train_values)))
     test_idx = np.flatnonzero(np.isin(split, list(test_values)))
     if len(train_all) == 0 or len(test_idx) == 0:
-        raise DataError(f"{d.path}: no records with {split_column} in {list(train_values)} or none in "
+        raise DataError(f"{d.description()}: no records with {split_column} in {list(train_values)} or none in "
                         f"{list(test_values)} (values present: {sorted({str(v) for v in split})})")
     train_idx, val_idx = validation_split(figures.records, train_all, fraction=d.val_fraction, seed=seed)
     return HoldoutSplit(figures, train_idx, val_idx, test_idx)
@@ -389,7 +402,8 @@ def settings_clash(runs: list[dict], overrides: list[str]) -> str | None:
     return None
 
 
-def run_holdout(data: str | Path, work: str | Path, plan: HoldoutPlan, split_column: str = "benchmark_split",
+def run_holdout(data: str | Path | Sequence[str | Path], work: str | Path, plan: HoldoutPlan,
+                split_column: str = "benchmark_split",
                 train_values: Sequence[str] = ("train",), test_values: Sequence[str] = ("test",),
                 overrides: Sequence[str] = (), epochs: int | None = None, cache: str | Path | None = None,
                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -406,7 +420,7 @@ def run_holdout(data: str | Path, work: str | Path, plan: HoldoutPlan, split_col
     cache = cache if cache is not None else work / "cache"
 
     def save() -> dict[str, Any]:
-        results = {**tables(runs, work), "data": str(data), "split_column": split_column,
+        results = {**tables(runs, work), "data": data_text(data), "split_column": split_column,
                    "train_values": list(train_values), "test_values": list(test_values), "environment": environment()}
         write_json_atomic(results_path, results, indent=1)
         return results
@@ -435,6 +449,8 @@ __all__ = [
     "ablation_means",
     "build_queue",
     "chosen_on_validation",
+    "data_overrides",
+    "data_text",
     "ensemble_scores",
     "ensembles",
     "finished_runs",

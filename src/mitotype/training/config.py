@@ -28,9 +28,68 @@ from mitotype.yamlio import parse_yaml_file, parse_yaml_value
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
+SizePolicy = Literal["center-crop", "resize", "reject"]
+"""How patches that are not 128x128 are fitted (:mod:`mitotype.data.images`)."""
+
+DATA_READER_KEYS = ("format", "domain", "images_dir", "on_error", "columns", "labels", "meta_csv", "include")
+"""The reader options a ``data.sources`` item may set for itself; left unset, it takes ``data``'s value."""
+
+
+def source_name(path: str) -> str:
+    """The default name of a dataset: its folder's name, or a label file's stem (``amibr``, ``midog25``)."""
+    p = Path(path.rstrip("/\\")).expanduser()
+    return (p.stem if p.suffix.lower() in {".csv", ".tsv", ".txt"} or p.is_file() else p.name) or "data"
+
+
+@dataclass
+class DataSource(Settings):
+    """One dataset of a run that trains on several (an item of ``data.sources``).
+
+    Its domains, groups (slides) and figure ids are prefixed by ``name`` (``amibr:Aperio CS2``,
+    ``amibr:MIDOG21:002.tiff``), so datasets never share a domain, a slide or an id. A reader option left
+    unset here takes the value ``data`` gives (e.g. ``data.domain: [scanner]`` for every dataset).
+    """
+
+    where: ClassVar[str] = "data.sources[]"
+    """Where this block sits in the run configuration (named in error messages)."""
+
+    path: str = ""
+    """Dataset folder or file, read by :func:`mitotype.data.readers.read_dataset`."""
+    name: str = ""
+    """Prefix of this dataset's domains, groups and ids; default: the folder name or the label file's stem
+    (made unique by ``-2``, ``-3``, ... when two datasets would share it)."""
+    format: str | None = None
+    """Reader name or ``auto``; unset = ``data.format``."""
+    domain: list[str] | None = None
+    """Metadata fields the domain is built from; unset = ``data.domain`` (then the reader's default)."""
+    images_dir: str | None = None
+    """Folder holding the images when it is not beside the label file; unset = ``data.images_dir``."""
+    on_error: Literal["fail", "skip"] | None = None
+    """Bad rows stop the run or are dropped and reported; unset = ``data.on_error``."""
+    columns: dict[str, str] | None = None
+    """Column mapping (role -> column) for ``csv``/``coords``/``votes-csv``; unset = ``data.columns``."""
+    labels: dict[str, str] | None = None
+    """Label value mapping (value -> ``normal``/``atypical``); unset = ``data.labels``."""
+    meta_csv: str | None = None
+    """Metadata CSV for the ``folder`` format; unset = ``data.meta_csv``."""
+    include: dict[str, str] | None = None
+    """Keep only this dataset's records whose metadata matches; unset = ``data.include``."""
+
+    def check(self) -> None:
+        if not self.path:
+            raise ConfigError("data.sources: every dataset needs a path (e.g. - {path: /data/amibr})")
+        if ":" in self.name:
+            raise ConfigError(f"data.sources: name {self.name!r} must not contain ':' (it separates the "
+                              "dataset from its domain, group and id)")
+
+
 @dataclass
 class DataSettings(Settings):
-    """Where the figures come from and how they are grouped."""
+    """Where the figures come from, how they are read and how they are grouped.
+
+    One dataset: ``path`` with the reader options below. Several: ``sources``, a list of datasets each
+    with its own path and reader options (the options here are their defaults); ``path`` stays empty.
+    """
 
     where: ClassVar[str] = "data"
     """Where this block sits in the run configuration (named in error messages)."""
@@ -45,12 +104,83 @@ class DataSettings(Settings):
     """Folder holding the images when it is not beside the label file."""
     on_error: Literal["fail", "skip"] = "fail"
     """Bad rows stop the run (``fail``) or are dropped and reported (``skip``)."""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Column mapping for ``csv``/``coords``/``votes-csv``, role -> column (``{image: path_col, label: cls}``;
+    roles: image, label, votes (comma-separated), group, x, y, uid, domain, scanner, tumor, lab, species,
+    source); empty = the format's own columns. CLI: ``--column ROLE=COLUMN``."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """Label value mapping, value -> ``normal``/``atypical`` (``{AMF: atypical, NMF: normal}``); empty = the
+    usual words. CLI: ``--label VALUE=CLASS``."""
+    meta_csv: str | None = None
+    """Metadata CSV for the ``folder`` format (file name -> group and domain fields). CLI: ``--meta-csv``."""
+    size_policy: SizePolicy = "center-crop"
+    """Patches that are not 128x128: centre-crop/black-pad, resize, or reject (one policy for every dataset,
+    so that one patch store holds them all). CLI: ``--size-policy``."""
     include: dict[str, str] = field(default_factory=dict)
     """Keep only records whose metadata matches, e.g. ``{benchmark_split: train}``."""
+    sources: list[DataSource] = field(default_factory=list)
+    """Several datasets trained on together (``[{path: /data/amibr}, {path: /data/midog25, domain:
+    [scanner]}]``; CLI: ``--data A --data B``); each keeps its own domains and slides (see
+    :class:`DataSource`). Empty = the one dataset in ``path``."""
     cache_dir: str | None = None
     """Where the decode-once patch store lives; default ``$MITOTYPE_CACHE`` or ``~/.cache/mitotype``."""
     val_fraction: float = field(default=0.2, metadata=value_range(0.05, 0.5))
     """Share of the training slides held out for model selection and the threshold."""
+
+    def check(self) -> None:
+        if self.path and self.sources:
+            raise ConfigError("data.path and data.sources are both set: give one dataset in data.path or "
+                              "several in data.sources (CLI: --data A --data B)")
+        names = [s.name for s in self.sources if s.name]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"data.sources: the name(s) {twice} are given to more than one dataset")
+
+    def reader_options(self) -> dict[str, object]:
+        """The reader's own options this block sets for ``data.path`` (``read_dataset`` keyword arguments)."""
+        return _reader_options(self.images_dir, self.columns, self.labels, self.meta_csv, self.size_policy)
+
+    def resolved_sources(self) -> list[DataSource]:
+        """The datasets of ``sources``, each with every reader option filled in (its own or ``data``'s)
+        and a unique name."""
+        out: list[DataSource] = []
+        taken = {s.name for s in self.sources if s.name}  # a default name steps aside for a given one
+        for source in self.sources:
+            values = {key: getattr(source, key) for key in DATA_READER_KEYS}
+            values = {key: getattr(self, key) if value is None else value for key, value in values.items()}
+            name = source.name
+            if not name:
+                base, n = source_name(source.path), 1
+                name = base
+                while name in taken:
+                    n += 1
+                    name = f"{base}-{n}"
+                taken.add(name)
+            out.append(DataSource(path=source.path, name=name, **values))
+        return out
+
+    def source_reader_options(self, source: DataSource) -> dict[str, object]:
+        """The reader's own options of one resolved source."""
+        return _reader_options(source.images_dir, source.columns, source.labels, source.meta_csv,
+                               self.size_policy)
+
+    def description(self) -> str:
+        """The dataset(s) in words, for messages: the path, or the paths joined by ``+``."""
+        return " + ".join(s.path for s in self.sources) if self.sources else self.path
+
+
+def _reader_options(images_dir: str | None, columns: dict[str, str] | None, labels: dict[str, str] | None,
+                    meta_csv: str | None, size_policy: str) -> dict[str, object]:
+    options: dict[str, object] = {"size_policy": size_policy}
+    if images_dir:
+        options["images_dir"] = images_dir
+    if columns:
+        options["columns"] = dict(columns)
+    if labels:
+        options["labels"] = dict(labels)
+    if meta_csv:
+        options["meta_csv"] = meta_csv
+    return options
 
 
 StrategySettings = make_strategy_settings(STRATEGIES)
@@ -201,12 +331,26 @@ def load_config(
     return from_dict(TrainConfig, data)
 
 
+LATER_DATA_KEYS: dict[str, Any] = {"columns": {}, "labels": {}, "meta_csv": None, "size_policy": "center-crop",
+                                   "sources": []}
+"""``data`` keys added after runs were first fingerprinted, with the value that leaves a run as it was."""
+
+
+def stable_dict(config: TrainConfig) -> dict[str, Any]:
+    """The plain-data configuration without the later ``data`` keys that hold their neutral value, so a run
+    started before they existed has the same fingerprint (and resumes) under this version."""
+    cfg = to_dict(config)
+    cfg["data"] = {k: v for k, v in cfg["data"].items() if not (k in LATER_DATA_KEYS and v == LATER_DATA_KEYS[k])}
+    return cfg
+
+
 def save_config(config: TrainConfig, path: Path) -> None:
     atomic_write_text(Path(path), yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
 __all__ = [
     "DataSettings",
+    "DataSource",
     "DomainAdversarialSettings",
     "LoraSettings",
     "OptimSettings",
@@ -217,5 +361,6 @@ __all__ = [
     "list_presets",
     "load_config",
     "save_config",
+    "stable_dict",
     "to_dict",
 ]

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mitotype.data.problems import ReadResult
+from mitotype.data.images import DEFAULT_SIZE_POLICY
+from mitotype.data.problems import Problem, ReadResult
 from mitotype.data.readers import read_dataset
-from mitotype.data.records import FigureRecord
+from mitotype.data.records import FigureRecord, namespaced
 from mitotype.data.store import PatchStore
 from mitotype.errors import DataError
+from mitotype.training.config import DataSettings
+
+DUPLICATE_ACROSS = "duplicate-across-datasets"
+"""Warning kind: a figure whose pixels equal a figure of another dataset of the same run."""
 
 
 @dataclass
@@ -28,13 +34,15 @@ class Figures:
         return len(self.records)
 
 
-def filter_records(records: list[FigureRecord], include: dict[str, str]) -> list[FigureRecord]:
-    """Records whose metadata matches every ``include`` item (e.g. ``benchmark_split: train``)."""
+def filter_records(records: list[FigureRecord], include: dict[str, str], where: str = "") -> list[FigureRecord]:
+    """Records whose metadata matches every ``include`` item (e.g. ``benchmark_split: train``); ``where``
+    (a dataset path) prefixes the error when none does."""
     if not include:
         return records
     kept = [r for r in records if all(r.meta.get(k) == v for k, v in include.items())]
     if not kept:
-        raise DataError(f"no figure matches include={include}")
+        raise DataError(f"{where}: no figure matches include={include}" if where else
+                        f"no figure matches include={include}")
     return kept
 
 
@@ -64,8 +72,56 @@ def load_figures(
     records = filter_records(result.records, include or {})
     if not records:
         raise DataError(f"{path}: no usable figures")
-    store = PatchStore.open_or_build(records, cache_dir=cache_dir)
+    policy = str(options.get("size_policy") or DEFAULT_SIZE_POLICY)  # the store fits patches as the reader did
+    store = PatchStore.open_or_build(records, cache_dir=cache_dir, policy=policy)
     return Figures(records=list(store.records), images=store.images, read_result=result)
+
+
+def load_data_figures(data: DataSettings, cache_dir: str | Path | None = None) -> Figures:
+    """The figures a run's ``data`` block names: its one dataset (``data.path``, read exactly as
+    :func:`load_figures` reads it), or every dataset of ``data.sources`` in one patch store.
+
+    Several datasets: each is read with its own reader options, filtered by its ``include``, then
+    :func:`~mitotype.data.records.namespaced` (its domains, groups and ids prefixed by its name, so no slide
+    or domain is shared across datasets); votes stay where a dataset has them (soft labels), hard labels
+    elsewhere. Figures with identical pixels in two datasets are reported as ``duplicate-across-datasets``
+    warnings (the same figure published twice would sit in two groups and could leak across a split).
+    ``cache_dir``: the patch store's folder; ``None`` = ``data.cache_dir``.
+    """
+    cache = cache_dir if cache_dir is not None else data.cache_dir
+    if not data.sources:
+        return load_figures(data.path, fmt=data.format, domain=data.domain, on_error=data.on_error,
+                            include=data.include, cache_dir=cache, reader_options=data.reader_options())
+    records: list[FigureRecord] = []
+    problems: list[Problem] = []
+    formats: list[str] = []
+    for source in data.resolved_sources():
+        result = read_dataset(Path(source.path), fmt=source.format or "auto", domain=source.domain,
+                              on_error=source.on_error or "fail", **data.source_reader_options(source))
+        kept = filter_records(result.records, source.include or {}, where=source.path)
+        if not kept:
+            raise DataError(f"{source.path}: no usable figures")
+        records += namespaced(kept, source.name)
+        problems += result.problems
+        formats.append(f"{source.name}={result.fmt}")
+    store = PatchStore.open_or_build(records, cache_dir=cache, policy=data.size_policy)
+    problems += _duplicates_across(store.records, store.images)
+    result = ReadResult(list(store.records), problems, fmt=", ".join(formats))
+    return Figures(records=list(store.records), images=store.images, read_result=result)
+
+
+def _duplicates_across(records: list[FigureRecord], images: np.ndarray) -> list[Problem]:
+    """A warning per figure whose decoded pixels equal those of a figure of an earlier dataset."""
+    first: dict[bytes, FigureRecord] = {}
+    found = []
+    for record, pixels in zip(records, images):
+        digest = hashlib.blake2b(np.ascontiguousarray(pixels).tobytes(), digest_size=16).digest()
+        seen = first.setdefault(digest, record)
+        if seen.dataset != record.dataset:
+            found.append(Problem(str(record.image), None, DUPLICATE_ACROSS,
+                                 f"{record.uid} has the pixels of {seen.uid} (the same figure in two datasets?)",
+                                 "warning"))
+    return found
 
 
 def adaptation_note(figures: Figures) -> str | None:
@@ -89,3 +145,15 @@ def adaptation_note(figures: Figures) -> str | None:
         parts.append(f"{resized} not 128x128 (cropped, padded or resized)")
     return (f"{' and '.join(parts)} of {len(figures.records)} images; "
             "`mitotype data inspect` lists each one")
+
+
+def duplicates_note(figures: Figures) -> str | None:
+    """One line counting figures that appear (pixel for pixel) in two of the run's datasets, or ``None``."""
+    if figures.read_result is None:
+        return None
+    found = [p for p in figures.read_result.problems if p.kind == DUPLICATE_ACROSS]
+    if not found:
+        return None
+    return (f"{len(found)} figure(s) have the same pixels as a figure of another dataset (first: "
+            f"{found[0].message}); they are kept in both, in different groups, so a split may hold the same "
+            "figure on both sides: remove them from one dataset (include) if they are the same figures")

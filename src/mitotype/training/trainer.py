@@ -34,7 +34,7 @@ from mitotype.models.embedding_cache import EmbeddingTable
 from mitotype.models.predict import predict_proba, raw_probabilities
 from mitotype.models.views import dihedral_mean
 from mitotype.runs import training_run
-from mitotype.training.config import TrainConfig, save_config, to_dict
+from mitotype.training.config import TrainConfig, save_config, stable_dict
 from mitotype.training.resume import load_resume_state, save_resume_state
 from mitotype.training.sampler import EpochSampler
 from mitotype.training.strategies.base import Batch, RunContext, Strategy
@@ -124,7 +124,7 @@ def build_optimizer(model: torch.nn.Module, optim: Any, batches_per_epoch: int) 
 def run_fingerprint(config: TrainConfig, records: list[FigureRecord], train_idx: np.ndarray, val_idx: np.ndarray,
                     world: int) -> str:
     """What a resume must match: the configuration and the exact training and validation figures."""
-    cfg = to_dict(config)
+    cfg = stable_dict(config)  # a run started before later data keys existed still resumes
     cfg["optim"].pop("patience", None)  # may be raised to continue a run that stopped early
     uids = [records[i].uid for i in train_idx] + ["|"] + [records[i].uid for i in val_idx]
     blob = json.dumps({"config": cfg, "uids": uids, "world": world}, sort_keys=True)
