@@ -21,6 +21,7 @@ domain), so each rule sees a consistent source. No held-out label reaches any ch
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -33,16 +34,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import shared_data_dir, write_result
 
 STACK = 16
+VARIANTS = [("single", False, "off"), ("tta", True, "off"), ("single+adabn-domain", False, "domain"),
+            ("tta+adabn-domain", True, "domain"), ("single+adabn-stack16", False, "stack")]
+"""(name, 8-view TTA, BatchNorm statistics) of every way the held-out figures are scored."""
+
+
+_GRAPHS: dict[int, Any] = {}
 
 
 def _scores(model: Any, images: np.ndarray, idx: np.ndarray, tta: bool, onnx_dir: Path | None) -> np.ndarray:
-    """p(atypical) of rows ``idx``; through ONNX Runtime when available (same numbers, 4-7x faster here)."""
+    """p(atypical) of rows ``idx``; TTA through ONNX Runtime when available (same numbers, about 7x faster
+    here), the model exported once and reused."""
     from mitotype.models.onnx_runtime import OnnxClassifier, export_onnx
     from mitotype.models.predict import raw_probabilities
 
     runner = model
-    if onnx_dir is not None:
-        runner = OnnxClassifier(export_onnx(model, onnx_dir / f"m{time.perf_counter_ns()}.onnx"))
+    if tta and onnx_dir is not None:
+        if id(model) not in _GRAPHS:
+            _GRAPHS[id(model)] = (model, OnnxClassifier(export_onnx(model, onnx_dir / f"m{len(_GRAPHS)}.onnx")))
+        runner = _GRAPHS[id(model)][1]
     return raw_probabilities(runner, images, idx, batch_size=128, tta=tta).astype(np.float64)
 
 
@@ -59,8 +69,7 @@ def _adapted_scores(model: Any, images: np.ndarray, idx: np.ndarray, groups: np.
                                                                 max(1, int(np.ceil(len(rows) / STACK))))
         for chunk in chunks:
             adapted = adapt_batchnorm(model, images, idx[chunk], batch_size=STACK)
-            use_onnx = onnx_dir if mode == "domain" else None  # one export per stack would cost more than it saves
-            out[chunk] = _scores(adapted, images, idx[chunk], tta, use_onnx)
+            out[chunk] = _scores(adapted, images, idx[chunk], tta, onnx_dir if mode == "domain" else None)
     return out
 
 
@@ -98,6 +107,35 @@ def _metrics(y: np.ndarray, p: np.ndarray, thr: float) -> dict[str, float]:
     return {k: float(m[k]) for k in ("balanced_accuracy", "sensitivity", "specificity", "roc_auc")} | {"threshold": thr}
 
 
+def _analyse_fold(model: Any, figures: Any, labels: np.ndarray, domains: np.ndarray, val_idx: np.ndarray,
+                  test_idx: np.ndarray, onnx_dir: Path | None, name: str) -> dict[str, Any]:
+    """Every variant's held-out scores and every rule's threshold and metrics for one fold."""
+    from mitotype.evaluation.metrics import best_threshold
+
+    y_val, d_val, y_test = labels[val_idx], domains[val_idx], labels[test_idx]
+    out: dict[str, Any] = {"n_test": len(test_idx), "n_pos": int(np.sum(y_test)), "y_test": y_test.tolist(),
+                           "variants": {}}
+    t0 = time.perf_counter()
+    for variant, tta, mode in VARIANTS:
+        if mode == "off":
+            p_val = _scores(model, figures.images, val_idx, tta, onnx_dir)
+            p_test = _scores(model, figures.images, test_idx, tta, onnx_dir)
+        else:
+            p_val = _adapted_scores(model, figures.images, val_idx, d_val, mode, tta, onnx_dir)
+            p_test = _adapted_scores(model, figures.images, test_idx, np.zeros(len(test_idx)), mode, tta, onnx_dir)
+        rules = _rule_thresholds(y_val, p_val, d_val, p_test)
+        rows = {rule: _metrics(y_test, p_test, thr) for rule, thr in rules.items() if not rule.startswith("_")}
+        rows["oracle"] = _metrics(y_test, p_test, best_threshold(y_test, p_test))
+        out["variants"][variant] = {"rules": rows, "temperature": rules["_temperature"],
+                                    "estimated_prior": rules["_estimated_prior"], "true_prior": float(y_test.mean()),
+                                    "p_test": p_test.tolist()}
+        print(f"{name} {variant}: " + ", ".join(f"{r} {v['balanced_accuracy']:.3f}/{v['sensitivity']:.2f}"
+                                               for r, v in rows.items())
+              + f"; AUC {rows['validation']['roc_auc']:.3f}", flush=True)
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="the --work folder of benchmarks/amibr_lodo.py")
@@ -106,11 +144,16 @@ def main() -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--name", default="lodo_transfer")
     parser.add_argument("--no-onnx", action="store_true", help="score in eager PyTorch only")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="score only this many validation and held-out figures per fold (a quick check of "
+                        "the script; results are then not comparable)")
+    parser.add_argument("--recompute", action="store_true",
+                        help="analyse every fold again (default: reuse each fold's transfer.json)")
     args = parser.parse_args()
 
-    from mitotype.evaluation.metrics import best_threshold
     from mitotype.evaluation.splits import validation_split
     from mitotype.experiments.cv import fold_model_dir, make_folds
+    from mitotype.ioutils import write_json_atomic
     from mitotype.models.artifact import load_model_artifact
     from mitotype.models.onnx_runtime import onnx_available
     from mitotype.training.config import load_config
@@ -125,53 +168,45 @@ def main() -> int:
     onnx_dir = None if args.no_onnx or not onnx_available() else Path(tempfile.mkdtemp(prefix="lodo-transfer-"))
     start = time.perf_counter()
     per_fold: dict[str, Any] = {}
-    pooled: dict[str, list[tuple[np.ndarray, np.ndarray, float]]] = {}
     for fold in make_folds(records, "lodo", 5, config.seed):
         model_dir = fold_model_dir(args.work / "cv", fold.name)
-        if not (model_dir / "model.json").is_file():
-            print(f"{fold.name}: no finished model in {model_dir}, skipped")
+        if not (model_dir.parent / "predictions.json").is_file():  # run_cv's mark of a finished fold
+            print(f"{fold.name}: not finished in {model_dir.parent}, skipped", flush=True)
             continue
-        model = load_model_artifact(model_dir, device="cpu").model.eval()
+        cached = model_dir.parent / "transfer.json"
+        if cached.is_file() and not args.recompute:
+            per_fold[fold.name] = json.loads(cached.read_text())
+            print(f"{fold.name}: analysed before ({cached})", flush=True)
+            continue
         _, val_idx = validation_split(records, fold.train_idx, fraction=config.data.val_fraction, seed=config.seed)
         test_idx = np.asarray(fold.test_idx)
-        y_val, d_val, y_test = labels[val_idx], domains[val_idx], labels[test_idx]
-        fold_out: dict[str, Any] = {"n_test": len(test_idx), "n_pos": int(np.sum(y_test))}
-        t0 = time.perf_counter()
-        variants = [("single", False, "off"), ("tta", True, "off"), ("single+adabn-domain", False, "domain"),
-                    ("tta+adabn-domain", True, "domain"), ("single+adabn-stack16", False, "stack")]
-        for name, tta, mode in variants:
-            if mode == "off":
-                p_val = _scores(model, figures.images, val_idx, tta, onnx_dir)
-                p_test = _scores(model, figures.images, test_idx, tta, onnx_dir)
-            else:
-                p_val = _adapted_scores(model, figures.images, val_idx, d_val, mode, tta, onnx_dir)
-                p_test = _adapted_scores(model, figures.images, test_idx, np.zeros(len(test_idx)), mode, tta,
-                                         onnx_dir)
-            rules = _rule_thresholds(y_val, p_val, d_val, p_test)
-            rows = {rule: _metrics(y_test, p_test, thr) for rule, thr in rules.items() if not rule.startswith("_")}
-            rows["oracle"] = _metrics(y_test, p_test, best_threshold(y_test, p_test))
-            fold_out[name] = {"rules": rows, "temperature": rules["_temperature"],
-                              "estimated_prior": rules["_estimated_prior"], "true_prior": float(y_test.mean())}
-            for rule, row in rows.items():
-                pooled.setdefault(f"{name}|{rule}", []).append((y_test, p_test, row["threshold"]))
-            print(f"{fold.name} {name}: " + ", ".join(f"{r} {v['balanced_accuracy']:.3f}/{v['sensitivity']:.2f}"
-                                                        for r, v in rows.items())
-                  + f"; AUC {rows['validation']['roc_auc']:.3f}", flush=True)
-        fold_out["seconds"] = time.perf_counter() - t0
-        per_fold[fold.name] = fold_out
+        if args.limit:
+            pick = np.random.default_rng(0)
+            val_idx = np.sort(pick.choice(val_idx, min(args.limit, len(val_idx)), replace=False))
+            test_idx = np.sort(pick.choice(test_idx, min(args.limit, len(test_idx)), replace=False))
+        per_fold[fold.name] = _analyse_fold(load_model_artifact(model_dir, device="cpu").model.eval(), figures,
+                                            labels, domains, val_idx, test_idx, onnx_dir, fold.name)
+        if not args.limit:
+            write_json_atomic(cached, per_fold[fold.name])
     summary = {}
-    for key, parts in pooled.items():
-        y = np.concatenate([a for a, _, _ in parts])
-        decide = np.concatenate([p >= t for _, p, t in parts])
+    keys = {f"{v}|{r}" for f in per_fold.values() for v in f["variants"] for r in f["variants"][v]["rules"]}
+    for key in sorted(keys):
+        view, rule = key.split("|")
+        rows = [f["variants"][view]["rules"][rule] for f in per_fold.values()]
+        y = np.concatenate([f["y_test"] for f in per_fold.values()])
+        decide = np.concatenate([np.asarray(f["variants"][view]["p_test"]) >= r["threshold"]
+                                 for f, r in zip(per_fold.values(), rows)])
         sens, spec = float(decide[y == 1].mean()), float((~decide[y == 0]).mean())
-        per_domain = [v[key.split("|")[0]]["rules"][key.split("|")[1]] for v in per_fold.values()]
         summary[key] = {"pooled_balanced_accuracy": (sens + spec) / 2, "pooled_sensitivity": sens,
                         "pooled_specificity": spec,
-                        "min_domain_balanced_accuracy": min(r["balanced_accuracy"] for r in per_domain),
-                        "min_domain_sensitivity": min(r["sensitivity"] for r in per_domain),
-                        "mean_domain_roc_auc": float(np.mean([r["roc_auc"] for r in per_domain]))}
+                        "min_domain_balanced_accuracy": min(r["balanced_accuracy"] for r in rows),
+                        "min_domain_sensitivity": min(r["sensitivity"] for r in rows),
+                        "mean_domain_roc_auc": float(np.mean([r["roc_auc"] for r in rows]))}
+    per_domain = {name: {"n_test": f["n_test"], "n_pos": f["n_pos"], "seconds": f["seconds"],
+                         **{v: {k: x for k, x in d.items() if k != "p_test"} for v, d in f["variants"].items()}}
+                  for name, f in per_fold.items()}
     command = f"python benchmarks/lodo_transfer.py {' '.join(sys.argv[1:])}".strip()
-    write_result(args.name, command, {"summary": summary, "per_domain": per_fold,
+    write_result(args.name, command, {"summary": summary, "per_domain": per_domain, "folds": list(per_fold),
                                       "wall_seconds": time.perf_counter() - start},
                  extra={"preset": args.preset, "seed": args.seed, "overrides": args.overrides,
                         "input_size": config.model.input_size, "epochs": config.optim.epochs,
