@@ -210,7 +210,10 @@ def main() -> int:
                                       "wall_seconds": time.perf_counter() - start},
                  extra={"preset": args.preset, "seed": args.seed, "overrides": args.overrides,
                         "input_size": config.model.input_size, "epochs": config.optim.epochs,
-                        "onnx": onnx_dir is not None})
+                        "onnx": onnx_dir is not None,
+                        "lodo_command": " ".join(["python benchmarks/amibr_lodo.py", f"--preset {args.preset}",
+                                                  f"--seed {args.seed}", *(f"--set {o}" for o in args.overrides),
+                                                  f"--work {args.work}"])})
     print("| views + BN | threshold | pooled BA | sens | spec | worst domain BA | worst sens | mean AUC |")
     for key, s in summary.items():
         view, rule = key.split("|")
