@@ -108,7 +108,8 @@ def _metrics(y: np.ndarray, p: np.ndarray, thr: float) -> dict[str, float]:
 
 
 def _analyse_fold(model: Any, figures: Any, labels: np.ndarray, domains: np.ndarray, val_idx: np.ndarray,
-                  test_idx: np.ndarray, onnx_dir: Path | None, name: str) -> dict[str, Any]:
+                  test_idx: np.ndarray, onnx_dir: Path | None, name: str,
+                  variants: list[tuple[str, bool, str]]) -> dict[str, Any]:
     """Every variant's held-out scores and every rule's threshold and metrics for one fold."""
     from mitotype.evaluation.metrics import best_threshold
 
@@ -116,7 +117,7 @@ def _analyse_fold(model: Any, figures: Any, labels: np.ndarray, domains: np.ndar
     out: dict[str, Any] = {"n_test": len(test_idx), "n_pos": int(np.sum(y_test)), "y_test": y_test.tolist(),
                            "variants": {}}
     t0 = time.perf_counter()
-    for variant, tta, mode in VARIANTS:
+    for variant, tta, mode in variants:
         if mode == "off":
             p_val = _scores(model, figures.images, val_idx, tta, onnx_dir)
             p_test = _scores(model, figures.images, test_idx, tta, onnx_dir)
@@ -136,6 +137,12 @@ def _analyse_fold(model: Any, figures: Any, labels: np.ndarray, domains: np.ndar
     return out
 
 
+def _common_keys(per_fold: dict[str, Any]) -> list[str]:
+    """``variant|rule`` keys every analysed fold has (folds analysed with fewer variants limit the summary)."""
+    keys = [{f"{v}|{r}" for v in f["variants"] for r in f["variants"][v]["rules"]} for f in per_fold.values()]
+    return sorted(set.intersection(*keys)) if keys else []
+
+
 def _selected_by_other_domains(per_fold: dict[str, Any]) -> dict[str, Any] | None:
     """An honest figure for "pick the best variant and rule on LODO": for each held-out domain, the
     combination with the best mean balanced accuracy over the *other* folds is applied to it, so no
@@ -143,8 +150,7 @@ def _selected_by_other_domains(per_fold: dict[str, Any]) -> dict[str, Any] | Non
     if len(per_fold) < 2:
         return None
     names = list(per_fold)
-    candidates = sorted({f"{v}|{r}" for f in per_fold.values() for v in f["variants"]
-                         for r in f["variants"][v]["rules"] if r != "oracle"})
+    candidates = [k for k in _common_keys(per_fold) if not k.endswith("|oracle")]
 
     def ba(fold: str, key: str) -> float:
         view, rule = key.split("|")
@@ -177,6 +183,8 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=0,
                         help="score only this many validation and held-out figures per fold (a quick check of "
                         "the script; results are then not comparable)")
+    parser.add_argument("--variants", nargs="+", choices=[v[0] for v in VARIANTS], default=None,
+                        help="score only these ways (default: all); a fold analysed before keeps what it has")
     parser.add_argument("--recompute", action="store_true",
                         help="analyse every fold again (default: reuse each fold's transfer.json)")
     args = parser.parse_args()
@@ -215,12 +223,12 @@ def main() -> int:
             val_idx = np.sort(pick.choice(val_idx, min(args.limit, len(val_idx)), replace=False))
             test_idx = np.sort(pick.choice(test_idx, min(args.limit, len(test_idx)), replace=False))
         per_fold[fold.name] = _analyse_fold(load_model_artifact(model_dir, device="cpu").model.eval(), figures,
-                                            labels, domains, val_idx, test_idx, onnx_dir, fold.name)
+                                            labels, domains, val_idx, test_idx, onnx_dir, fold.name,
+                                            [v for v in VARIANTS if args.variants is None or v[0] in args.variants])
         if not args.limit:
             write_json_atomic(cached, per_fold[fold.name])
     summary = {}
-    keys = {f"{v}|{r}" for f in per_fold.values() for v in f["variants"] for r in f["variants"][v]["rules"]}
-    for key in sorted(keys):
+    for key in _common_keys(per_fold):
         view, rule = key.split("|")
         rows = [f["variants"][view]["rules"][rule] for f in per_fold.values()]
         y = np.concatenate([f["y_test"] for f in per_fold.values()])
