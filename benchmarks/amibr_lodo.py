@@ -32,6 +32,8 @@ def main() -> int:
                              "trained in --work are predicted again, not retrained")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, as in mitotype train (e.g. model.input_size=224)")
+    parser.add_argument("--folds", nargs="+", default=None, metavar="FOLD",
+                        help="run only these folds in this order (held-out domain names, e.g. TUPAC16)")
     parser.add_argument("--name", default=None, help="results name (default amibr_lodo, amibr_lodo_tta)")
     args = parser.parse_args()
     args.name = args.name or ("amibr_lodo_tta" if args.tta else "amibr_lodo")
@@ -47,7 +49,8 @@ def main() -> int:
     config = load_config(preset=args.preset, overrides=overrides)
     figures = load_figures(config.data.path, cache_dir=args.work / "cache")
     start = time.perf_counter()
-    results = run_cv(config, figures, args.work / "cv", scheme="lodo", tta=args.tta, log=print)
+    results = run_cv(config, figures, args.work / "cv", scheme="lodo", tta=args.tta, log=print,
+                     only=args.folds)
     s = results["summary"]
     figures_out = {
         "per_domain": {name: {k: d.get(k) for k in ("n", "n_pos", "balanced_accuracy", "sensitivity",

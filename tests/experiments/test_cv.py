@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from mitotype.errors import ConfigError
 from mitotype.experiments import cv as cv_module
 from mitotype.experiments.cv import paired_bootstrap_delta, run_cv
 from mitotype.training.config import load_config
@@ -137,3 +138,16 @@ def test_evaluate_command_scores_a_model(synth_dir, tmp_path, capsys):
     assert len(results["summary"]["per_domain"]) == 4
     assert "mean ± sd over domains" in capsys.readouterr().out
     assert (tmp_path / "eval" / "report.html").read_text().count("<img") >= 5
+
+
+def test_select_folds_runs_named_folds_in_the_given_order():
+    from types import SimpleNamespace
+
+    from mitotype.experiments.cv import select_folds
+
+    folds = [SimpleNamespace(name=f"lodo-{d}") for d in ("Aperio CS2", "Hamamatsu XR", "TUPAC16")]
+    assert select_folds(folds, None) == folds
+    assert [f.name for f in select_folds(folds, ["TUPAC16", "lodo-Aperio CS2"])] == ["lodo-TUPAC16",
+                                                                                     "lodo-Aperio CS2"]
+    with pytest.raises(ConfigError, match=r"unknown fold.*TUPAC17"):
+        select_folds(folds, ["TUPAC17"])

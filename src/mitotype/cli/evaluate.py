@@ -20,7 +20,7 @@ def run_cv_command(args: argparse.Namespace) -> int:
     ensure_output_dir(args.out)
     figures = load_data(config)
     results = run_cv(config, figures, args.out, scheme=args.scheme, k=args.k, resume=not args.restart,
-                     tta=args.tta, progress=progress_bars(not args.no_progress), log=log)
+                     tta=args.tta, progress=progress_bars(not args.no_progress), log=log, only=args.folds)
     print_summary(results)
     print(f"report: {Path(args.out) / 'report.html'}")
     return 0
@@ -150,6 +150,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Finished folds are reused when the command is run again.")
     add_config_arguments(p)
     _add_cv_options(p)
+    p.add_argument("--folds", nargs="+", metavar="FOLD",
+                   help="run only these folds, in this order (held-out domain or fold names, e.g. TUPAC16): to "
+                   "spread folds over machines; a later run without it reuses them")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--tta", action="store_true", help="dihedral test-time augmentation on held-out figures")
     p.add_argument("--restart", action="store_true", help="retrain finished folds instead of reusing them")
