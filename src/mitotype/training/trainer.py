@@ -36,7 +36,7 @@ from mitotype.models.predict import predict_proba, raw_probabilities
 from mitotype.models.views import dihedral_mean
 from mitotype.runs import training_run
 from mitotype.training.averaging import WeightAverager, recompute_batchnorm, swa_start_epoch
-from mitotype.training.config import OptimSettings, TrainConfig, save_config, to_dict
+from mitotype.training.config import TrainConfig, save_config, to_dict
 from mitotype.training.resume import load_resume_state, save_resume_state
 from mitotype.training.sampler import EpochSampler
 from mitotype.training.strategies.base import Batch, RunContext, Strategy
@@ -123,16 +123,23 @@ def build_optimizer(model: torch.nn.Module, optim: Any, batches_per_epoch: int) 
     return optimizer, scheduler, total_steps
 
 
+ADDED_LATER = {"optim": ("weight_averaging", "ema_decay", "swa_start", "bn_update_figures"),
+               "model": ("stain_norm",), "strategies": ("stain_augment",)}
+"""Settings added after runs may have started: left out of the fingerprint while at their default, so such a
+run still resumes."""
+
+
 def run_fingerprint(config: TrainConfig, records: list[FigureRecord], train_idx: np.ndarray, val_idx: np.ndarray,
                     world: int) -> str:
     """What a resume must match: the configuration and the exact training and validation figures."""
     cfg = to_dict(config)
     cfg["optim"].pop("patience", None)  # may be raised to continue a run that stopped early
     # settings added after runs may have started leave the fingerprint as it was while they are at their default
-    optim_defaults = to_dict(OptimSettings())
-    for key in ("weight_averaging", "ema_decay", "swa_start", "bn_update_figures"):
-        if cfg["optim"].get(key) == optim_defaults[key]:
-            cfg["optim"].pop(key)
+    defaults = to_dict(TrainConfig())
+    for section, keys in ADDED_LATER.items():
+        for key in keys:
+            if key in cfg[section] and cfg[section][key] == defaults[section][key]:
+                cfg[section].pop(key)
     uids = [records[i].uid for i in train_idx] + ["|"] + [records[i].uid for i in val_idx]
     blob = json.dumps({"config": cfg, "uids": uids, "world": world}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -234,6 +241,8 @@ class Trainer:
         with build_device(cfg.model, self.device):
             self.model = build_classifier(cfg.model, num_domains=num_domains)
         self.model.to(self.device)
+        if self.model.stain_norm is not None:
+            self._fit_stain_reference()
         if cfg.optim.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.net: torch.nn.Module = self.model
@@ -255,6 +264,14 @@ class Trainer:
             strategy.setup(self.model)
         self.amp_dtype = autocast_dtype(cfg.optim.precision, self.device)
         self.embeddings = self._embedding_table()
+
+    def _fit_stain_reference(self) -> None:
+        """Fit the model's stain-normalisation reference on a seeded sample of the training figures."""
+        settings = self.config.model.stain_norm
+        idx = np.sort(np.random.default_rng(self.config.seed).permutation(self.train_idx)[: settings.fit_figures])
+        assert self.model.stain_norm is not None
+        self.model.stain_norm.fit(to_float_batch(self.images, idx, self.device))
+        self.log(f"stain normalisation ({settings.method}): reference fitted on {len(idx)} training figures")
 
     def _embedding_table(self) -> EmbeddingTable | None:
         """Cached embeddings when the backbone is frozen and nothing changes a batch's images, else ``None``."""
