@@ -20,7 +20,7 @@ from mitotype.training.strategies.registry import STRATEGIES, strategy_switches
 
 @dataclass
 class LogitPenaltySettings:
-    """A ninth strategy for this test: penalise large logits."""
+    """One more strategy for this test: penalise large logits."""
 
     enabled: bool = True
     """Add the penalty."""
