@@ -69,7 +69,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--recipes", nargs="+", default=None, help="default: plain full-cpu (none with --ablate)")
     parser.add_argument("--ablate", metavar="PRESET", help="run PRESET minus each strategy (and PRESET)")
     parser.add_argument("--strategies", nargs="+", choices=list(strategy_switches()), default=None,
-                        help="with --ablate: which strategies to switch off (default: all)")
+                        help="with --ablate: which strategies to switch off (default: all on by default)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--ablate-seeds", nargs="+", type=int, default=None,
                         help="seeds of the ablation runs (default: --seeds); they queue after --recipes")

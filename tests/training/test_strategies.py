@@ -20,7 +20,7 @@ from mitotype.training.strategies.registry import STRATEGIES, strategy_switches
 
 @dataclass
 class LogitPenaltySettings:
-    """A ninth strategy for this test: penalise large logits."""
+    """One more strategy for this test: penalise large logits."""
 
     enabled: bool = True
     """Add the penalty."""
@@ -67,6 +67,7 @@ def test_the_registry_defines_the_config_section_and_the_ablation_switches() -> 
         "domain_sampling": "strategies.sampling.enabled",
         "hard_mining": "strategies.hard_mining.enabled",
         "augment": "strategies.augment.enabled",
+        "stain_augment": "strategies.stain_augment.enabled",  # off by default
     }
 
 

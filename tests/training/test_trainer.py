@@ -93,7 +93,7 @@ DDP_OVERRIDES = ["optim.epochs=2", "strategies.supcon.enabled=false", "model.lor
                  "model.head_dropout=0.0"]
 
 
-def _ddp_worker(rank, world, port, synth_dir, cache, out):
+def _ddp_worker(rank, world, port, synth_dir, cache, out, extra=()):
     import os
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
@@ -102,7 +102,7 @@ def _ddp_worker(rank, world, port, synth_dir, cache, out):
     from mitotype.training.inputs import load_figures
 
     figures = load_figures(synth_dir, fmt="midog25", domain=["scanner"], cache_dir=cache)
-    trainer = _trainer(figures, out, overrides=DDP_OVERRIDES)
+    trainer = _trainer(figures, out, overrides=[*DDP_OVERRIDES, *extra])
     result = trainer.fit()
     if rank == 0:  # a file, not a queue: a full pipe would block while the parent joins
         from safetensors.torch import save_file
@@ -114,16 +114,17 @@ def _ddp_worker(rank, world, port, synth_dir, cache, out):
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_agree_with_one(synth_dir, synth_figures, tmp_path):
+@pytest.mark.parametrize("extra", [(), ("optim.weight_averaging=ema", "optim.ema_decay=0.5")], ids=["plain", "ema"])
+def test_ddp_two_processes_agree_with_one(synth_dir, synth_figures, tmp_path, extra):
     import torch.multiprocessing as mp
 
-    single = _trainer(synth_figures, tmp_path / "single", overrides=DDP_OVERRIDES)
+    single = _trainer(synth_figures, tmp_path / "single", overrides=[*DDP_OVERRIDES, *extra])
     single_result = single.fit()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    mp.start_processes(_ddp_worker, args=(2, port, str(synth_dir), str(tmp_path / "cache"), str(tmp_path / "ddp")),
-                       nprocs=2, start_method="spawn")
+    mp.start_processes(_ddp_worker, nprocs=2, start_method="spawn",
+                       args=(2, port, str(synth_dir), str(tmp_path / "cache"), str(tmp_path / "ddp"), extra))
     from safetensors import safe_open
 
     with safe_open(str(tmp_path / "ddp" / "final.safetensors"), framework="pt") as fh:

@@ -164,7 +164,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "with 95%% intervals from a paired bootstrap over slides.")
     add_config_arguments(p)
     _add_cv_options(p)
-    p.add_argument("--strategies", nargs="+", help="only these strategies (default: all)")
+    p.add_argument("--strategies", nargs="+", help="only these strategies (default: those on by default or in the "
+                                                      "configuration)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.set_defaults(func=run_ablate_command)
 

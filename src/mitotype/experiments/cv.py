@@ -32,7 +32,7 @@ from mitotype.models.device import resolve_device
 from mitotype.models.predict import predict_proba, threshold_of
 from mitotype.training.config import TrainConfig, load_config, to_dict
 from mitotype.training.inputs import Figures
-from mitotype.training.strategies.registry import strategy_switches
+from mitotype.training.strategies.registry import ablation_strategies, strategy_switches
 from mitotype.training.trainer import ProgressFactory, Trainer
 
 STRATEGY_SWITCHES = strategy_switches()
@@ -269,7 +269,7 @@ def run_ablation(
     """Cross-validate with everything on, then with each strategy off; tabulate the change."""
     log = log or (lambda _msg: None)
     out_dir = Path(out_dir)
-    names = list(strategies or STRATEGY_SWITCHES)
+    names = list(strategies or ablation_strategies(config.strategies))
     unknown = [s for s in names if s not in STRATEGY_SWITCHES]
     if unknown:
         raise ConfigError(f"unknown strategy {unknown}; choose from {list(STRATEGY_SWITCHES)}")

@@ -36,7 +36,7 @@ from mitotype.models.device import resolve_device
 from mitotype.models.predict import ensemble_threshold, predict_proba, threshold_of
 from mitotype.training.config import TrainConfig, load_config
 from mitotype.training.inputs import Figures, load_data_figures
-from mitotype.training.strategies.registry import strategy_switches
+from mitotype.training.strategies.registry import ablation_strategies, strategy_switches
 from mitotype.training.trainer import Trainer
 
 VARIANTS = {
@@ -364,7 +364,7 @@ class HoldoutPlan:
     ablate: str | None = None
     """A preset to run minus each strategy in turn (and as it is)."""
     strategies: list[str] | None = None
-    """With ``ablate``: which strategies to switch off (default: all of the registry)."""
+    """With ``ablate``: which strategies to switch off (default: those of the registry on by default)."""
     ablate_seeds: list[int] | None = None
     """Seeds of the ablation runs (default: ``seeds``); they queue after the recipes."""
 
@@ -376,7 +376,7 @@ def build_queue(plan: Any, done: Iterable[tuple[str, int]]) -> list[tuple[str, i
     recipes = plan.recipes or ([] if plan.ablate else ["plain", "full-cpu"])
     queue = [(recipe, seed) for seed in plan.seeds for recipe in recipes]
     if plan.ablate:
-        variants = [plan.ablate] + [f"{plan.ablate}-no_{s}" for s in (plan.strategies or strategy_switches())]
+        variants = [plan.ablate] + [f"{plan.ablate}-no_{s}" for s in (plan.strategies or ablation_strategies())]
         queue += [(v, seed) for seed in (plan.ablate_seeds or plan.seeds) for v in variants]
     return [job for i, job in enumerate(queue) if job not in done and job not in queue[:i]]
 

@@ -27,6 +27,7 @@ from mitotype.models.adaptation import (
     save_adapters,
 )
 from mitotype.models.registry import BackboneSpec, get_backbone_spec
+from mitotype.models.stain import StainNormSettings, build_stain_normalizer
 from mitotype.models.weights import RANDOM, LoadReport, build_backbone
 from mitotype.settings import Settings, from_dict, one_of, value_range
 
@@ -64,11 +65,16 @@ class ModelConfig(Settings):
     gradient_checkpointing: bool = False
     """Recompute block activations in the backward pass (timm ``set_grad_checkpointing``): less
     memory for the giant ViTs at the cost of roughly one extra forward."""
+    stain_norm: StainNormSettings = field(default_factory=StainNormSettings)
+    """Stain normalisation toward a reference fitted on the training figures, the first step of the
+    model's preprocessing (so training and every inference path apply it); off by default."""
 
     def check(self) -> None:
         get_backbone_spec(self.backbone)  # a registered backbone (or timm:<arch>)
         if not isinstance(self.lora, LoraSettings):
             raise ConfigError("model.lora must be LoRA settings (rank, alpha, dropout, target_modules)")
+        if not isinstance(self.stain_norm, StainNormSettings):
+            raise ConfigError("model.stain_norm must be stain normalisation settings (method, fit_figures, ...)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-ready dict (round-trips through :meth:`from_dict`)."""
@@ -160,6 +166,8 @@ class MitoClassifier(nn.Module):
         self.load_report = load_report
         self.merged = False
         self.backbone = backbone
+        self.stain_norm = build_stain_normalizer(config.stain_norm)
+        """Stain normalisation toward the reference in its buffers (``None`` = off)."""
         self.register_buffer("pixel_mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
         _enable_fused_attention(backbone)
@@ -189,6 +197,8 @@ class MitoClassifier(nn.Module):
             raise ValueError(f"expected images B x 3 x H x W, got {tuple(images.shape)}")
         if not images.is_floating_point():
             raise ValueError(f"expected float images in [0, 1], got {images.dtype} (divide uint8 by 255)")
+        if self.stain_norm is not None:
+            images = self.stain_norm(images)
         # Memory layout matters more than it looks on a CPU: CNN convolutions run ~1.5x faster on
         # channels-last input, while a ViT's resize and patch embedding are faster on contiguous input
         # (benchmarks/results/inference.json). Batches arrive in either layout (a permuted uint8
@@ -251,9 +261,12 @@ class MitoClassifier(nn.Module):
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Only what differs from the pretrained weights: parameters with ``requires_grad`` (LoRA +
-        heads) — or the whole backbone with its buffers (BatchNorm statistics) when it is fully
-        fine-tuned or has LoRA merged into it (such a state reloads into ``adaptation="full"``)."""
+        heads), the reference of stain normalisation when it is on — or the whole backbone with its buffers
+        (BatchNorm statistics) when it is fully fine-tuned or has LoRA merged into it (such a state reloads
+        into ``adaptation="full"``)."""
         names = {n for n, p in self.named_parameters() if p.requires_grad}
+        if self.stain_norm is not None:  # the reference stain, fitted on the training figures
+            names |= {f"stain_norm.{n}" for n, _ in self.stain_norm.named_buffers()}
         if self.config.adaptation == "full" or self.merged:
             names |= {f"backbone.{n}" for n, _ in self.backbone.named_parameters()}
             names |= {f"backbone.{n}" for n, _ in self.backbone.named_buffers()}
@@ -311,6 +324,7 @@ class MitoClassifier(nn.Module):
             "resize": "bilinear, antialias, align_corners=False (inside the model)",
             "mean": list(self.spec.mean),
             "std": list(self.spec.std),
+            **({"stain_norm": self.stain_norm.reference()} if self.stain_norm is not None else {}),
         }
 
     def metadata(self) -> dict[str, Any]:

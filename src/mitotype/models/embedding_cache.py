@@ -73,6 +73,9 @@ class EmbeddingTable:
             "input_size": int(model.input_size), "pooling": model.spec.pooling,
             "autocast": str(amp_dtype) if amp_dtype is not None else "fp32",
         }
+        stain_norm = getattr(model, "stain_norm", None)
+        if stain_norm is not None:  # embeddings of normalised figures (absent when off: earlier keys hold)
+            parts["stain_norm"] = stain_norm.digest()
         key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
         self.folder = Path(root).expanduser() if root is not None else default_embedding_dir()
         self.folder = self.folder / key[:32]

@@ -61,6 +61,9 @@ class _Logits(torch.nn.Module):
 
 def export_onnx(model: torch.nn.Module, path: str | Path) -> Path:
     """Write ``model`` (in eval mode, on the CPU) as an ONNX graph with a dynamic batch; returns the path."""
+    if getattr(model, "stain_norm", None) is not None:
+        raise MitotypeError("a model with stain normalisation (model.stain_norm) has no ONNX form: torch-staintools' "
+                            "stain separation does not export; run it with PyTorch (the default runtime)")
     try:
         import onnx  # noqa: F401  (optional extra; the exporter needs it)
         import onnxscript  # noqa: F401

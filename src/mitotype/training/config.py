@@ -236,6 +236,22 @@ class OptimSettings(Settings):
     with ``last``)."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    weight_averaging: Literal["none", "ema", "swa"] = "none"
+    """Validate, select and save averaged weights instead of one epoch's (:mod:`mitotype.training.averaging`):
+    ``ema`` = an exponential moving average of the weights, updated after every optimiser step and validated
+    every epoch; ``swa`` = the plain average of the end-of-epoch weights from ``swa_start`` on, validated (and
+    selectable) only from then; ``none`` = off. BatchNorm statistics that train are recomputed for the
+    averaged weights over the training figures before each validation (``bn_update_figures``)."""
+    ema_decay: float = field(default=0.999, metadata=value_range(0.0, 1.0, hi_open=True))
+    """EMA: weight of the running average at each optimiser step (``avg = decay * avg + (1 - decay) * w``);
+    the average spans roughly ``1 / (1 - decay)`` steps."""
+    swa_start: float = field(default=0.75, metadata=value_range(0.0, 1.0, hi_open=True))
+    """SWA: the fraction of the epochs trained before averaging starts (0.75 of 12 epochs: epochs 10-12 are
+    averaged; at least the last epoch always is). Pair it with ``schedule: constant`` for SWA proper."""
+    bn_update_figures: int = field(default=0, metadata=value_range(0, None))
+    """Training figures (the first of a seeded permutation, unaugmented) over which the BatchNorm statistics
+    of the averaged weights are recomputed before each validation; 0 = all of them. Unused when no BatchNorm
+    layer trains (ViTs, LoRA and frozen backbones keep their statistics)."""
 
     def check(self) -> None:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):

@@ -9,6 +9,7 @@ identically and trains on its own slice, so the result does not depend on the nu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -34,7 +35,8 @@ from mitotype.models.embedding_cache import EmbeddingTable
 from mitotype.models.predict import predict_proba, raw_probabilities
 from mitotype.models.views import dihedral_mean
 from mitotype.runs import training_run
-from mitotype.training.config import TrainConfig, save_config, stable_dict
+from mitotype.training.averaging import WeightAverager, recompute_batchnorm, swa_start_epoch
+from mitotype.training.config import TrainConfig, save_config, stable_dict, to_dict
 from mitotype.training.resume import load_resume_state, save_resume_state
 from mitotype.training.sampler import EpochSampler
 from mitotype.training.strategies.base import Batch, RunContext, Strategy
@@ -121,11 +123,23 @@ def build_optimizer(model: torch.nn.Module, optim: Any, batches_per_epoch: int) 
     return optimizer, scheduler, total_steps
 
 
+ADDED_LATER = {"optim": ("weight_averaging", "ema_decay", "swa_start", "bn_update_figures"),
+               "model": ("stain_norm",), "strategies": ("stain_augment",)}
+"""Settings added after runs may have started: left out of the fingerprint while at their default, so such a
+run still resumes."""
+
+
 def run_fingerprint(config: TrainConfig, records: list[FigureRecord], train_idx: np.ndarray, val_idx: np.ndarray,
                     world: int) -> str:
     """What a resume must match: the configuration and the exact training and validation figures."""
     cfg = stable_dict(config)  # a run started before later data keys existed still resumes
     cfg["optim"].pop("patience", None)  # may be raised to continue a run that stopped early
+    # settings added after runs may have started leave the fingerprint as it was while they are at their default
+    defaults = to_dict(TrainConfig())
+    for section, keys in ADDED_LATER.items():
+        for key in keys:
+            if key in cfg[section] and cfg[section][key] == defaults[section][key]:
+                cfg[section].pop(key)
     uids = [records[i].uid for i in train_idx] + ["|"] + [records[i].uid for i in val_idx]
     blob = json.dumps({"config": cfg, "uids": uids, "world": world}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -227,6 +241,8 @@ class Trainer:
         with build_device(cfg.model, self.device):
             self.model = build_classifier(cfg.model, num_domains=num_domains)
         self.model.to(self.device)
+        if self.model.stain_norm is not None:
+            self._fit_stain_reference()
         if cfg.optim.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.net: torch.nn.Module = self.model
@@ -240,10 +256,22 @@ class Trainer:
             self.net = torch.compile(self.net)
         self.optimizer, self.scheduler, self.total_steps = build_optimizer(self.model, cfg.optim,
                                                                            self.batches_per_epoch)
+        self.averager: WeightAverager | None = None
+        if cfg.optim.weight_averaging != "none":
+            self.averager = WeightAverager(self.model, cfg.optim.weight_averaging, decay=cfg.optim.ema_decay,
+                                           start_epoch=swa_start_epoch(cfg.optim.swa_start, cfg.optim.epochs))
         for strategy in self.strategies:
             strategy.setup(self.model)
         self.amp_dtype = autocast_dtype(cfg.optim.precision, self.device)
         self.embeddings = self._embedding_table()
+
+    def _fit_stain_reference(self) -> None:
+        """Fit the model's stain-normalisation reference on a seeded sample of the training figures."""
+        settings = self.config.model.stain_norm
+        idx = np.sort(np.random.default_rng(self.config.seed).permutation(self.train_idx)[: settings.fit_figures])
+        assert self.model.stain_norm is not None
+        self.model.stain_norm.fit(to_float_batch(self.images, idx, self.device))
+        self.log(f"stain normalisation ({settings.method}): reference fitted on {len(idx)} training figures")
 
     def _embedding_table(self) -> EmbeddingTable | None:
         """Cached embeddings when the backbone is frozen and nothing changes a batch's images, else ``None``."""
@@ -265,8 +293,30 @@ class Trainer:
         return table
 
     def _strategy_states(self) -> dict[str, Any]:
-        """The strategies that keep state, by their key in the resume file."""
-        return {s.state_key: s for s in self.strategies if s.state_key}
+        """What keeps state besides the model and optimiser, by its key in the resume file: the strategies
+        that keep state, and the weight average when there is one."""
+        states: dict[str, Any] = {s.state_key: s for s in self.strategies if s.state_key}
+        if self.averager is not None:
+            states["weight_averaging"] = self.averager
+        return states
+
+    def _recompute_bn(self, model: torch.nn.Module) -> None:
+        """BatchNorm statistics for the averaged weights, over the (unaugmented) training figures in
+        training-sized batches (``optim.bn_update_figures`` of them, 0 = all)."""
+        cfg = self.config
+        idx = self.train_idx
+        if 0 < cfg.optim.bn_update_figures < len(idx):
+            idx = np.random.default_rng(cfg.seed).permutation(idx)[: cfg.optim.bn_update_figures]
+        bs = cfg.optim.batch_size
+
+        def batches() -> Any:
+            for start in range(0, len(idx), bs):
+                x = to_float_batch(self.images, idx[start : start + bs], self.device)
+                yield x.contiguous(memory_format=torch.channels_last) if cfg.optim.channels_last else x
+
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            recompute_batchnorm(model, batches())
 
     # -- passes -------------------------------------------------------------------------------
 
@@ -397,6 +447,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.averager is not None:
+            self.averager.after_step(self.model)
         if self.scheduler.last_epoch < self.total_steps - 1 or cfg.optim.schedule != "onecycle":
             self.scheduler.step()
 
@@ -433,7 +485,9 @@ class Trainer:
         if writer is not None:
             writer.close()
         best, history = self._progress_state["best"], self._progress_state["history"]
-        assert best is not None
+        if best is None:  # stopped (stop_after_epoch) before any epoch could be kept: SWA had not started
+            return TrainResult(out_dir=self.out_dir, threshold=float("nan"), best_epoch=0, val_metrics={},
+                               history=history, wall_seconds=time.perf_counter() - start_time)
         if is_main and "threshold_tta" not in best:
             best["threshold_tta"] = self._tta_threshold()
             save_model_artifact(self.out_dir, self.model, cfg, threshold=best["threshold"],
@@ -474,26 +528,39 @@ class Trainer:
             bar = self.progress(math.ceil(len(self.train_idx) / cfg.optim.batch_size),
                                 f"epoch {epoch + 1}/{cfg.optim.epochs}")
         train_stats = self._train_epoch(epoch, weights, bar)
+        averager = self.averager
+        if averager is not None:
+            averager.after_epoch(self.model, epoch)
+        averaged = averager is not None and averager.ready(epoch)
+        # with weight averaging only the averaged weights are validated for keeping (SWA: from swa_start on)
+        eligible = averager is None or averaged
         t_val = time.perf_counter()
-        val = self._validate()
+        swap = averager.swapped_in(self.model, self._recompute_bn) if averaged and averager is not None \
+            else contextlib.nullcontext()
+        with swap:
+            val = self._validate()
+            t_done = time.perf_counter()
+            if eligible and (track["best"] is None or self._better(val, track["best"])):
+                track["best"] = {**val, "epoch": epoch + 1}
+                track["bad_epochs"] = 0
+                self._best_state = {k: v.detach().cpu().clone()
+                                    for k, v in self.model.trainable_state_dict().items()}
+                if is_main:
+                    save_model_artifact(self.out_dir, self.model, cfg, threshold=val["threshold"],
+                                        metrics=track["best"], domains=self.domain_names)
+            elif eligible:
+                track["bad_epochs"] += 1
         if bar is not None:
             bar.close()
         # wall times (the per-batch loss read-out synchronises the device, so they are real)
         timing = {"seconds_mining": t_train - t_epoch, "seconds_train": t_val - t_train,
-                  "seconds_validation": time.perf_counter() - t_val,
+                  "seconds_validation": t_done - t_val,
                   "train_images_per_second": self.samples_per_epoch / max(t_val - t_train, 1e-9)}
         row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **train_stats, **timing,
                **{f"val_{k}": v for k, v in val.items() if isinstance(v, int | float) or v is None}}
+        if averager is not None:
+            row["averaged"] = averager.n_averaged if averaged else 0  # 0: these are the training weights
         track["history"].append(row)
-        if track["best"] is None or self._better(val, track["best"]):
-            track["best"] = {**val, "epoch": epoch + 1}
-            track["bad_epochs"] = 0
-            self._best_state = {k: v.detach().cpu().clone() for k, v in self.model.trainable_state_dict().items()}
-            if is_main:
-                save_model_artifact(self.out_dir, self.model, cfg, threshold=val["threshold"],
-                                    metrics=track["best"], domains=self.domain_names)
-        else:
-            track["bad_epochs"] += 1
         if is_main:
             self._record(row, epoch, val, metrics_path, writer)
         stop = bool(cfg.optim.patience and track["bad_epochs"] >= cfg.optim.patience)

@@ -17,6 +17,7 @@ from mitotype.training.strategies.hard_mining import HardMining
 from mitotype.training.strategies.mixup import MixUp
 from mitotype.training.strategies.sampling import DomainSampling
 from mitotype.training.strategies.soft_labels import SoftLabels
+from mitotype.training.strategies.stain_augment import StainAugment
 from mitotype.training.strategies.supcon import SupCon
 
 STRATEGIES: list[type[Strategy]] = [
@@ -28,6 +29,7 @@ STRATEGIES: list[type[Strategy]] = [
     DomainSampling,
     HardMining,
     Augment,
+    StainAugment,
 ]
 """Every strategy, in the order the trainer calls their hooks (and the configuration lists them)."""
 
@@ -49,9 +51,20 @@ def strategy_switches() -> dict[str, str]:
     return {s.name: s.switch_path() for s in STRATEGIES}
 
 
+def ablation_strategies(settings: Any | None = None) -> list[str]:
+    """The strategies an ablation switches off when none are named: those on by default (a strategy that is
+    off unless asked for would give a variant identical to the full run), plus those ``settings`` (a run's
+    ``strategies`` section) switch on."""
+    def on(strategy: type[Strategy], block: Any) -> bool:
+        return bool(getattr(block, strategy.switch, True))
+
+    return [s.name for s in STRATEGIES
+            if on(s, s.settings_type()) or (settings is not None and on(s, getattr(settings, s.section)))]
+
+
 def build_strategies(settings: Any, run: Any) -> list[Strategy]:
     """One instance of every registered strategy for a run, given the run's ``strategies`` section."""
     return [s(getattr(settings, s.section), run) for s in STRATEGIES]
 
 
-__all__ = ["STRATEGIES", "build_strategies", "make_strategy_settings", "strategy_switches"]
+__all__ = ["STRATEGIES", "ablation_strategies", "build_strategies", "make_strategy_settings", "strategy_switches"]
