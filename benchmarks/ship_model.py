@@ -84,23 +84,29 @@ each. Expect lower figures on a scanner or lab unlike the training data than on 
 
 LODO = """### On a scanner it has never seen
 
-Leave-one-domain-out with this recipe (preset `full-cpu`, 224 px, {epochs} epochs, seed {seed}): for each of
-the 4 AMi-Br domains, a model trained on the other three (their validation slides choose its epoch and
-thresholds) scores the held-out one. Each model's own thresholds, as this shipped model applies its own:
+Leave-one-domain-out with this recipe (preset `full-cpu`, 224 px, {epochs} epochs, seed {seed}): for each held-out
+AMi-Br domain below ({n_folds} of the 4{missing}), a model trained on the other three (their validation slides choose
+its epoch and thresholds) scores the held-out one. Each model's own thresholds, as this shipped model applies its own:
 
 | held-out domain | figures (AMF) | balanced accuracy | sensitivity | specificity | ROC AUC | with 8-view TTA |
 | --- | --- | --- | --- | --- | --- | --- |
 {rows}
 | pooled | {n} ({n_pos}) | {ba:.3f} | {sens:.3f} | {spec:.3f} | | {ba_tta:.3f} |
 
-Expect figures like these, not those of the test split above, on a new scanner or lab: the threshold chosen on
-seen scanners does not transfer fully (docs/results.md, "Unseen domains", compares the remedies). Measured by:
+Expect figures like these, not those of the test split above, on a new scanner or lab. When every input figure
+comes from one scanner or lab, `--tta --adapt-bn domain` (BatchNorm statistics re-estimated on the input, no labels)
+gave {adabn_rows} (pooled {adabn_pooled:.3f}); one seed, so not a default yet (docs/results.md, "Unseen domains",
+compares it and the threshold rules). Measured by:
 
 ```bash
 {lodo_command}
 {transfer_command}
 ```
 """
+
+
+def _ba(domain: dict, variant: str) -> str:
+    return f"{domain[variant]['rules']['validation']['balanced_accuracy']:.3f}"
 
 
 def lodo_section(path: Path | None) -> tuple[str, str]:
@@ -118,7 +124,14 @@ def lodo_section(path: Path | None) -> tuple[str, str]:
                     f"{single['specificity']:.3f} | {single['roc_auc']:.3f} | "
                     f"{tta['balanced_accuracy']:.3f} (AUC {tta['roc_auc']:.3f}) |")
     pooled, pooled_tta = summary["single|validation"], summary["tta|validation"]
+    adabn = summary.get("tta+adabn-domain|validation")
+    measured = [n.removeprefix("lodo-") for n in figures["per_domain"]]
+    missing = sorted({"Aperio CS2", "Hamamatsu S360", "Hamamatsu XR", "TUPAC16"} - set(measured))
     text = LODO.format(
+        n_folds=len(measured), missing=f"; not run yet: {', '.join(missing)}" if missing else "",
+        adabn_rows=", ".join(f"{n.removeprefix('lodo-')} {_ba(d, 'tta+adabn-domain')}"
+                             for n, d in figures["per_domain"].items() if "tta+adabn-domain" in d) or "n/a",
+        adabn_pooled=adabn["pooled_balanced_accuracy"] if adabn else float("nan"),
         epochs=extra.get("epochs"), seed=extra.get("seed"), rows="\n".join(rows),
         n=sum(d["n_test"] for d in figures["per_domain"].values()),
         n_pos=sum(d["n_pos"] for d in figures["per_domain"].values()),
