@@ -347,16 +347,24 @@ def load_config(
     return from_dict(TrainConfig, data)
 
 
-LATER_DATA_KEYS: dict[str, Any] = {"columns": {}, "labels": {}, "meta_csv": None, "size_policy": "center-crop",
-                                   "sources": []}
-"""``data`` keys added after runs were first fingerprinted, with the value that leaves a run as it was."""
+ADDED_LATER: dict[str, tuple[str, ...]] = {
+    "data": ("columns", "labels", "meta_csv", "size_policy", "sources"),
+    "optim": ("weight_averaging", "ema_decay", "swa_start", "bn_update_figures"),
+    "model": ("stain_norm",),
+    "strategies": ("stain_augment",),
+}
+"""Settings added after runs were first fingerprinted, per block: left out while at their default, so a run
+started before they existed has the same fingerprint (and resumes) under this version."""
 
 
 def stable_dict(config: TrainConfig) -> dict[str, Any]:
-    """The plain-data configuration without the later ``data`` keys that hold their neutral value, so a run
-    started before they existed has the same fingerprint (and resumes) under this version."""
+    """The plain-data configuration without the :data:`ADDED_LATER` keys that hold their default."""
     cfg = to_dict(config)
-    cfg["data"] = {k: v for k, v in cfg["data"].items() if not (k in LATER_DATA_KEYS and v == LATER_DATA_KEYS[k])}
+    defaults = to_dict(TrainConfig())
+    for block, keys in ADDED_LATER.items():
+        for key in keys:
+            if key in cfg[block] and cfg[block][key] == defaults[block][key]:
+                cfg[block].pop(key)
     return cfg
 
 
@@ -377,6 +385,7 @@ __all__ = [
     "list_presets",
     "load_config",
     "save_config",
+    "ADDED_LATER",
     "stable_dict",
     "to_dict",
 ]

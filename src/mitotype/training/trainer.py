@@ -36,7 +36,7 @@ from mitotype.models.predict import predict_proba, raw_probabilities
 from mitotype.models.views import dihedral_mean
 from mitotype.runs import training_run
 from mitotype.training.averaging import WeightAverager, recompute_batchnorm, swa_start_epoch
-from mitotype.training.config import TrainConfig, save_config, stable_dict, to_dict
+from mitotype.training.config import TrainConfig, save_config, stable_dict
 from mitotype.training.resume import load_resume_state, save_resume_state
 from mitotype.training.sampler import EpochSampler
 from mitotype.training.strategies.base import Batch, RunContext, Strategy
@@ -123,23 +123,11 @@ def build_optimizer(model: torch.nn.Module, optim: Any, batches_per_epoch: int) 
     return optimizer, scheduler, total_steps
 
 
-ADDED_LATER = {"optim": ("weight_averaging", "ema_decay", "swa_start", "bn_update_figures"),
-               "model": ("stain_norm",), "strategies": ("stain_augment",)}
-"""Settings added after runs may have started: left out of the fingerprint while at their default, so such a
-run still resumes."""
-
-
 def run_fingerprint(config: TrainConfig, records: list[FigureRecord], train_idx: np.ndarray, val_idx: np.ndarray,
                     world: int) -> str:
     """What a resume must match: the configuration and the exact training and validation figures."""
-    cfg = stable_dict(config)  # a run started before later data keys existed still resumes
+    cfg = stable_dict(config)  # a run started before later settings existed still resumes
     cfg["optim"].pop("patience", None)  # may be raised to continue a run that stopped early
-    # settings added after runs may have started leave the fingerprint as it was while they are at their default
-    defaults = to_dict(TrainConfig())
-    for section, keys in ADDED_LATER.items():
-        for key in keys:
-            if key in cfg[section] and cfg[section][key] == defaults[section][key]:
-                cfg[section].pop(key)
     uids = [records[i].uid for i in train_idx] + ["|"] + [records[i].uid for i in val_idx]
     blob = json.dumps({"config": cfg, "uids": uids, "world": world}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
