@@ -373,6 +373,7 @@ def save_config(config: TrainConfig, path: Path) -> None:
 
 
 __all__ = [
+    "ADDED_LATER",
     "DataSettings",
     "DataSource",
     "DomainAdversarialSettings",
@@ -385,7 +386,6 @@ __all__ = [
     "list_presets",
     "load_config",
     "save_config",
-    "ADDED_LATER",
     "stable_dict",
     "to_dict",
 ]
