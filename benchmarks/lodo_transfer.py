@@ -13,7 +13,8 @@ domain, scores its figures under each test-time choice without retraining:
   and ``oracle`` (the held-out labels' own best threshold: an upper bound, never a choice).
 
 Validation scores are computed the same way as the held-out ones (the same views, AdaBN per validation
-domain), so each rule sees a consistent source. No held-out label reaches any choice.
+domain), so each rule sees a consistent source. No held-out label reaches any choice. Each fold's scores
+are kept in its ``transfer.json``, so a rule added later is applied without scoring again.
 
     python benchmarks/lodo_transfer.py --work /tmp/lodo224/full-s0 --preset full-cpu --set model.input_size=224
 """
@@ -78,6 +79,7 @@ def _rule_thresholds(y_val: np.ndarray, p_val: np.ndarray, d_val: np.ndarray, p_
     from mitotype.evaluation.transfer import (
         apply_temperature,
         fit_temperature,
+        platt_threshold,
         rate_matched_threshold,
         robust_threshold,
     )
@@ -93,6 +95,7 @@ def _rule_thresholds(y_val: np.ndarray, p_val: np.ndarray, d_val: np.ndarray, p_
         # calibrated p >= c  <=>  raw p >= the raw score that calibrates to c
         "calibrated-prior": float(apply_temperature(prior, 1.0 / temperature)),
         "calibrated-0.5": 0.5,
+        "platt": platt_threshold(y_val, p_val),
         "rate": rate_t,
         "rate-em": rate_em,
         "_temperature": temperature,
@@ -107,34 +110,60 @@ def _metrics(y: np.ndarray, p: np.ndarray, thr: float) -> dict[str, float]:
     return {k: float(m[k]) for k in ("balanced_accuracy", "sensitivity", "specificity", "roc_auc")} | {"threshold": thr}
 
 
-def _analyse_fold(model: Any, figures: Any, labels: np.ndarray, domains: np.ndarray, val_idx: np.ndarray,
-                  test_idx: np.ndarray, onnx_dir: Path | None, name: str,
-                  variants: list[tuple[str, bool, str]]) -> dict[str, Any]:
-    """Every variant's held-out scores and every rule's threshold and metrics for one fold."""
+def _rule_rows(y_val: np.ndarray, p_val: np.ndarray, d_val: np.ndarray, y_test: np.ndarray,
+               p_test: np.ndarray) -> dict[str, Any]:
+    """Every rule's threshold and held-out metrics for one variant's scores (cheap: no model involved)."""
     from mitotype.evaluation.metrics import best_threshold
 
+    rules = _rule_thresholds(y_val, p_val, d_val, p_test)
+    rows = {rule: _metrics(y_test, p_test, thr) for rule, thr in rules.items() if not rule.startswith("_")}
+    rows["oracle"] = _metrics(y_test, p_test, best_threshold(y_test, p_test))
+    return {"rules": rows, "temperature": rules["_temperature"], "estimated_prior": rules["_estimated_prior"],
+            "true_prior": float(y_test.mean()), "p_test": p_test.tolist(), "p_val": p_val.tolist()}
+
+
+def _analyse_fold(model: Any, figures: Any, labels: np.ndarray, domains: np.ndarray, val_idx: np.ndarray,
+                  test_idx: np.ndarray, onnx_dir: Path | None, name: str,
+                  variants: list[tuple[str, bool, str]], cached: dict[str, Any] | None) -> dict[str, Any]:
+    """Every variant's held-out scores and every rule's threshold and metrics for one fold.
+
+    A variant whose validation and held-out scores are in ``cached`` is not scored again, only its rules
+    are re-applied (so a new rule costs no inference); cached variants outside ``variants`` are kept.
+    """
     y_val, d_val, y_test = labels[val_idx], domains[val_idx], labels[test_idx]
     out: dict[str, Any] = {"n_test": len(test_idx), "n_pos": int(np.sum(y_test)), "y_test": y_test.tolist(),
-                           "variants": {}}
+                           "variants": dict((cached or {}).get("variants", {})), "seconds": 0.0}
     t0 = time.perf_counter()
+    wanted = {v[0] for v in variants}
+    for variant, scored in list(out["variants"].items()):
+        if "p_val" in scored and variant not in wanted:
+            out["variants"][variant] = _rule_rows(y_val, np.asarray(scored["p_val"]), d_val, y_test,
+                                                  np.asarray(scored["p_test"]))
     for variant, tta, mode in variants:
-        if mode == "off":
+        scored = out["variants"].get(variant, {})
+        if "p_val" in scored:
+            p_val, p_test = np.asarray(scored["p_val"]), np.asarray(scored["p_test"])
+        elif model is None:
+            continue
+        elif mode == "off":
             p_val = _scores(model, figures.images, val_idx, tta, onnx_dir)
             p_test = _scores(model, figures.images, test_idx, tta, onnx_dir)
         else:
             p_val = _adapted_scores(model, figures.images, val_idx, d_val, mode, tta, onnx_dir)
             p_test = _adapted_scores(model, figures.images, test_idx, np.zeros(len(test_idx)), mode, tta, onnx_dir)
-        rules = _rule_thresholds(y_val, p_val, d_val, p_test)
-        rows = {rule: _metrics(y_test, p_test, thr) for rule, thr in rules.items() if not rule.startswith("_")}
-        rows["oracle"] = _metrics(y_test, p_test, best_threshold(y_test, p_test))
-        out["variants"][variant] = {"rules": rows, "temperature": rules["_temperature"],
-                                    "estimated_prior": rules["_estimated_prior"], "true_prior": float(y_test.mean()),
-                                    "p_test": p_test.tolist()}
+        out["variants"][variant] = _rule_rows(y_val, p_val, d_val, y_test, p_test)
+        rows = out["variants"][variant]["rules"]
         print(f"{name} {variant}: " + ", ".join(f"{r} {v['balanced_accuracy']:.3f}/{v['sensitivity']:.2f}"
                                                for r, v in rows.items())
               + f"; AUC {rows['validation']['roc_auc']:.3f}", flush=True)
-    out["seconds"] = time.perf_counter() - t0
+    out["seconds"] = float((cached or {}).get("seconds", 0.0)) + time.perf_counter() - t0
     return out
+
+
+def _needs_model(cached: dict[str, Any] | None, variants: list[tuple[str, bool, str]]) -> bool:
+    """Whether some wanted variant has no stored validation and held-out scores."""
+    stored = (cached or {}).get("variants", {})
+    return any("p_val" not in stored.get(v[0], {}) for v in variants)
 
 
 def _common_keys(per_fold: dict[str, Any]) -> list[str]:
@@ -184,7 +213,8 @@ def main() -> int:
                         help="score only this many validation and held-out figures per fold (a quick check of "
                         "the script; results are then not comparable)")
     parser.add_argument("--variants", nargs="+", choices=[v[0] for v in VARIANTS], default=None,
-                        help="score only these ways (default: all); a fold analysed before keeps what it has")
+                        help="score only these ways (default: all); a fold analysed before keeps its other "
+                        "ways, and any way whose scores it stored is not scored again")
     parser.add_argument("--recompute", action="store_true",
                         help="analyse every fold again (default: reuse each fold's transfer.json)")
     args = parser.parse_args()
@@ -211,22 +241,26 @@ def main() -> int:
         if not (model_dir.parent / "predictions.json").is_file():  # run_cv's mark of a finished fold
             print(f"{fold.name}: not finished in {model_dir.parent}, skipped", flush=True)
             continue
-        cached = model_dir.parent / "transfer.json"
-        if cached.is_file() and not args.recompute:
-            per_fold[fold.name] = json.loads(cached.read_text())
-            print(f"{fold.name}: analysed before ({cached})", flush=True)
-            continue
+        cache_file = model_dir.parent / "transfer.json"
+        fresh = args.recompute or args.limit or not cache_file.is_file()
+        cached = None if fresh else json.loads(cache_file.read_text())
         _, val_idx = validation_split(records, fold.train_idx, fraction=config.data.val_fraction, seed=config.seed)
         test_idx = np.asarray(fold.test_idx)
         if args.limit:
             pick = np.random.default_rng(0)
             val_idx = np.sort(pick.choice(val_idx, min(args.limit, len(val_idx)), replace=False))
             test_idx = np.sort(pick.choice(test_idx, min(args.limit, len(test_idx)), replace=False))
-        per_fold[fold.name] = _analyse_fold(load_model_artifact(model_dir, device="cpu").model.eval(), figures,
-                                            labels, domains, val_idx, test_idx, onnx_dir, fold.name,
-                                            [v for v in VARIANTS if args.variants is None or v[0] in args.variants])
+        wanted = [v for v in VARIANTS if args.variants is None or v[0] in args.variants]
+        if cached is not None and args.variants is None and not any("p_val" in v for v in cached["variants"].values()):
+            per_fold[fold.name] = cached  # analysed before scores were stored: kept as it is
+            print(f"{fold.name}: analysed before ({cache_file})", flush=True)
+            continue
+        model = (load_model_artifact(model_dir, device="cpu").model.eval()
+                 if _needs_model(cached, wanted) else None)
+        per_fold[fold.name] = _analyse_fold(model, figures, labels, domains, val_idx, test_idx, onnx_dir, fold.name,
+                                            wanted, cached)
         if not args.limit:
-            write_json_atomic(cached, per_fold[fold.name])
+            write_json_atomic(cache_file, per_fold[fold.name])
     summary = {}
     for key in _common_keys(per_fold):
         view, rule = key.split("|")
@@ -241,7 +275,8 @@ def main() -> int:
                         "min_domain_sensitivity": min(r["sensitivity"] for r in rows),
                         "mean_domain_roc_auc": float(np.mean([r["roc_auc"] for r in rows]))}
     per_domain = {name: {"n_test": f["n_test"], "n_pos": f["n_pos"], "seconds": f["seconds"],
-                         **{v: {k: x for k, x in d.items() if k != "p_test"} for v, d in f["variants"].items()}}
+                         **{v: {k: x for k, x in d.items() if k not in ("p_test", "p_val")}
+                            for v, d in f["variants"].items()}}
                   for name, f in per_fold.items()}
     selected = _selected_by_other_domains(per_fold)
     command = f"python benchmarks/lodo_transfer.py {' '.join(sys.argv[1:])}".strip()

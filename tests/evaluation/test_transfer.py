@@ -7,9 +7,12 @@ import pytest
 
 from mitotype.evaluation.metrics import best_threshold
 from mitotype.evaluation.transfer import (
+    apply_platt,
     apply_temperature,
     estimate_prior,
+    fit_platt,
     fit_temperature,
+    platt_threshold,
     rate_matched_threshold,
     robust_threshold,
 )
@@ -101,3 +104,39 @@ def test_rate_matched_threshold_em_follows_a_prevalence_change() -> None:
 def test_rate_matched_threshold_rejects_an_unknown_prior() -> None:
     with pytest.raises(ValueError, match="prior"):
         rate_matched_threshold([0, 1], [0.1, 0.9], 0.5, [0.2], prior="guess")
+
+
+def test_fit_platt_undoes_scale_and_bias() -> None:
+    rng = np.random.default_rng(4)
+    y, p = _scores(rng, 20000, 0.2, shift=3.0, scale=2.0)  # overconfident and pushed toward atypical
+    slope, intercept = fit_platt(y, p)
+    assert slope == pytest.approx(0.5, rel=0.08)
+    assert intercept == pytest.approx(-1.5, abs=0.15)
+    q = apply_platt(p, slope, intercept)
+    assert abs(float(q.mean()) - float(y.mean())) < 0.01  # calibrated at the true prevalence
+    assert abs(float(p.mean()) - float(y.mean())) > 0.1
+
+
+def test_platt_threshold_finds_the_balanced_optimum_where_a_temperature_cannot() -> None:
+    rng = np.random.default_rng(5)
+    prior, shift, scale = 0.2, 3.0, 2.0
+    y, p = _scores(rng, 20000, prior, shift=shift, scale=scale)
+    # balanced-accuracy optimum: likelihood ratio 1, i.e. Bayes logit log(prior / (1 - prior)), z = 0
+    optimum = 1.0 / (1.0 + np.exp(-(scale * np.log(prior / (1 - prior)) + shift)))
+    platt = platt_threshold(y, p)
+    temperature_cut = float(apply_temperature(float(np.mean(y)), 1.0 / fit_temperature(y, p)))
+
+    def ba(t):
+        return ((p[y == 1] >= t).mean() + (p[y == 0] < t).mean()) / 2
+
+    assert platt == pytest.approx(optimum, abs=0.03)
+    assert ba(platt) > ba(temperature_cut) + 0.05  # the temperature keeps the bias
+    assert ba(platt) > ba(best_threshold(y, p)) - 0.005
+
+
+def test_platt_threshold_guards() -> None:
+    with pytest.raises(ValueError, match="both classes"):
+        fit_platt([0, 0, 0], [0.1, 0.2, 0.3])
+    y = np.array([0, 0, 0, 1, 1, 1] * 20)
+    p = np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1] * 20)  # anti-correlated: no increasing fit
+    assert platt_threshold(y, p) == best_threshold(y, p)

@@ -54,7 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # OpenMP threads that spin while waiting make small CPU ops tens of times slower on a busy
     # machine (benchmarks/README.md); passive waiting costs nothing measurable on a quiet one.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from mitotype.models.allocator import retain_freed_memory
     from mitotype.runs import record_command
+
+    retain_freed_memory()  # large CPU tensors reuse freed pages (models/allocator.py)
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

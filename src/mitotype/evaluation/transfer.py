@@ -4,7 +4,8 @@ The default threshold maximises balanced accuracy on validation slides of the tr
 it is tuned to their score distribution; on a new scanner the atypical figures' scores often fall
 and sensitivity with them. The rules here choose a threshold from source data alone (``robust``:
 the best worst-domain balanced accuracy over the validation domains; ``calibrated``: temperature
-scaling fitted on validation, then a fixed cut) or adapt it to the unlabelled target figures
+scaling fitted on validation, then a fixed cut; ``platt``: a fitted slope *and* intercept, cut at the
+validation prevalence, a smooth stand-in for the empirical best threshold) or adapt it to the unlabelled target figures
 (``rate``: the target's own score quantile that reproduces the validation's positive rate, at the
 source prevalence or at an EM estimate of the target's, after Saerens et al., 2002). None of them reads
 a target label.
@@ -43,6 +44,42 @@ def fit_temperature(y_true: Any, p_atypical: Any) -> float:
 def apply_temperature(p_atypical: Any, temperature: float) -> np.ndarray:
     """Probabilities rescaled by a fitted temperature (monotone: it moves no ranking)."""
     return 1.0 / (1.0 + np.exp(-_logit(p_atypical) / temperature))
+
+
+def fit_platt(y_true: Any, p_atypical: Any) -> tuple[float, float]:
+    """Slope and intercept ``(a, b)`` of ``sigmoid(a * logit(p) + b)`` fitted to labelled figures.
+
+    Unlike a temperature, the intercept can undo a constant bias: class-balanced sampling and the focal
+    loss push every score toward atypical, so the raw scores overstate p(atypical) at the true prevalence.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    y = np.asarray(y_true)
+    if len(np.unique(y)) < 2:
+        raise ValueError("fit_platt needs figures of both classes")
+    fit = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(p_atypical).reshape(-1, 1), y)
+    return float(fit.coef_[0, 0]), float(fit.intercept_[0])
+
+
+def apply_platt(p_atypical: Any, slope: float, intercept: float) -> np.ndarray:
+    """Probabilities mapped through a fitted Platt curve."""
+    return 1.0 / (1.0 + np.exp(-(slope * _logit(p_atypical) + intercept)))
+
+
+def platt_threshold(y_true: Any, p_atypical: Any, cut: float | None = None) -> float:
+    """The raw score whose Platt-calibrated probability equals ``cut`` (default: the validation prevalence).
+
+    At the prevalence the calibrated posterior equals the prior, i.e. a likelihood ratio of one: the
+    balanced-accuracy optimum, and one that a pure change of prevalence on the target does not move.
+    Falls back to the empirical best threshold when the fit is not increasing in the score.
+    """
+    y = np.asarray(y_true)
+    slope, intercept = fit_platt(y, p_atypical)
+    if slope <= 0:
+        return best_threshold(y, p_atypical)
+    c = float(np.mean(y)) if cut is None else cut
+    z = (float(_logit(np.array([c]))[0]) - intercept) / slope
+    return float(1.0 / (1.0 + np.exp(-z)))
 
 
 def estimate_prior(p_atypical: Any, source_prior: float, max_iter: int = 200, tol: float = 1e-6) -> float:
@@ -119,15 +156,18 @@ def rate_matched_threshold(
     return float(np.quantile(target, 1.0 - rate, method="higher")), share
 
 
-THRESHOLD_RULES = ("validation", "robust", "calibrated-prior", "calibrated-0.5", "rate", "rate-em")
+THRESHOLD_RULES = ("validation", "robust", "calibrated-prior", "calibrated-0.5", "platt", "rate", "rate-em")
 """The rules :mod:`benchmarks/lodo_transfer.py` compares on every held-out domain."""
 
 
 __all__ = [
     "THRESHOLD_RULES",
+    "apply_platt",
     "apply_temperature",
     "estimate_prior",
+    "fit_platt",
     "fit_temperature",
+    "platt_threshold",
     "rate_matched_threshold",
     "robust_threshold",
 ]

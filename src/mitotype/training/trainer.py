@@ -28,6 +28,7 @@ from mitotype.data.records import FigureRecord, require_labels
 from mitotype.errors import ConfigError, MitotypeError
 from mitotype.evaluation.metrics import best_threshold, binary_metrics
 from mitotype.evaluation.splits import assert_no_leak
+from mitotype.models.allocator import retain_freed_memory
 from mitotype.models.artifact import MODEL_FILE, save_model_artifact
 from mitotype.models.classifier import build_classifier, build_device
 from mitotype.models.device import autocast_dtype, resolve_device, to_float_batch
@@ -456,6 +457,8 @@ class Trainer:
         cfg = self.config
         start_time = time.perf_counter()
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.device.type == "cpu":
+            retain_freed_memory()  # activations reuse heap pages instead of faulting in fresh ones
         self._build()
         is_main = self.rank == 0
         if is_main:
