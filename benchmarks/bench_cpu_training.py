@@ -43,9 +43,11 @@ DEFAULT_PATHS = [BASELINE, "eager_fp32", "channels_last", "bf16_autocast"]
 
 def child_epoch(args: argparse.Namespace) -> int:
     """One epoch of one path in this (fresh) process; prints its figures as one JSON line."""
+    import hashlib
     import resource
 
     import numpy as np
+    from safetensors.torch import load_file
 
     from mitotype.evaluation.splits import validation_split
     from mitotype.models.allocator import retain_freed_memory
@@ -65,7 +67,10 @@ def child_epoch(args: argparse.Namespace) -> int:
         Trainer(config, figures.records, figures.images, train_idx, val_idx, Path(out)).fit()
         wall = time.perf_counter() - start
         row = json.loads((Path(out) / "metrics.jsonl").read_text().splitlines()[-1])
+        weights = load_file(Path(out) / "model.safetensors")
+        digest = hashlib.sha256(b"".join(weights[k].contiguous().numpy().tobytes() for k in sorted(weights)))
     print(json.dumps({"figures_per_second": float(row["train_images_per_second"]), "wall_seconds": wall,
+                      "weights_sha256": digest.hexdigest()[:16],
                       "train_figures": len(train_idx), "retained_heap": retain_freed_memory(),
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
     return 0
@@ -78,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--paths", nargs="+", choices=list(PATHS), default=DEFAULT_PATHS)
     parser.add_argument("--data", type=Path, default=None, help="AMi-Br folder (default: shared data)")
+    parser.add_argument("--name", default="cpu_training", help="results name")
     parser.add_argument("--child", choices=list(PATHS), help=argparse.SUPPRESS)
     parser.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -118,9 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_mb_median": {n: round(float(np.median([r["peak_rss_mb"] for r in v])))
                                for n, v in runs.items()},
         "retained_heap": {n: v[0]["retained_heap"] for n, v in runs.items()},
+        # the same seed and data: paths that change no arithmetic must end with bit-identical weights
+        "weights_sha256": {n: sorted({r["weights_sha256"] for r in v}) for n, v in runs.items()},
     }
     print(json.dumps(figures_out, indent=1))
-    print(f"-> {write_result('cpu_training', command_line(), figures_out)}")
+    print(f"-> {write_result(args.name, command_line(), figures_out)}")
     return 0
 
 

@@ -85,7 +85,7 @@ each. Expect lower figures on a scanner or lab unlike the training data than on 
 LODO = """### On a scanner it has never seen
 
 Leave-one-domain-out with this recipe (preset `full-cpu`, 224 px, {epochs} epochs, seed {seed}): for each held-out
-AMi-Br domain below ({n_folds} of the 4{missing}), a model trained on the other three (their validation slides choose
+AMi-Br domain below ({coverage}), a model trained on the other three (their validation slides choose
 its epoch and thresholds) scores the held-out one. Each model's own thresholds, as this shipped model applies its own:
 
 | held-out domain | figures (AMF) | balanced accuracy | sensitivity | specificity | ROC AUC | with 8-view TTA |
@@ -128,7 +128,7 @@ def lodo_section(path: Path | None) -> tuple[str, str]:
     measured = [n.removeprefix("lodo-") for n in figures["per_domain"]]
     missing = sorted({"Aperio CS2", "Hamamatsu S360", "Hamamatsu XR", "TUPAC16"} - set(measured))
     text = LODO.format(
-        n_folds=len(measured), missing=f"; not run yet: {', '.join(missing)}" if missing else "",
+        coverage=(f"{len(measured)} of the 4; not run yet: {', '.join(missing)}" if missing else "all 4"),
         adabn_rows=", ".join(f"{n.removeprefix('lodo-')} {_ba(d, 'tta+adabn-domain')}"
                              for n, d in figures["per_domain"].items() if "tta+adabn-domain" in d) or "n/a",
         adabn_pooled=adabn["pooled_balanced_accuracy"] if adabn else float("nan"),
