@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         def one_epoch(name: str) -> dict[str, Any]:
             command = [sys.executable, __file__, "--child", name, "--cache", tmp, "--data", str(args.data),
                        "--size", str(args.size), "--figures", str(args.figures)]
-            env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **PATHS[name][1]}
+            env = {**os.environ, **PATHS[name][1]}  # the child sets its own OpenMP wait policy
             done = subprocess.run(command, env=env, capture_output=True, text=True)
             if done.returncode:
                 raise SystemExit(f"{name}: the epoch failed:\n{done.stderr[-2000:]}")

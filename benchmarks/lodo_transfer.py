@@ -143,8 +143,6 @@ def _analyse_fold(model: Any, figures: Any, labels: np.ndarray, domains: np.ndar
         scored = out["variants"].get(variant, {})
         if "p_val" in scored:
             p_val, p_test = np.asarray(scored["p_val"]), np.asarray(scored["p_test"])
-        elif model is None:
-            continue
         elif mode == "off":
             p_val = _scores(model, figures.images, val_idx, tta, onnx_dir)
             p_test = _scores(model, figures.images, test_idx, tta, onnx_dir)
