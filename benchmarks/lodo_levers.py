@@ -1,0 +1,118 @@
+"""The lever table of leave-one-domain-out: each training lever against the baseline, beside the seed spread.
+
+Reads ``amibr_lodo.py`` results (``benchmarks/results/<name>.json``): the baseline's runs (one per seed) and
+each lever's runs (the baseline recipe plus one switch, same fold scheme, same seeds where it has them). For
+every run it takes the pooled balanced accuracy, the mean, worst and per-domain balanced accuracy, the worst
+held-out sensitivity and the mean ROC AUC; a lever's change is paired by seed (its run minus the baseline's run
+of the same seed), and the baseline's spread is the sample sd of its runs over seeds. A lever whose change does
+not exceed that spread is reported as such (``beats_spread: false``). Writes ``results/<name>.json``.
+
+    python benchmarks/lodo_levers.py --name lodo_levers_128_e6 \\
+        --baseline amibr_lodo_128_e6_base_s0 amibr_lodo_128_e6_base_s1 \\
+        --lever ema=amibr_lodo_128_e6_ema_s0 --lever stain-augment=amibr_lodo_128_e6_stainaug_s0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS_DIR, command_line, write_result
+
+METRICS = ("pooled_ba", "mean_ba", "worst_ba", "worst_sens", "mean_auc")
+
+
+def run_figures(result: dict[str, Any]) -> dict[str, Any]:
+    """The lever table's figures of one ``amibr_lodo.py`` result."""
+    figures = result["figures"]
+    domains = figures["per_domain"]
+    return {
+        "seed": result.get("extra", {}).get("seed"),
+        "pooled_ba": figures["pooled"]["balanced_accuracy"],
+        "mean_ba": figures["domain_mean_balanced_accuracy"],
+        "worst_ba": min(d["balanced_accuracy"] for d in domains.values()),
+        "worst_sens": min(d["sensitivity"] for d in domains.values()),
+        "mean_auc": statistics.fmean(d["roc_auc"] for d in domains.values()),
+        "per_domain_ba": {name: d["balanced_accuracy"] for name, d in sorted(domains.items())},
+        "per_domain_sens": {name: d["sensitivity"] for name, d in sorted(domains.items())},
+        "wall_seconds": figures.get("wall_seconds"),
+    }
+
+
+def load_run(name: str) -> dict[str, Any]:
+    path = RESULTS_DIR / f"{name}.json" if not name.endswith(".json") else Path(name)
+    figures = run_figures(json.loads(path.read_text()))
+    figures["result"] = path.stem
+    return figures
+
+
+def mean_sd(values: list[float]) -> dict[str, float | None]:
+    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else None}
+
+
+def lever_table(baseline: list[dict[str, Any]], levers: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Baseline mean and spread per metric; per lever its mean, and its change paired by seed."""
+    by_seed = {run["seed"]: run for run in baseline}
+    if len(by_seed) != len(baseline):
+        raise SystemExit(f"baseline runs must have distinct seeds: {[(r['result'], r['seed']) for r in baseline]}")
+    table: dict[str, Any] = {"baseline": {"runs": baseline,
+                                          **{m: mean_sd([r[m] for r in baseline]) for m in METRICS}}}
+    for lever, runs in levers.items():
+        paired = [run for run in runs if run["seed"] in by_seed]
+        if not paired:
+            raise SystemExit(f"lever {lever}: no baseline run with the seed of {[r['result'] for r in runs]}")
+        row: dict[str, Any] = {"runs": runs, "seeds": [r["seed"] for r in paired]}
+        for m in METRICS:
+            deltas = [r[m] - by_seed[r["seed"]][m] for r in paired]
+            spread = table["baseline"][m]["sd"]
+            row[m] = {"mean": statistics.fmean(r[m] for r in paired), "change": statistics.fmean(deltas),
+                      "change_per_seed": deltas,
+                      "beats_spread": None if spread is None else abs(statistics.fmean(deltas)) > spread}
+        table[lever] = row
+    return table
+
+
+def markdown(table: dict[str, Any]) -> str:
+    """One row per recipe: the baseline as mean ± sd over seeds, each lever as its mean (paired change)."""
+    head = "| recipe | seeds | pooled BA | mean domain BA | worst domain BA | worst sens | mean AUC |"
+    lines = [head, "|" + " --- |" * 7]
+    base = table["baseline"]
+    cells = [f"{base[m]['mean']:.3f} ± {base[m]['sd']:.3f}" if base[m]["sd"] is not None
+             else f"{base[m]['mean']:.3f}" for m in METRICS]
+    lines.append(f"| baseline | {len(base['runs'])} | " + " | ".join(cells) + " |")
+    for lever, row in table.items():
+        if lever == "baseline":
+            continue
+        cells = [f"{row[m]['mean']:.3f} ({row[m]['change']:+.3f})" for m in METRICS]
+        lines.append(f"| {lever} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", nargs="+", required=True, metavar="RESULT",
+                        help="the baseline's amibr_lodo results (names in benchmarks/results or paths), one per seed")
+    parser.add_argument("--lever", action="append", default=[], metavar="NAME=RESULT[,RESULT]",
+                        help="a lever and its runs (the baseline plus one switch); repeat per lever")
+    parser.add_argument("--name", default="lodo_levers", help="results name")
+    args = parser.parse_args()
+    levers: dict[str, list[dict[str, Any]]] = {}
+    for spec in args.lever:
+        lever, sep, names = spec.partition("=")
+        if not sep or not names:
+            parser.error(f"--lever {spec!r}: expected NAME=RESULT[,RESULT]")
+        levers[lever] = [load_run(n) for n in names.split(",")]
+    table = lever_table([load_run(n) for n in args.baseline], levers)
+    text = markdown(table)
+    write_result(args.name, command_line(), {"table": table, "markdown": text})
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

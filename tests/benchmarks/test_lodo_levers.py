@@ -1,0 +1,70 @@
+"""The lever table pairs each lever with the baseline run of the same seed and measures it against the
+baseline's spread over seeds."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def levers() -> ModuleType:
+    sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("lodo_levers", BENCHMARKS / "lodo_levers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def lodo_result(seed: int, ba: dict[str, float], sens: dict[str, float], pooled: float) -> dict[str, Any]:
+    """An ``amibr_lodo.py`` result with the fields the table reads."""
+    per_domain = {name: {"balanced_accuracy": ba[name], "sensitivity": sens[name], "roc_auc": ba[name] + 0.1}
+                  for name in ba}
+    mean = sum(ba.values()) / len(ba)
+    return {"extra": {"seed": seed},
+            "figures": {"per_domain": per_domain, "pooled": {"balanced_accuracy": pooled},
+                        "domain_mean_balanced_accuracy": mean, "wall_seconds": 1.0}}
+
+
+def run(levers: ModuleType, seed: int, a: float, b: float, pooled: float) -> dict[str, Any]:
+    figures = levers.run_figures(lodo_result(seed, {"A": a, "B": b}, {"A": a - 0.1, "B": b - 0.1}, pooled))
+    figures["result"] = f"run-{seed}"
+    return figures
+
+
+def test_lever_change_is_paired_by_seed_and_set_against_the_spread(levers: ModuleType) -> None:
+    baseline = [run(levers, 0, 0.70, 0.80, 0.75), run(levers, 1, 0.74, 0.80, 0.77)]
+    big = [run(levers, 1, 0.84, 0.90, 0.87)]  # seed 1 only: compared with baseline seed 1, not the mean
+    small = [run(levers, 0, 0.70, 0.81, 0.76), run(levers, 1, 0.74, 0.80, 0.77)]
+    table = levers.lever_table(baseline, {"big": big, "small": small})
+
+    base = table["baseline"]
+    assert base["pooled_ba"]["mean"] == pytest.approx(0.76)
+    assert base["pooled_ba"]["sd"] == pytest.approx(0.01414, abs=1e-4)
+    assert base["worst_ba"]["mean"] == pytest.approx(0.72)
+
+    assert table["big"]["seeds"] == [1]
+    assert table["big"]["pooled_ba"]["change"] == pytest.approx(0.10)
+    assert table["big"]["worst_ba"]["change"] == pytest.approx(0.10)
+    assert table["big"]["pooled_ba"]["beats_spread"] is True
+    assert table["small"]["pooled_ba"]["change_per_seed"] == pytest.approx([0.01, 0.0])
+    assert table["small"]["pooled_ba"]["beats_spread"] is False
+
+    text = levers.markdown(table)
+    assert "| baseline | 2 | 0.760 ± 0.014 |" in text
+    assert "| big | 1 | 0.870 (+0.100) |" in text
+
+
+def test_a_lever_without_a_baseline_seed_is_refused(levers: ModuleType) -> None:
+    baseline = [run(levers, 0, 0.70, 0.80, 0.75)]
+    with pytest.raises(SystemExit, match="no baseline run with the seed"):
+        levers.lever_table(baseline, {"other": [run(levers, 3, 0.7, 0.8, 0.75)]})
+    with pytest.raises(SystemExit, match="distinct seeds"):
+        levers.lever_table(baseline * 2, {})
