@@ -4,8 +4,9 @@ Reads ``amibr_lodo.py`` results (``benchmarks/results/<name>.json``): the baseli
 each lever's runs (the baseline recipe plus one switch, same fold scheme, same seeds where it has them). For
 every run it takes the pooled balanced accuracy, the mean, worst and per-domain balanced accuracy, the worst
 held-out sensitivity and the mean ROC AUC; a lever's change is paired by seed (its run minus the baseline's run
-of the same seed), and the baseline's spread is the sample sd of its runs over seeds. A lever whose change does
-not exceed that spread is reported as such (``beats_spread: false``). Writes ``results/<name>.json``.
+of the same seed), and the baseline's spread is the sample sd of its runs over seeds, for a balanced accuracy at
+least the mean per-domain sd over seeds (``noise``). A lever whose change does not exceed that spread is reported
+as such (``beats_spread: false``). Writes ``results/<name>.json``.
 
     python benchmarks/lodo_levers.py --name lodo_levers_128_e6 \\
         --baseline amibr_lodo_128_e6_base_s0 amibr_lodo_128_e6_base_s1 \\
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, command_line, write_result
 
 METRICS = ("pooled_ba", "mean_ba", "worst_ba", "worst_sens", "mean_auc")
+BA_METRICS = ("pooled_ba", "mean_ba", "worst_ba")
 
 
 def run_figures(result: dict[str, Any]) -> dict[str, Any]:
@@ -55,6 +57,21 @@ def mean_sd(values: list[float]) -> dict[str, float | None]:
     return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else None}
 
 
+def domain_seed_sd(baseline: list[dict[str, Any]]) -> float | None:
+    """The mean over held-out domains of each domain's balanced-accuracy sd over the baseline's seeds."""
+    if len(baseline) < 2:
+        return None
+    domains = baseline[0]["per_domain_ba"]
+    return statistics.fmean(statistics.stdev(r["per_domain_ba"][d] for r in baseline) for d in domains)
+
+
+def noise_floor(sd: float | None, domain_sd: float | None) -> float | None:
+    """The spread a lever's change must exceed: the metric's sd over seeds, and for a balanced accuracy at
+    least the per-domain seed sd (two seeds can agree on the pooled figure by chance while every domain moves)."""
+    values = [v for v in (sd, domain_sd) if v is not None]
+    return max(values) if values else None
+
+
 def lever_table(baseline: list[dict[str, Any]], levers: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Baseline mean and spread per metric; per lever its mean, and its change paired by seed."""
     by_seed = {run["seed"]: run for run in baseline}
@@ -62,6 +79,10 @@ def lever_table(baseline: list[dict[str, Any]], levers: dict[str, list[dict[str,
         raise SystemExit(f"baseline runs must have distinct seeds: {[(r['result'], r['seed']) for r in baseline]}")
     table: dict[str, Any] = {"baseline": {"runs": baseline,
                                           **{m: mean_sd([r[m] for r in baseline]) for m in METRICS}}}
+    domain_sd = domain_seed_sd(baseline)
+    table["baseline"]["domain_seed_sd"] = domain_sd
+    noise = {m: noise_floor(table["baseline"][m]["sd"], domain_sd if m in BA_METRICS else None) for m in METRICS}
+    table["baseline"]["noise"] = noise
     for lever, runs in levers.items():
         paired = [run for run in runs if run["seed"] in by_seed]
         if not paired:
@@ -69,7 +90,7 @@ def lever_table(baseline: list[dict[str, Any]], levers: dict[str, list[dict[str,
         row: dict[str, Any] = {"runs": runs, "seeds": [r["seed"] for r in paired]}
         for m in METRICS:
             deltas = [r[m] - by_seed[r["seed"]][m] for r in paired]
-            spread = table["baseline"][m]["sd"]
+            spread = noise[m]
             row[m] = {"mean": statistics.fmean(r[m] for r in paired), "change": statistics.fmean(deltas),
                       "change_per_seed": deltas,
                       "beats_spread": None if spread is None else abs(statistics.fmean(deltas)) > spread}
@@ -85,6 +106,9 @@ def markdown(table: dict[str, Any]) -> str:
     cells = [f"{base[m]['mean']:.3f} ± {base[m]['sd']:.3f}" if base[m]["sd"] is not None
              else f"{base[m]['mean']:.3f}" for m in METRICS]
     lines.append(f"| baseline | {len(base['runs'])} | " + " | ".join(cells) + " |")
+    if any(base["noise"][m] is not None for m in METRICS):
+        cells = [f"{base['noise'][m]:.3f}" if base["noise"][m] is not None else "" for m in METRICS]
+        lines.append("| a change must exceed | | " + " | ".join(cells) + " |")
     for lever, row in table.items():
         if lever == "baseline":
             continue

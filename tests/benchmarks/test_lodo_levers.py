@@ -40,26 +40,33 @@ def run(levers: ModuleType, seed: int, a: float, b: float, pooled: float) -> dic
 
 
 def test_lever_change_is_paired_by_seed_and_set_against_the_spread(levers: ModuleType) -> None:
-    baseline = [run(levers, 0, 0.70, 0.80, 0.75), run(levers, 1, 0.74, 0.80, 0.77)]
-    big = [run(levers, 1, 0.84, 0.90, 0.87)]  # seed 1 only: compared with baseline seed 1, not the mean
-    small = [run(levers, 0, 0.70, 0.81, 0.76), run(levers, 1, 0.74, 0.80, 0.77)]
+    # the pooled figure barely moves between the two seeds, domain A moves by 0.04
+    baseline = [run(levers, 0, 0.70, 0.80, 0.750), run(levers, 1, 0.74, 0.80, 0.751)]
+    big = [run(levers, 1, 0.84, 0.90, 0.851)]  # seed 1 only: compared with baseline seed 1, not the mean
+    small = [run(levers, 0, 0.70, 0.81, 0.755), run(levers, 1, 0.74, 0.80, 0.756)]
     table = levers.lever_table(baseline, {"big": big, "small": small})
 
     base = table["baseline"]
-    assert base["pooled_ba"]["mean"] == pytest.approx(0.76)
-    assert base["pooled_ba"]["sd"] == pytest.approx(0.01414, abs=1e-4)
+    assert base["pooled_ba"]["mean"] == pytest.approx(0.7505)
+    assert base["pooled_ba"]["sd"] == pytest.approx(0.000707, abs=1e-5)
     assert base["worst_ba"]["mean"] == pytest.approx(0.72)
+    # per-domain seed sd: A 0.0283, B 0.0 -> 0.0141, the floor for every balanced accuracy
+    assert base["domain_seed_sd"] == pytest.approx(0.01414, abs=1e-4)
+    assert base["noise"]["pooled_ba"] == pytest.approx(0.01414, abs=1e-4)
+    assert base["noise"]["worst_sens"] == pytest.approx(base["worst_sens"]["sd"])
 
     assert table["big"]["seeds"] == [1]
     assert table["big"]["pooled_ba"]["change"] == pytest.approx(0.10)
     assert table["big"]["worst_ba"]["change"] == pytest.approx(0.10)
     assert table["big"]["pooled_ba"]["beats_spread"] is True
-    assert table["small"]["pooled_ba"]["change_per_seed"] == pytest.approx([0.01, 0.0])
+    # +0.005 on both seeds: above the pooled sd over seeds, below the per-domain noise
+    assert table["small"]["pooled_ba"]["change_per_seed"] == pytest.approx([0.005, 0.005])
     assert table["small"]["pooled_ba"]["beats_spread"] is False
 
     text = levers.markdown(table)
-    assert "| baseline | 2 | 0.760 ± 0.014 |" in text
-    assert "| big | 1 | 0.870 (+0.100) |" in text
+    assert "| baseline | 2 | 0.750 ± 0.001 |" in text
+    assert "| a change must exceed | | 0.014 |" in text
+    assert "| big | 1 | 0.851 (+0.100) |" in text
 
 
 def test_a_lever_without_a_baseline_seed_is_refused(levers: ModuleType) -> None:
