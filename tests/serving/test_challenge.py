@@ -147,6 +147,29 @@ def test_model_folder_missing_a_part(tmp_path, pages, capsys):
     assert code == 2 and "member-0/model.safetensors" in err and "missing" in err
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"tta": "no"}, "'tta' must be true or false, got 'no'"),  # a truthy string would turn TTA on
+        ({"base_weights": 7}, "'base_weights' must be a path"),
+        ({"members": [3]}, "'members' must name folders inside"),
+        ({"members": ["../elsewhere"]}, "'members' must name folders inside"),
+    ],
+    ids=["tta-text", "base-weights-number", "member-number", "member-outside"],
+)
+def test_hand_edited_manifest_is_one_line(tmp_path, pages, capsys, edit, message):
+    """These used to end in a TypeError/AttributeError traceback, or run with TTA on for ``"tta": "no"``."""
+    input_dir = _stack_input(tmp_path, pages)
+    root = tmp_path / "opt-ml-model"
+    make_model_dir(root / "member-0")
+    (root / "mitotype-export.json").write_text(json.dumps({"members": ["member-0"], **edit}))
+    code, err = _cli(tmp_path, input_dir, root, capsys)
+    assert code == 2 and "Traceback" not in err
+    assert message in err
+    assert err.startswith(f"error: {root / 'mitotype-export.json'}: ") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "output" / OUTPUT_NAME).exists()
+
+
 def test_export_then_container_run(tmp_path, pages):
     a = make_model_dir(tmp_path / "fold-a", bias=2.0, threshold=0.4)
     b = make_model_dir(tmp_path / "fold-b", bias=-2.0, threshold=0.6)
