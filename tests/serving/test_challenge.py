@@ -216,6 +216,31 @@ def test_export_refuses_a_model_too_big_for_the_gpu(tmp_path):
     assert not (tmp_path / "model.tar.gz").exists()
 
 
+def test_export_refuses_a_configuration_that_does_not_fit_the_weights(tmp_path):
+    """A stored LoRA rank other than the adapters' used to be packed, to fail only in the container."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    model = make_model_dir(tmp_path / "m")
+    file = model / "model.safetensors"
+    with safe_open(str(file), framework="pt") as fh:
+        meta = json.loads(fh.metadata()["mitotype"])
+    meta["config"]["model"]["lora"]["rank"] = 8
+    save_file(load_file(str(file)), str(file), metadata={"mitotype": json.dumps(meta)})
+    with pytest.raises(MitotypeError, match=f"{file}: trainable weights do not fit"):
+        export_model([model], tmp_path / "model.tar.gz")
+    assert not (tmp_path / "model.tar.gz").exists()
+
+
+def test_export_refuses_members_of_different_backbones(tmp_path):
+    """The container builds every member on the one base the manifest names: a mixed ensemble cannot run."""
+    vit = make_model_dir(tmp_path / "vit")
+    cnn = make_model_dir(tmp_path / "cnn", overrides=["model.backbone=tiny-efficientnet", "model.adaptation=full"])
+    with pytest.raises(MitotypeError, match="different backbones"):
+        export_model([vit, cnn], tmp_path / "model.tar.gz")
+    assert not (tmp_path / "model.tar.gz").exists()
+
+
 def test_h_optimus_0_fits_the_platform_gpu():
     from mitotype.serving.export import PLATFORM_GPU_BYTES, estimate_inference_memory
     from mitotype.training.config import load_config, to_dict

@@ -79,6 +79,25 @@ def model_config_of(meta: dict[str, Any]) -> ModelConfig:
     return ModelConfig.from_dict(section)
 
 
+def check_artifact_fits(model_dir: Path, meta: dict[str, Any]) -> None:
+    """Check, on the meta device (nothing allocated, no base weights read), that the stored configuration
+    builds a model whose trainable tensors are those in the file: export must not pack a model the
+    container can only refuse."""
+    path = Path(model_dir) / MODEL_FILE
+    model_config = model_config_of(meta)
+    model_config.weights = None  # shapes only
+    if meta.get("merged"):
+        model_config.adaptation = "full"
+    with torch.device("meta"):
+        model = build_classifier(model_config, num_domains=int(meta.get("num_domains", 0)))
+        with safe_open(str(path), framework="pt") as fh:
+            state = {k: torch.empty(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
+    try:
+        model.load_trainable_state_dict(state)
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: {exc}") from None
+
+
 @dataclass
 class LoadedModel:
     """A trained model ready for inference."""
@@ -179,6 +198,7 @@ __all__ = [
     "META_FILE",
     "MODEL_FILE",
     "LoadedModel",
+    "check_artifact_fits",
     "load_model_artifact",
     "model_config_of",
     "read_artifact_meta",
