@@ -137,6 +137,20 @@ def test_predict_refuses_an_output_type_it_does_not_write(synth_dir, tmp_path, c
     assert not out.exists()
 
 
+@pytest.mark.parametrize("report", ["blocker/gallery.html", "gallery.png"], ids=["under-a-file", "not-html"])
+def test_predict_checks_the_report_path_before_the_work(synth_dir, tmp_path, capsys, report):
+    """A bad --report path used to fail only after the CSV was written: an error with an output left behind."""
+    (tmp_path / "blocker").write_text("x")
+    model = make_model_dir(tmp_path / "model")
+    out = tmp_path / "p.csv"
+    code = main(["predict", str(synth_dir), "--model", str(model), "--out", str(out), "--device", "cpu",
+                 "--report", str(tmp_path / report)])
+    assert code == 2
+    line = _last_error(capsys)
+    assert str(tmp_path / report.split("/")[0]) in line
+    assert not out.exists() and not (tmp_path / "gallery.png").exists()
+
+
 def _model_with_two_thresholds(path: Path) -> Path:
     import torch
 

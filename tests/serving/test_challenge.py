@@ -147,6 +147,29 @@ def test_model_folder_missing_a_part(tmp_path, pages, capsys):
     assert code == 2 and "member-0/model.safetensors" in err and "missing" in err
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"tta": "no"}, "'tta' must be true or false, got 'no'"),  # a truthy string would turn TTA on
+        ({"base_weights": 7}, "'base_weights' must be a path"),
+        ({"members": [3]}, "'members' must name folders inside"),
+        ({"members": ["../elsewhere"]}, "'members' must name folders inside"),
+    ],
+    ids=["tta-text", "base-weights-number", "member-number", "member-outside"],
+)
+def test_hand_edited_manifest_is_one_line(tmp_path, pages, capsys, edit, message):
+    """These used to end in a TypeError/AttributeError traceback, or run with TTA on for ``"tta": "no"``."""
+    input_dir = _stack_input(tmp_path, pages)
+    root = tmp_path / "opt-ml-model"
+    make_model_dir(root / "member-0")
+    (root / "mitotype-export.json").write_text(json.dumps({"members": ["member-0"], **edit}))
+    code, err = _cli(tmp_path, input_dir, root, capsys)
+    assert code == 2 and "Traceback" not in err
+    assert message in err
+    assert err.startswith(f"error: {root / 'mitotype-export.json'}: ") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "output" / OUTPUT_NAME).exists()
+
+
 def test_export_then_container_run(tmp_path, pages):
     a = make_model_dir(tmp_path / "fold-a", bias=2.0, threshold=0.4)
     b = make_model_dir(tmp_path / "fold-b", bias=-2.0, threshold=0.6)
@@ -190,6 +213,31 @@ def test_export_refuses_a_model_too_big_for_the_gpu(tmp_path):
     model = make_model_dir(tmp_path / "m")
     with pytest.raises(MitotypeError, match="GB of GPU memory"):
         export_model([model], tmp_path / "model.tar.gz", gpu_bytes=1024)
+    assert not (tmp_path / "model.tar.gz").exists()
+
+
+def test_export_refuses_a_configuration_that_does_not_fit_the_weights(tmp_path):
+    """A stored LoRA rank other than the adapters' used to be packed, to fail only in the container."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    model = make_model_dir(tmp_path / "m")
+    file = model / "model.safetensors"
+    with safe_open(str(file), framework="pt") as fh:
+        meta = json.loads(fh.metadata()["mitotype"])
+    meta["config"]["model"]["lora"]["rank"] = 8
+    save_file(load_file(str(file)), str(file), metadata={"mitotype": json.dumps(meta)})
+    with pytest.raises(MitotypeError, match=f"{file}: trainable weights do not fit"):
+        export_model([model], tmp_path / "model.tar.gz")
+    assert not (tmp_path / "model.tar.gz").exists()
+
+
+def test_export_refuses_members_of_different_backbones(tmp_path):
+    """The container builds every member on the one base the manifest names: a mixed ensemble cannot run."""
+    vit = make_model_dir(tmp_path / "vit")
+    cnn = make_model_dir(tmp_path / "cnn", overrides=["model.backbone=tiny-efficientnet", "model.adaptation=full"])
+    with pytest.raises(MitotypeError, match="different backbones"):
+        export_model([vit, cnn], tmp_path / "model.tar.gz")
     assert not (tmp_path / "model.tar.gz").exists()
 
 

@@ -342,3 +342,44 @@ def test_cli_score_malformed_exits_2_without_traceback(
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "entry 5" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+_GT = [{"image": "s1.tiff", "labels": ["normal", "atypical"], "tumordomains": [1, 1]}]
+_OUT = [{"class": "normal", "confidence": 0.2}, {"class": "atypical", "confidence": 0.9}]
+
+
+@pytest.mark.parametrize(
+    ("gt_bytes", "message"),
+    [
+        ('[{"image": "s\xe9.tiff", "labels": ["normal"], "tumordomains": [1]}]'.encode("latin-1"),
+         "not UTF-8 text, so not JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'[{"image": "s1.tiff", "labels": ["normal", "atypical"], "tumordomains": [NaN, 1]}]',
+         r"entry 0 \(s1.tiff\): tumordomains must be finite"),
+    ],
+    ids=["latin-1", "deeply-nested", "nan-domain"],
+)
+def test_ground_truth_that_cannot_be_json_or_a_domain(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      gt_bytes: bytes, message: str) -> None:
+    """These used to end in a UnicodeDecodeError, a RecursionError, or ``y_true is empty`` (a NaN domain
+    matches nothing, not even itself) with a traceback."""
+    gt = tmp_path / "gt.json"
+    gt.write_bytes(gt_bytes)
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    (outputs / "s1.json").write_text(json.dumps(_OUT))
+    with pytest.raises(DataError, match=message):
+        load_ground_truth(gt)
+    assert main(["score", "--ground-truth", str(gt), "--predictions", str(outputs)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith(f"error: {gt}: ")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_one_stack_output_given_as_predictions_says_what_it_is(tmp_path: Path) -> None:
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(_GT))
+    out = tmp_path / "s1.json"
+    out.write_text(json.dumps(_OUT))
+    with pytest.raises(DataError, match=r"one stack's output, not a predictions\.json job list"):
+        score_files(gt, out)

@@ -85,3 +85,19 @@ def test_missing_domain_field_is_rejected_before_training(shared_data, tmp_path,
     assert code == 2
     assert "domain field(s) ['lab'] not present" in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("source", "overrides", "message"),
+    [
+        (None, ["optim=5", "optim.lr=0.1"], "--set optim.lr: optim is 5, not a section"),
+        ({"optim": 5}, ["optim.device=cpu"], "--set optim.device: optim is 5, not a section"),
+        (None, ["optim..epochs=3"], "the key has an empty part"),
+        (None, ["=3"], "the key has an empty part"),
+    ],
+    ids=["set-then-key", "yaml-scalar-then-key", "double-dot", "empty-key"],
+)
+def test_an_override_never_silently_replaces_a_value(source, overrides, message):
+    """``optim: 5`` followed by ``--set optim.lr=...`` used to drop the 5 and train with default settings."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(source, overrides=overrides)

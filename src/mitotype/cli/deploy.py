@@ -78,6 +78,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from mitotype.paths import ensure_output_file
 
     ensure_output_file(args.out, (".csv", ".json"))
+    if args.report:  # checked before the work, like --out: a failed gallery must not follow a finished run
+        ensure_output_file(args.report, (".html", ".htm"))
     models = args.model
     if not models:
         from mitotype.models.shipped import get_shipped_model

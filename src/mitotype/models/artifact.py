@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from mitotype import __version__
-from mitotype.errors import MitotypeError
+from mitotype.errors import MitotypeError, WeightsError
 from mitotype.ioutils import atomic_save_safetensors, write_json_atomic
 from mitotype.models.classifier import ModelConfig, build_classifier, build_device
 from mitotype.settings import to_dict
@@ -79,6 +79,25 @@ def model_config_of(meta: dict[str, Any]) -> ModelConfig:
     return ModelConfig.from_dict(section)
 
 
+def check_artifact_fits(model_dir: Path, meta: dict[str, Any]) -> None:
+    """Check, on the meta device (nothing allocated, no base weights read), that the stored configuration
+    builds a model whose trainable tensors are those in the file: export must not pack a model the
+    container can only refuse."""
+    path = Path(model_dir) / MODEL_FILE
+    model_config = model_config_of(meta)
+    model_config.weights = None  # shapes only
+    if meta.get("merged"):
+        model_config.adaptation = "full"
+    with torch.device("meta"):
+        model = build_classifier(model_config, num_domains=int(meta.get("num_domains", 0)))
+        with safe_open(str(path), framework="pt") as fh:
+            state = {k: torch.empty(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
+    try:
+        model.load_trainable_state_dict(state)
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: {exc}") from None
+
+
 @dataclass
 class LoadedModel:
     """A trained model ready for inference."""
@@ -101,9 +120,36 @@ def read_artifact_meta(model_dir: Path) -> dict[str, Any]:
         raise MitotypeError(f"{path}: unreadable model file ({exc})") from None
     if not raw:
         raise MitotypeError(f"{path}: carries no mitotype metadata (not written by mitotype)")
-    meta = json.loads(raw)
+    return _checked_meta(raw, path)
+
+
+def _checked_meta(raw: str, path: Path) -> dict[str, Any]:
+    """The parsed metadata, checked once here because every prediction path indexes into it: a damaged or
+    hand-edited header must be one line naming the file, not a traceback (or a NaN threshold) later on."""
+    try:
+        meta = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        raise MitotypeError(f"{path}: its mitotype metadata is not valid JSON (a damaged model file)") from None
+    if not isinstance(meta, dict):
+        raise MitotypeError(f"{path}: its mitotype metadata is a {type(meta).__name__}, not an object")
     if meta.get("format") != ARTIFACT_FORMAT:
         raise MitotypeError(f"{path}: model format {meta.get('format')} is not supported")
+    for key in ("config", "preprocessing"):
+        if not isinstance(meta.get(key), dict):
+            raise MitotypeError(f"{path}: metadata '{key}' is missing or not an object (a damaged model file)")
+    for key in ("threshold", "threshold_tta"):
+        value = meta.get(key)
+        if value is None and key == "threshold_tta":
+            continue  # written by versions before TTA thresholds
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            raise MitotypeError(f"{path}: metadata '{key}' must be a number in [0, 1], got {value!r}")
+    for key, value in (("num_domains", meta.get("num_domains", 0)), ("config.seed", meta["config"].get("seed", 0))):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise MitotypeError(f"{path}: metadata '{key}' must be a whole number >= 0, got {value!r}")
+    try:
+        model_config_of(meta)  # the stored model section: known backbone, values in range
+    except MitotypeError as exc:
+        raise type(exc)(f"{path}: {exc}") from None
     return meta
 
 
@@ -139,7 +185,10 @@ def load_model_artifact(
     if broken:  # a diverged run's weights: every score would be NaN
         raise MitotypeError(f"{model_dir / MODEL_FILE}: {len(broken)} tensor(s) hold NaN or infinite values "
                             f"({', '.join(broken[:3])}); retrain or use another model")
-    model.load_trainable_state_dict(state)
+    try:
+        model.load_trainable_state_dict(state)
+    except WeightsError as exc:  # the stored configuration builds a model these tensors do not fit
+        raise WeightsError(f"{model_dir / MODEL_FILE}: {exc}") from None
     model.to(device).eval()
     return LoadedModel(model=model, threshold=float(meta["threshold"]), meta=meta, path=model_dir)
 
@@ -149,6 +198,7 @@ __all__ = [
     "META_FILE",
     "MODEL_FILE",
     "LoadedModel",
+    "check_artifact_fits",
     "load_model_artifact",
     "model_config_of",
     "read_artifact_meta",

@@ -5,18 +5,34 @@ Shared by training and serving, so that both feed a model exactly the same tenso
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import torch
 
 from mitotype.errors import ConfigError
 
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
+"""The devices a user may name (``--device``, ``optim.device``)."""
+
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` = CUDA when available, else the CPU; a CUDA device on a machine without one is refused."""
+    """``auto`` = CUDA when available, else the CPU. A name torch does not know (``gpu0``), a CUDA device
+    this machine lacks or an absent MPS is refused here, in one line, rather than deep inside torch."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but this machine has no CUDA device (use auto or cpu)")
+    if not DEVICE_PATTERN.fullmatch(name):
+        raise ConfigError(f"device {name!r} is not one this tool knows; use auto, cpu, cuda, cuda:N or mps")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for, but this machine has no CUDA device (use auto or cpu)")
+        count = torch.cuda.device_count()
+        index = int(name.partition(":")[2] or 0)
+        if index >= count:
+            raise ConfigError(f"device {name!r} asked for, but this machine has {count} CUDA device(s): "
+                              f"cuda:0..cuda:{count - 1}")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' asked for, but this machine has no Apple GPU (use auto or cpu)")
     return torch.device(name)
 
 
@@ -40,4 +56,4 @@ def to_float_batch(images: np.ndarray, idx: np.ndarray, device: torch.device) ->
     return batch.permute(0, 3, 1, 2).float().div_(255.0)
 
 
-__all__ = ["autocast_dtype", "resolve_device", "to_float_batch"]
+__all__ = ["DEVICE_PATTERN", "autocast_dtype", "resolve_device", "to_float_batch"]

@@ -74,8 +74,19 @@ def read_manifest(root: Path) -> dict:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise MitotypeError(f"{path}: not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError:
+        raise MitotypeError(f"{path}: not UTF-8 text, so not JSON") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("members"), list) or not manifest["members"]:
         raise MitotypeError(f"{path}: not a mitotype export manifest (needs a non-empty 'members' list)")
+    members = manifest["members"]
+    if not all(isinstance(m, str) and m and not Path(m).is_absolute() and ".." not in Path(m).parts
+               for m in members):
+        raise MitotypeError(f"{path}: 'members' must name folders inside {root}, got {members!r}")
+    if not isinstance(manifest.get("tta", True), bool):  # "no" would be truthy: TTA on against the user's word
+        raise MitotypeError(f"{path}: 'tta' must be true or false, got {manifest['tta']!r}")
+    if not isinstance(manifest.get("base_weights"), str | None):
+        raise MitotypeError(f"{path}: 'base_weights' must be a path, a Hub id or null, "
+                            f"got {manifest['base_weights']!r}")
     for key in ("threshold", "threshold_tta"):
         value = manifest.get(key)
         if value is not None and not (isinstance(value, int | float) and 0.0 <= value <= 1.0):

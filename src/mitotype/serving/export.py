@@ -26,7 +26,14 @@ import torch
 
 from mitotype.errors import MitotypeError
 from mitotype.ioutils import atomic_write
-from mitotype.models.artifact import META_FILE, MODEL_FILE, load_model_artifact, model_config_of, read_artifact_meta
+from mitotype.models.artifact import (
+    META_FILE,
+    MODEL_FILE,
+    check_artifact_fits,
+    load_model_artifact,
+    model_config_of,
+    read_artifact_meta,
+)
 from mitotype.models.classifier import build_classifier
 from mitotype.models.onnx_runtime import ONNX_FILE, SOURCE_FILE, current_graph, write_onnx_beside
 from mitotype.models.predict import find_model_dirs, threshold_of
@@ -115,8 +122,13 @@ def export_model(
     dirs = [d for m in models for d in find_model_dirs(m)]
     require_finished(dirs, allow_unfinished)
     metas = [read_artifact_meta(d) for d in dirs]
-    for d in dirs:  # a diverged or damaged model must not reach the platform
+    for d, meta in zip(dirs, metas):  # a diverged, damaged or mislabelled model must not reach the platform
         check_weights_file(d / MODEL_FILE)
+        check_artifact_fits(d, meta)
+    backbones = {m["config"]["model"]["backbone"] for m in metas}
+    if len(backbones) > 1:  # the container builds every member on the one base the manifest names
+        raise MitotypeError(f"ensemble members use different backbones {sorted(backbones)}: "
+                            f"{', '.join(str(d) for d in dirs)}; export one backbone per tarball")
     bases = {m["config"]["model"].get("weights") for m in metas}
     if len(bases) > 1:
         raise MitotypeError(f"ensemble members use different base weights {sorted(map(str, bases))}")

@@ -42,6 +42,7 @@ reading used sit beside it.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,8 @@ def _read_json(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except UnicodeDecodeError as exc:  # JSON is UTF-8 by definition; a Latin-1 or binary file is not JSON
+        raise DataError(f"{path}: not UTF-8 text, so not JSON ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
     try:
@@ -108,6 +111,8 @@ def _read_json(path: Path) -> Any:
         raise DataError(
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to be a challenge file") from None
 
 
 # ------------------------------------------------------------------------------------- ground truth
@@ -140,6 +145,8 @@ def load_ground_truth(path: str | Path) -> dict[str, StackTruth]:
             raise DataError(f"{where}: unknown label {bad[0]!r}; expected 'normal' or 'atypical'")
         if any(d is None or isinstance(d, (dict, list, bool)) for d in domains):
             raise DataError(f"{where}: tumordomains must be numbers or strings")
+        if any(isinstance(d, float) and not math.isfinite(d) for d in domains):  # NaN != NaN: no domain holds it
+            raise DataError(f"{where}: tumordomains must be finite numbers or strings, got NaN/Infinity")
         if image in truth:
             raise DataError(f"{where}: image listed twice")
         truth[image] = StackTruth(image, tuple(_CLASS_IDS[x] for x in labels), tuple(domains))
@@ -163,6 +170,9 @@ def _load_job_list(listing: Path) -> dict[str, PredictedStack]:
     jobs = _read_json(listing)
     if not isinstance(jobs, list):
         raise DataError(f"{listing}: expected a JSON list of algorithm jobs, got {type(jobs).__name__}")
+    if jobs and all(isinstance(j, dict) and "class" in j and "confidence" in j for j in jobs):
+        raise DataError(f"{listing}: this is one stack's output, not a predictions.json job list; pass the "
+                        "folder holding one <image stem>.json per stack")
     root = listing.parent
     out: dict[str, PredictedStack] = {}
     for i, job in enumerate(jobs):

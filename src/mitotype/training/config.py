@@ -282,13 +282,19 @@ class TrainConfig(Settings):
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c``; a value already standing where a section is needed (``optim: 5``) is an error, not
+    silently replaced, so the mistake is reported instead of training with defaults."""
     node = data
     parts = dotted.split(".")
-    for part in parts[:-1]:
+    if not all(parts):
+        raise ConfigError(f"--set {dotted}=...: the key has an empty part; write it as section.key=value")
+    for i, part in enumerate(parts[:-1]):
         child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            where = ".".join(parts[: i + 1])
+            raise ConfigError(f"--set {dotted}: {where} is {child!r}, not a section that could hold it")
         node = child
     node[parts[-1]] = value
 
