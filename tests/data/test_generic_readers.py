@@ -157,3 +157,20 @@ def test_detection_errors_and_options(tmp_path: Path) -> None:
         read_dataset(csv_path, fmt="parquet")
     with pytest.raises(ConfigError, match="not present in this dataset"):
         read_dataset(csv_path, domain=["tumor"])
+
+
+@pytest.mark.parametrize(("encode", "expected"), [
+    (lambda text: text.replace("Expert_1", "Expért_1").encode("latin-1"), "not UTF-8"),
+    (lambda text: text.encode("utf-16"), "UTF-16"),
+    (lambda text: text.replace(",", ";").encode(), "separated by semicolons"),
+    (lambda text: text.replace(",", "\t").encode(), "separated by tabs"),
+])
+def test_a_label_file_no_reader_can_open_says_why(tmp_path: Path, encode, expected: str) -> None:
+    """Auto-detection on a re-saved label file (spreadsheet export: Latin-1, UTF-16, semicolons) names the
+    file and the cause instead of only 'cannot tell the dataset format'."""
+    csv_path = votes_dataset(tmp_path / "v")
+    csv_path.write_bytes(encode(csv_path.read_text()))
+    for target in (csv_path, csv_path.parent):  # the file itself, or its folder
+        with pytest.raises(DataError, match=f"votes.csv: .*{expected}"):
+            read_dataset(target)
+    assert read_dataset(votes_dataset(tmp_path / "ok")).records  # a clean file still reads

@@ -25,7 +25,7 @@ from types import ModuleType
 from mitotype.data.images import DEFAULT_SIZE_POLICY, PATCH_SIZE, check_size_policy
 from mitotype.data.problems import ProblemLog, ReadResult
 from mitotype.data.readers import amibr, coords, folder, generic_csv, images, midog25, votes_csv
-from mitotype.data.readers._common import CHECK_LEVELS, check_images, check_level, check_options
+from mitotype.data.readers._common import CHECK_LEVELS, check_images, check_level, check_options, csv_problem
 from mitotype.data.records import assign_domains
 from mitotype.errors import ConfigError, DataError
 
@@ -52,6 +52,11 @@ def detect_format(path: str | Path) -> str:
     for name in DETECT_ORDER:
         if READERS[name].detect(path):
             return name
+    label_files = sorted(path.glob("*.csv")) if path.is_dir() else [path] if path.suffix.lower() == ".csv" else []
+    for label_file in label_files:  # a label file no reader could open: say why, not only "cannot tell"
+        problem = csv_problem(label_file)
+        if problem:
+            raise DataError(f"{label_file}: {problem}")
     if path.is_dir():
         seen = sorted(p.name for p in path.iterdir())[:12]
         raise DataError(f"{path}: cannot tell the dataset format (found {seen}); pass fmt/--format, one of "

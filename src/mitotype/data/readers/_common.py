@@ -86,6 +86,32 @@ def read_header(path: Path) -> list[str]:
         return []
 
 
+def csv_problem(path: Path) -> str | None:
+    """Why a label file could not be read as a comma-separated UTF-8 CSV (encoding, delimiter, empty), or
+    ``None``: format detection fails silently on such a file, so its failure message names the cause."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(65536)
+    except OSError as exc:
+        return f"cannot read ({exc.strerror or exc})"
+    if not head.strip():
+        return "empty file"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "UTF-16 text; save it as UTF-8"
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not merely a character cut at the end of the sample
+            return f"not UTF-8 ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        text = head[: exc.start].decode("utf-8-sig", errors="ignore")
+    first = text.splitlines()[0] if text.splitlines() else ""
+    if "," not in first:
+        for delimiter, name in ((";", "semicolons"), ("\t", "tabs")):
+            if delimiter in first:
+                return f"its header is separated by {name}, not commas; save it as comma-separated CSV"
+    return None
+
+
 def read_table(path: Path) -> Table:
     """All rows of a CSV, keyed by the (stripped) header; line numbers count the header as line 1."""
     try:
