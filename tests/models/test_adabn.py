@@ -105,3 +105,25 @@ def test_predict_cli_takes_adapt_bn(tmp_path) -> None:
         assert main(["predict", str(folder), "--model", str(model), "--out", str(out), "--adapt-bn", mode]) == 0
         outs[mode] = out.read_text()
     assert outs["off"] != outs["domain"]
+
+
+def test_predict_says_when_adapt_bn_has_nothing_to_adapt(tmp_path, capsys) -> None:
+    """A ViT has no BatchNorm: --adapt-bn leaves its scores as they are, and predict says so."""
+    from PIL import Image
+
+    from mitotype.cli.main import main
+    from tests.conftest import make_model_dir
+
+    model = make_model_dir(tmp_path / "vit", overrides=["model.backbone=tiny-vit-reg4", "model.input_size=56"])
+    folder = tmp_path / "figs"
+    folder.mkdir()
+    for i, img in enumerate(_images(3, 4, 40)):
+        Image.fromarray(np.repeat(np.repeat(img, 8, axis=0), 8, axis=1)).save(folder / f"f{i}.png")
+    outs = {}
+    for mode in ("off", "domain"):
+        out = tmp_path / f"{mode}.csv"
+        assert main(["predict", str(folder), "--model", str(model), "--out", str(out), "--adapt-bn", mode]) == 0
+        outs[mode] = (out.read_text(), capsys.readouterr().out)
+    assert outs["off"][0] == outs["domain"][0]
+    assert "changed nothing" not in outs["off"][1]
+    assert "--adapt-bn domain changed nothing for 1 model(s) without BatchNorm" in outs["domain"][1]

@@ -95,6 +95,10 @@ def run_predict(args: argparse.Namespace) -> int:
     threshold = args.threshold if args.threshold is not None else ensemble.threshold(args.tta)
     p = ensemble.predict(images, batch_size=args.batch_size, tta=args.tta, adapt_bn=args.adapt_bn,
                          stack_size=args.stack_size)
+    if ensemble.without_batchnorm:
+        print(f"note: --adapt-bn {args.adapt_bn} changed nothing for {len(ensemble.without_batchnorm)} model(s) "
+              f"without BatchNorm layers (e.g. {ensemble.without_batchnorm[0]}): AdaBN applies to BatchNorm "
+              "networks only")
     rows = [{"id": i, "p_atypical": float(q), "class": "atypical" if q >= threshold else "normal",
              "threshold": float(threshold)} for i, q in zip(ids, p)]
     if records is not None and any(r.label is not None for r in records):

@@ -9,14 +9,14 @@ thresholds (each chosen on that member's own validation slides, with or without 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from mitotype.errors import MitotypeError
-from mitotype.models.adabn import ADAPT_MODES, adapt_batchnorm
+from mitotype.models.adabn import ADAPT_MODES, adapt_batchnorm, has_batchnorm
 from mitotype.models.artifact import load_model_artifact, read_artifact_meta
 from mitotype.models.device import autocast_dtype, resolve_device, to_float_batch
 from mitotype.models.onnx_runtime import RUNTIMES, OnnxClassifier, current_graph, onnx_available
@@ -110,6 +110,9 @@ class Ensemble:
     """``auto``: a member with a current ``model.onnx`` runs in ONNX Runtime on the CPU (same logits to
     ~1e-6, about 3x faster), the others in PyTorch; ``torch``: always PyTorch; ``onnx``: ONNX Runtime or an
     error."""
+    without_batchnorm: list[Path] = field(default_factory=list)
+    """Members that the last :meth:`predict` with ``adapt_bn`` could not adapt (no BatchNorm: a ViT), so that
+    the caller can say the adaptation asked for changed nothing."""
 
     def member_runtime(self, model_dir: Path) -> str:
         """``onnx`` or ``torch``: how :meth:`predict` runs this member."""
@@ -138,6 +141,7 @@ class Ensemble:
         if adapt_bn not in ADAPT_MODES:
             raise MitotypeError(f"unknown BatchNorm adaptation {adapt_bn!r}; choose from {list(ADAPT_MODES)}")
         probs = []
+        self.without_batchnorm = []
         for d in self.dirs:
             if adapt_bn == "off" and self.member_runtime(d) == "onnx":
                 model = OnnxClassifier(d / "model.onnx")
@@ -146,6 +150,8 @@ class Ensemble:
             if adapt_bn == "off":
                 probs.append(predict_proba(model, images, batch_size, tta, self.device, precision))
             else:
+                if not has_batchnorm(model):
+                    self.without_batchnorm.append(d)
                 probs.append(_adapted_proba(model, images, batch_size, tta, self.device, precision, adapt_bn,
                                             stack_size))
             del model
