@@ -174,3 +174,20 @@ def test_a_label_file_no_reader_can_open_says_why(tmp_path: Path, encode, expect
         with pytest.raises(DataError, match=f"votes.csv: .*{expected}"):
             read_dataset(target)
     assert read_dataset(votes_dataset(tmp_path / "ok")).records  # a clean file still reads
+
+
+def test_a_class_folder_under_another_name_is_reported_and_can_be_named(tmp_path: Path) -> None:
+    """Atypical_figures/ beside normal/ would vanish without a word: a warning says so, and --label names it."""
+    root = tmp_path / "ds"
+    write_png(root / "normal" / "n0.png", seed=0)
+    write_png(root / "Atypical_figures" / "a0.png", seed=1)
+    write_png(root / "Atypical_figures" / "deep" / "a1.png", seed=2)
+    (root / "notes").mkdir()
+    (root / "notes" / "readme.txt").write_text("no images here")
+    result = read_dataset(root)
+    assert [r.label for r in result.records] == [0]
+    [ignored] = result.of_kind("ignored-folder")
+    assert ignored.severity == "warning" and ignored.file.endswith("Atypical_figures")
+    assert "2 image(s)" in ignored.message and "--label FOLDER=atypical" in ignored.message
+    named = read_dataset(root, labels={"Atypical_figures": "atypical"})
+    assert sorted(r.label for r in named.records) == [0, 1, 1] and not named.of_kind("ignored-folder")

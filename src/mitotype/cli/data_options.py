@@ -41,7 +41,8 @@ def add_reader_arguments(parser: argparse.ArgumentParser, config: bool = False) 
                         help="column mapping for --format csv/coords/votes-csv (roles: image, label, votes "
                         "(comma-separated), group, x, y, uid, domain, scanner, tumor, lab, species, source)")
     parser.add_argument("--label", action="append", default=[], metavar="VALUE=CLASS",
-                        help="label value mapping, CLASS normal/atypical (e.g. --label Mitosis=normal)")
+                        help="label value mapping, CLASS normal/atypical (e.g. --label Mitosis=normal); for --format "
+                        "folder, a class folder's name (--label Atypical_figures=atypical)")
     parser.add_argument("--meta-csv", help="metadata CSV for --format folder (file name -> group, domain fields)")
     parser.add_argument("--size-policy", default=default("center-crop"), choices=("center-crop", "resize", "reject"),
                         help="patches that are not 128x128: centre-crop/black-pad, resize, or reject")

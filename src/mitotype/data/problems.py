@@ -39,6 +39,7 @@ NO_GROUPS = "no-groups"
 UNLISTED_IMAGE = "unlisted-image"
 UNMATCHED_ROW = "unmatched-row"
 IGNORED_FILE = "ignored-file"
+IGNORED_FOLDER = "ignored-folder"
 UNKNOWN_SCANNER = "unknown-scanner"
 UNSUPPORTED_IMAGE = "unsupported-image"
 

@@ -4,8 +4,8 @@ Images are found recursively under each class folder; uid = the path relative to
 An optional CSV (option ``meta_csv``, else the single ``*.csv`` in the folder, if any) maps an image
 (``image``/``file``/``filename``/``path`` column: the file name or the relative path) to its group and
 domain fields. Without a group, each figure is its own group (reported as ``no-groups``). Images the CSV
-does not list (``unlisted-image``), rows matching no image (``unmatched-row``) and non-image files
-(``ignored-file``) are warnings.
+does not list (``unlisted-image``), rows matching no image (``unmatched-row``), non-image files
+(``ignored-file``) and other sub-folders holding images (``ignored-folder``) are warnings.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from mitotype.data.records import ATYPICAL, NORMAL, FigureRecord
 from mitotype.errors import ConfigError, DataError
 
 NAME = "folder"
-OPTIONS = frozenset({"class_dirs", "meta_csv", "dataset"})
+OPTIONS = frozenset({"class_dirs", "labels", "meta_csv", "dataset"})
 DEFAULT_CLASS_DIRS: dict[str, int] = {"normal": NORMAL, "nmf": NORMAL, "atypical": ATYPICAL, "amf": ATYPICAL}
 META_IMAGE_COLUMNS = ("image", "file", "filename", "path", "image_id")
 
@@ -83,13 +83,24 @@ def _meta_table(path: Path, meta_csv: str | Path | None, log: ProblemLog):
 
 
 def read(path: Path, log: ProblemLog, *, class_dirs: Mapping[str, object] | Sequence[str] | None = None,
-         meta_csv: str | Path | None = None, dataset: str | None = None) -> list[Entry]:
+         labels: Mapping[str, object] | None = None, meta_csv: str | Path | None = None,
+         dataset: str | None = None) -> list[Entry]:
+    """``labels`` (CLI ``--label FOLDER=CLASS``): more class folders beside ``class_dirs`` (or the defaults)."""
     if not path.is_dir():
         raise DataError(f"{path}: format 'folder' needs a folder with one sub-folder per class")
     words = _class_words(class_dirs)
+    if labels:
+        words.update(_class_words(labels))
     folders = class_folders(path, words)
     if not folders:
         raise DataError(f"{path}: no class folders found (expected sub-folders named {sorted(words)})")
+    for other in sorted(d for d in path.iterdir() if d.is_dir() and d.name.lower() not in words):
+        # a class folder under another name (Atypical_figures/) would otherwise vanish without a word
+        n_images = sum(1 for f in other.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        if n_images:
+            log.warn(other, None, P.IGNORED_FOLDER,
+                     f"{n_images} image(s) in a folder that is not a class folder ({sorted(words)}): ignored; "
+                     "name its class with labels (CLI: --label FOLDER=atypical or FOLDER=normal)")
     dataset = dataset or path.name
     table = _meta_table(path, meta_csv, log)
     by_key: dict[str, tuple[int, dict[str, str]]] = {}
