@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -11,20 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load(name: str) -> ModuleType:
-    sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def naive() -> ModuleType:
-    return _load("amibr_naive")
+    return load_benchmark("amibr_naive")
 
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -64,7 +54,7 @@ def test_the_two_lite0_variants_share_every_tensor_but_not_the_network(naive: Mo
 def test_naive_split_is_the_recipe_benchmarks_split(naive: ModuleType, shared_data: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MITOTYPE_SHARED_DATA", str(shared_data))
-    recipes = _load("amibr_recipes")
+    recipes = load_benchmark("amibr_recipes")
     config = recipes.recipe_config("plain", seed=1, epochs=None)
     split = recipes.holdout.holdout_split(config, tmp_path / "cache", seed=1)
     figures, train, val, test = split.figures, split.train_idx, split.val_idx, split.test_idx

@@ -5,7 +5,6 @@ the same seed on the same test figures."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -15,17 +14,12 @@ import pytest
 
 from mitotype.errors import ConfigError
 from mitotype.experiments import holdout
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from tests.conftest import BENCHMARKS, load_benchmark
 
 
 @pytest.fixture(scope="module")
 def recipes() -> ModuleType:
-    sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("amibr_recipes", BENCHMARKS / "amibr_recipes.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("amibr_recipes")
 
 
 def test_recipe_config_switches_one_strategy_off(recipes: ModuleType) -> None:

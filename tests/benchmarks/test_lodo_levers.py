@@ -3,24 +3,17 @@ baseline's spread over seeds."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from tests.conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def levers() -> ModuleType:
-    sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("lodo_levers", BENCHMARKS / "lodo_levers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("lodo_levers")
 
 
 def lodo_result(seed: int, ba: dict[str, float], sens: dict[str, float], pooled: float) -> dict[str, Any]:

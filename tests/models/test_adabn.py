@@ -89,41 +89,35 @@ def test_ensemble_adapt_modes_change_scores_and_stack_equals_domain_per_stack(tm
         ensemble.predict(images, adapt_bn="target")
 
 
-def test_predict_cli_takes_adapt_bn(tmp_path) -> None:
-    from mitotype.cli.main import main
-
-    model = _tiny_cnn_dir(tmp_path)
-    folder = tmp_path / "figs"
-    folder.mkdir()
-    from PIL import Image
-
-    for i, img in enumerate(_images(2, 6, 40)):
-        Image.fromarray(np.repeat(np.repeat(img, 8, axis=0), 8, axis=1)).save(folder / f"f{i}.png")
-    outs = {}
-    for mode in ("off", "domain"):
-        out = tmp_path / f"{mode}.csv"
-        assert main(["predict", str(folder), "--model", str(model), "--out", str(out), "--adapt-bn", mode]) == 0
-        outs[mode] = out.read_text()
-    assert outs["off"] != outs["domain"]
-
-
-def test_predict_says_when_adapt_bn_has_nothing_to_adapt(tmp_path, capsys) -> None:
-    """A ViT has no BatchNorm: --adapt-bn leaves its scores as they are, and predict says so."""
+def _predict_off_and_domain(model, tmp_path, seed: int, n: int, capsys) -> dict[str, tuple[str, str]]:
+    """``mitotype predict`` on ``n`` 128 px PNGs with ``--adapt-bn off`` and ``domain``: mode -> (CSV, stdout)."""
     from PIL import Image
 
     from mitotype.cli.main import main
-    from tests.conftest import make_model_dir
 
-    model = make_model_dir(tmp_path / "vit", overrides=["model.backbone=tiny-vit-reg4", "model.input_size=56"])
     folder = tmp_path / "figs"
     folder.mkdir()
-    for i, img in enumerate(_images(3, 4, 40)):
+    for i, img in enumerate(_images(seed, n, 40)):
         Image.fromarray(np.repeat(np.repeat(img, 8, axis=0), 8, axis=1)).save(folder / f"f{i}.png")
     outs = {}
     for mode in ("off", "domain"):
         out = tmp_path / f"{mode}.csv"
         assert main(["predict", str(folder), "--model", str(model), "--out", str(out), "--adapt-bn", mode]) == 0
         outs[mode] = (out.read_text(), capsys.readouterr().out)
+    return outs
+
+
+def test_predict_cli_takes_adapt_bn(tmp_path, capsys) -> None:
+    outs = _predict_off_and_domain(_tiny_cnn_dir(tmp_path), tmp_path, seed=2, n=6, capsys=capsys)
+    assert outs["off"][0] != outs["domain"][0]
+
+
+def test_predict_says_when_adapt_bn_has_nothing_to_adapt(tmp_path, capsys) -> None:
+    """A ViT has no BatchNorm: --adapt-bn leaves its scores as they are, and predict says so."""
+    from tests.conftest import make_model_dir
+
+    model = make_model_dir(tmp_path / "vit", overrides=["model.backbone=tiny-vit-reg4", "model.input_size=56"])
+    outs = _predict_off_and_domain(model, tmp_path, seed=3, n=4, capsys=capsys)
     assert outs["off"][0] == outs["domain"][0]
     assert "changed nothing" not in outs["off"][1]
     assert "--adapt-bn domain changed nothing for 1 model(s) without BatchNorm" in outs["domain"][1]
