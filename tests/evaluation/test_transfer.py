@@ -12,6 +12,7 @@ from mitotype.evaluation.transfer import (
     estimate_prior,
     fit_platt,
     fit_temperature,
+    nested_thresholds,
     platt_threshold,
     rate_matched_threshold,
     robust_threshold,
@@ -140,3 +141,51 @@ def test_platt_threshold_guards() -> None:
     y = np.array([0, 0, 0, 1, 1, 1] * 20)
     p = np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1] * 20)  # anti-correlated: no increasing fit
     assert platt_threshold(y, p) == best_threshold(y, p)
+
+
+def _logit(t: float) -> float:
+    return float(np.log(t) - np.log1p(-t))
+
+
+def _balanced_accuracy(y: np.ndarray, p: np.ndarray, t: float) -> float:
+    return float((np.mean(p[y == 1] >= t) + np.mean(p[y == 0] < t)) / 2)
+
+
+def test_nested_thresholds_carry_the_drift_of_an_unseen_domain() -> None:
+    """Every unseen domain scores 1.5 logits lower than the validation slides: each nested rule moves the
+    threshold down by about that much, and on a new domain with the same drift beats the validation one."""
+    rng = np.random.default_rng(3)
+    inner = []
+    for _ in range(3):
+        y_val, p_val = _scores(rng, 3000, 0.2)
+        y_ood, p_ood = _scores(rng, 3000, 0.2, shift=-1.5)
+        inner.append((y_ood, p_ood, best_threshold(y_val, p_val)))
+    y_val, p_val = _scores(rng, 3000, 0.2)
+    y_new, p_new = _scores(rng, 3000, 0.2, shift=-1.5)
+    t_val = best_threshold(y_val, p_val)
+    rules = nested_thresholds(inner, t_val, domains=["a", "b", "c"])
+    assert set(rules) == {"nested-pooled", "nested-robust", "nested-shift"}
+    for name, t in rules.items():
+        assert _logit(t) - _logit(t_val) == pytest.approx(-1.5, abs=0.5), name
+        assert _balanced_accuracy(y_new, p_new, t) > _balanced_accuracy(y_new, p_new, t_val) + 0.03, name
+
+
+def test_nested_shift_keeps_the_outer_scale() -> None:
+    """Inner models on another score scale (all 2 logits higher) but with no drift: ``nested-shift`` keeps the
+    outer validation threshold, while pooling the inner scores takes their scale with it."""
+    rng = np.random.default_rng(4)
+    inner = []
+    for _ in range(3):
+        y_val, p_val = _scores(rng, 3000, 0.2, shift=2.0)
+        y_ood, p_ood = _scores(rng, 3000, 0.2, shift=2.0)
+        inner.append((y_ood, p_ood, best_threshold(y_val, p_val)))
+    rules = nested_thresholds(inner, 0.3)
+    assert rules["nested-shift"] == pytest.approx(0.3, abs=0.08)
+    assert _logit(rules["nested-pooled"]) - _logit(0.3) > 1.0
+
+
+def test_nested_thresholds_guards() -> None:
+    with pytest.raises(ValueError, match="at least one inner fold"):
+        nested_thresholds([], 0.5)
+    with pytest.raises(ValueError, match="2 domain names for 1 inner folds"):
+        nested_thresholds([(np.array([0, 1]), np.array([0.2, 0.8]), 0.5)], 0.5, domains=["a", "b"])

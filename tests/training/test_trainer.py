@@ -183,3 +183,19 @@ def test_select_metric_must_be_known():
 
     with pytest.raises(ConfigError, match="select_metric"):
         load_config(overrides=[*TINY_OVERRIDES, "optim.select_metric=accuracy"])
+
+
+@pytest.mark.parametrize("batches", [1, 2, 3, 4, 5, 8])
+def test_onecycle_schedule_runs_on_a_tiny_dataset(batches: int) -> None:
+    """A one-epoch run of a handful of batches steps through its whole schedule (4 steps once divided by zero)."""
+    from mitotype.training.trainer import build_optimizer
+
+    optim = load_config(preset="plain", overrides=["optim.epochs=1"]).optim
+    assert optim.schedule == "onecycle"
+    model = torch.nn.Linear(2, 1)
+    optimizer, scheduler, total = build_optimizer(model, optim, batches_per_epoch=batches)
+    assert total == batches
+    for _ in range(total):
+        optimizer.step()
+        scheduler.step()
+    assert 0 <= optimizer.param_groups[0]["lr"] <= optim.lr

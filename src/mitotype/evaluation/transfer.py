@@ -8,7 +8,8 @@ scaling fitted on validation, then a fixed cut; ``platt``: a fitted slope *and* 
 validation prevalence, a smooth stand-in for the empirical best threshold) or adapt it to the unlabelled target figures
 (``rate``: the target's own score quantile that reproduces the validation's positive rate, at the
 source prevalence or at an EM estimate of the target's, after Saerens et al., 2002). None of them reads
-a target label.
+a target label. ``nested`` rules learn the threshold from nested leave-one-domain-out inside the
+training domains, at the price of one more training per training domain.
 """
 
 from __future__ import annotations
@@ -156,6 +157,41 @@ def rate_matched_threshold(
     return float(np.quantile(target, 1.0 - rate, method="higher")), share
 
 
+def nested_thresholds(
+    inner_folds: Sequence[tuple[Any, Any, float]], val_threshold: float, domains: Sequence[str] | None = None
+) -> dict[str, float]:
+    """Thresholds learnt from how the training domains behave when *they* are the unseen one.
+
+    ``inner_folds``: one ``(y, p_atypical, inner_validation_threshold)`` per training domain, the scores of
+    a model trained (same recipe) on the other training domains and never on this one: nested
+    leave-one-domain-out inside the training set. ``val_threshold``: the outer model's own validation
+    threshold. ``domains`` names each inner fold (default: its position), for the robust rule.
+
+    - ``nested-pooled``: the best threshold on all inner out-of-domain scores pooled;
+    - ``nested-robust``: the best worst-domain threshold over the inner out-of-domain scores;
+    - ``nested-shift``: the outer validation threshold moved by the mean shift, in logit space, from each
+      inner model's validation threshold to its out-of-domain best one: it carries the *drift* a new
+      domain causes, not the inner models' score scale, which may differ from the outer model's.
+    """
+    if not inner_folds:
+        raise ValueError("nested_thresholds needs at least one inner fold")
+    names = list(domains) if domains is not None else [str(i) for i in range(len(inner_folds))]
+    if len(names) != len(inner_folds):
+        raise ValueError(f"{len(names)} domain names for {len(inner_folds)} inner folds")
+    ys = [np.asarray(y) for y, _, _ in inner_folds]
+    ps = [np.asarray(p, dtype=np.float64) for _, p, _ in inner_folds]
+    y, p = np.concatenate(ys), np.concatenate(ps)
+    dom = np.concatenate([[name] * len(yi) for name, yi in zip(names, ys)])
+    shifts = [float(_logit(np.array([best_threshold(yi, pi)]))[0] - _logit(np.array([t]))[0])
+              for yi, pi, (_, _, t) in zip(ys, ps, inner_folds)]
+    shifted = float(_logit(np.array([val_threshold]))[0]) + float(np.mean(shifts))
+    return {
+        "nested-pooled": best_threshold(y, p),
+        "nested-robust": robust_threshold(y, p, dom),
+        "nested-shift": float(1.0 / (1.0 + np.exp(-shifted))),
+    }
+
+
 THRESHOLD_RULES = ("validation", "robust", "calibrated-prior", "calibrated-0.5", "platt", "rate", "rate-em")
 """The rules :mod:`benchmarks/lodo_transfer.py` compares on every held-out domain."""
 
@@ -167,6 +203,7 @@ __all__ = [
     "estimate_prior",
     "fit_platt",
     "fit_temperature",
+    "nested_thresholds",
     "platt_threshold",
     "rate_matched_threshold",
     "robust_threshold",

@@ -114,8 +114,11 @@ def build_optimizer(model: torch.nn.Module, optim: Any, batches_per_epoch: int) 
     steps_per_epoch = math.ceil(batches_per_epoch / optim.grad_accum)
     total_steps = steps_per_epoch * optim.epochs
     if optim.schedule == "onecycle":
+        # OneCycleLR divides by zero when its warm-up phase ends on step 0 (pct_start * total_steps == 1):
+        # a run of exactly 4 steps, as a tiny dataset gives; a slightly longer warm-up avoids it
+        pct_start = 0.25 if total_steps != 4 else 0.3
         scheduler: Any = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=[g["lr"] for g in groups], total_steps=max(total_steps, 1), pct_start=0.25
+            optimizer, max_lr=[g["lr"] for g in groups], total_steps=max(total_steps, 1), pct_start=pct_start
         )
     else:
         warmup = round(optim.warmup_epochs * steps_per_epoch)
