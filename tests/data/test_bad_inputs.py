@@ -65,6 +65,16 @@ def missing(root: Path) -> None:
     (root / "images" / TARGET).unlink()
 
 
+def add_to_line(line: int, text: str) -> Callable[[Path], None]:
+    def change(root: Path) -> None:
+        path = root / "labels.csv"
+        lines = path.read_text().splitlines()
+        lines[line - 1] += text
+        path.write_text("\n".join(lines) + "\n")
+
+    return change
+
+
 ERRORS = {
     "missing file": (missing, "missing-file", r"labels.csv, row 4: image file not found: .*3.png"),
     "corrupt png": (corrupt, "corrupt-image",
@@ -76,6 +86,9 @@ ERRORS = {
     "unknown vote": (set_value("expert2", "mitosis?"), "unknown-label",
                      r"labels.csv, row 4: expert2 value 'mitosis\?' is not NMF/AMF"),
     "empty image id": (set_value("image_id", ""), "bad-value", r"labels.csv, row 4: empty image_id"),
+    # an unquoted comma inside a value shifts every later column: never read as a shifted row
+    "more values than columns": (add_to_line(4, ",breast, carcinoma"), "bad-value",
+                                 r"labels.csv, row 4: \d+ values but the header has \d+ columns"),
 }
 
 WARNINGS = {
@@ -158,3 +171,10 @@ def test_header_check_is_cheaper_but_still_finds_truncation(tmp_path: Path) -> N
     assert [p.kind for p in result.errors] == ["corrupt-image"]
     labels_only = read_dataset(root, check="none")
     assert len(labels_only.records) == N and labels_only.problems == []
+
+
+def test_a_trailing_empty_value_is_not_an_extra_column(tmp_path: Path) -> None:
+    root = dataset(tmp_path)
+    add_to_line(4, ",")(root)
+    result = read_dataset(root, on_error="fail")
+    assert len(result.records) == N and not result.problems

@@ -108,6 +108,20 @@ def test_generic_csv_with_mapping(tmp_path: Path) -> None:
                      columns={"image": "File", "label": "Class", "kind": "x"})
 
 
+def test_generic_csv_reports_a_row_with_more_values_than_columns(tmp_path: Path) -> None:
+    for i in range(3):
+        write_png(tmp_path / f"p{i}.png", seed=i)
+    (tmp_path / "any.csv").write_text("File,Class,Lab\np0.png,abnormal,L1\np1.png,mitosis,Lab, Berlin\n"
+                                      "p2.png,mitosis,L2\n")
+    columns, labels = {"image": "File", "label": "Class", "lab": "Lab"}, {"mitosis": "normal", "abnormal": "atypical"}
+    with pytest.raises(DataError, match=r"any.csv, row 3: 4 values but the header has 3 columns"):
+        read_dataset(tmp_path / "any.csv", fmt="csv", columns=columns, labels=labels)
+    result = read_dataset(tmp_path / "any.csv", fmt="csv", columns=columns, labels=labels, on_error="skip")
+    assert [r.uid for r in result.records] == ["p0.png", "p2.png"]
+    [error] = result.errors
+    assert error.kind == "bad-value" and error.row == 3
+
+
 def test_coords_crops_with_black_padding(tmp_path: Path) -> None:
     big = patch_array(5, 400)[:300]
     Image.fromarray(big).save(tmp_path / "slideA.png")

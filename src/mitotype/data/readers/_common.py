@@ -112,8 +112,13 @@ def csv_problem(path: Path) -> str | None:
     return None
 
 
-def read_table(path: Path) -> Table:
-    """All rows of a CSV, keyed by the (stripped) header; line numbers count the header as line 1."""
+def read_table(path: Path, log: ProblemLog | None = None) -> Table:
+    """All rows of a CSV, keyed by the (stripped) header; line numbers count the header as line 1.
+
+    A row with more non-empty values than the header has columns (usually an unquoted comma inside a
+    value, which shifts every later column) is an error: reported to ``log`` and left out, or raised
+    when there is no log. Empty surplus values (a trailing comma) are ignored.
+    """
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
@@ -123,6 +128,13 @@ def read_table(path: Path) -> Table:
             rows = []
             for values in reader:
                 if not any(v.strip() for v in values):
+                    continue
+                if any(v.strip() for v in values[len(header):]):
+                    message = (f"{len(values)} values but the header has {len(header)} columns "
+                               "(an unquoted comma inside a value?)")
+                    if log is None:
+                        raise DataError(f"{path}, line {reader.line_num}: {message}")
+                    log.error(path, reader.line_num, P.BAD_VALUE, message)
                     continue
                 padded = list(values) + [""] * (len(header) - len(values))
                 rows.append((reader.line_num, {h: v.strip() for h, v in zip(header, padded)}))

@@ -69,11 +69,11 @@ def detect(path: Path) -> bool:
     return label_file(path) is not None
 
 
-def _extra(root: Path) -> dict[tuple[str, str], dict[str, str]]:
+def _extra(root: Path, log: ProblemLog) -> dict[tuple[str, str], dict[str, str]]:
     extra = root / EXTRA_FILE
     if not extra.is_file() or not _is_extra_header(read_header(extra)):
         return {}
-    table = read_table(extra)
+    table = read_table(extra, log)
     source, uid = table.column("source"), table.column("uid")
     if source is None or uid is None:
         return {}
@@ -83,11 +83,11 @@ def _extra(root: Path) -> dict[tuple[str, str], dict[str, str]]:
 def read(path: Path, log: ProblemLog, *, images_dir: str | Path | None = None) -> list[Entry]:
     csv_path = label_file(path) or (path / LABEL_FILE if path.is_dir() else path)
     root = csv_path.parent
-    table = read_table(csv_path)
+    table = read_table(csv_path, log)
     cols = require_columns(table, REQUIRED)
     x_col, y_col = table.column("x"), table.column("y")
     sub1, sub2 = table.column("expert1_label"), table.column("expert2_label")
-    extra = _extra(root)
+    extra = _extra(root, log)
     patches = Path(images_dir) if images_dir else root / "patches"
     entries: list[Entry] = []
     for line, row in table.rows:

@@ -69,7 +69,7 @@ def read(path: Path, log: ProblemLog, *, images_dir: str | Path | None = None,
         raise DataError(f"{path}: expected one coordinates CSV (image, x, y, label), found "
                         f"{[p.name for p in found]}")
     csv_path = found[0] if found else path
-    table = read_table(csv_path)
+    table = read_table(csv_path, log)
     cmap = column_map_from(columns) if columns else detected_map(table)
     if cmap.x is None:
         raise DataError(f"{csv_path}: format 'coords' needs x and y columns")

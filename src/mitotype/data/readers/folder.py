@@ -75,7 +75,7 @@ def _meta_table(path: Path, meta_csv: str | Path | None, log: ProblemLog):
         if not found:
             return None
         csv_path = found[0]
-    table = read_table(csv_path)
+    table = read_table(csv_path, log)
     if table.column(*META_IMAGE_COLUMNS) is None:
         raise DataError(f"{csv_path}, row 1: missing column(s) ['image'] (found {table.header}) "
                         "[missing-columns]")

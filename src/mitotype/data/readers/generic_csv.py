@@ -65,15 +65,13 @@ def read(path: Path, log: ProblemLog, *, columns: Mapping[str, object] | None = 
         if columns or len(found) != 1:
             raise DataError(f"{path}: format 'csv' needs the CSV file itself, not a folder")
         path = found[0]
-    if columns:
-        cmap = column_map_from(columns)
-    elif label_files(path):
-        cmap = detected_map(read_table(path))
-    else:
+    if not columns and not label_files(path):
         raise ConfigError("format 'csv' needs columns={'image': <column>, 'label': <column>, ...} "
                           "(CLI: --column image=<column> --column label=<column>)")
     if images_dir and not Path(images_dir).is_dir():
         raise DataError(f"{images_dir}: images folder not found")
+    table = read_table(path, log)
+    cmap = column_map_from(columns) if columns else detected_map(table)
     dirs = [Path(images_dir)] if images_dir else [path.parent]
-    return read_mapped(read_table(path), log, cmap, dirs=dirs, dataset=dataset or path.stem,
+    return read_mapped(table, log, cmap, dirs=dirs, dataset=dataset or path.stem,
                        words=label_words(labels), group_from_image=cmap.x is not None)

@@ -81,7 +81,7 @@ def read(path: Path, log: ProblemLog, *, images_dir: str | Path | None = None) -
         why = f"; other CSV files: {[p.name for p in others]}" if others else ""
         raise DataError(f"{path}: expected one MIDOG25 label CSV, found {[p.name for p in found]}{why}")
     csv_path = found[0] if found else path
-    table = read_table(csv_path)
+    table = read_table(csv_path, log)
     cols = require_columns(table, COLUMNS)
     dirs = image_dirs(csv_path, images_dir)
     if images_dir and not dirs[0].is_dir():

@@ -82,7 +82,7 @@ def read(path: Path, log: ProblemLog, *, images_dir: str | Path | None = None,
         raise DataError(f"{path}: expected one votes CSV (Filename, Expert_1.., Majority), found "
                         f"{[p.name for p in found]}")
     csv_path = found[0] if found else path
-    table = read_table(csv_path)
+    table = read_table(csv_path, log)
     cmap = column_map_from(columns) if columns else detected_map(table)
     return read_mapped(table, log, cmap, dirs=image_dirs(csv_path, images_dir),
                        dataset=dataset or csv_path.stem, words=label_words(labels))
