@@ -43,3 +43,18 @@ def test_duplicate_yaml_keys_are_an_error_naming_key_and_file(tmp_path, text):
     assert str(path) in message
     assert "'lr'" in message or "'seed'" in message
     assert "twice" in message
+
+
+def test_a_bad_value_in_a_yaml_file_names_the_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("optim:\n  epochs: -3\nmodel:\n  backbone: efficientnet-lite0-imagenet\n")
+    with pytest.raises(ConfigError, match=r"run\.yaml: optim\.epochs = -3 is out of range"):
+        load_config(path)
+    # an override that fixes it wins; one that is itself wrong is named as the --set it came from
+    assert load_config(path, overrides=["optim.epochs=2"]).optim.epochs == 2
+    with pytest.raises(ConfigError, match=r"^optim\.lr: expected a number") as info:
+        load_config(path, overrides=["optim.epochs=2", "optim.lr=abc"])
+    assert "run.yaml" not in str(info.value)
+    path.write_text("strategies:\n  mixupp: {enabled: true}\n")
+    with pytest.raises(ConfigError, match=r"run\.yaml: unknown configuration key 'strategies\.mixupp'"):
+        load_config(path)

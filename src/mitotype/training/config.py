@@ -7,6 +7,7 @@ with every run, so a result can always be traced to the settings that made it.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -338,19 +339,36 @@ def load_config(
         if not path.is_file():
             raise ConfigError(f"unknown preset '{preset}'; available: {', '.join(list_presets())}")
         data = _deep_merge(data, _read_yaml(path))
+    without_file = copy.deepcopy(data)
     if isinstance(source, dict):
         data = _deep_merge(data, source)
     elif source is not None:
         data = _deep_merge(data, _read_yaml(Path(source)))
-    for item in overrides or []:
+    _apply_overrides(data, overrides or [])
+    # every block checks its values as it is built: the backbone name, LoRA and ranges fail before any
+    # data is read
+    try:
+        return from_dict(TrainConfig, data)
+    except ConfigError as exc:
+        if source is None or isinstance(source, dict):
+            raise
+        try:  # the same error without the YAML file: the preset or a --set is at fault, and says so itself
+            from_dict(TrainConfig, _apply_overrides(without_file, overrides or []))
+        except ConfigError as without_exc:
+            if str(without_exc) == str(exc):
+                raise
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def _apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``data`` with ``key.sub=value`` overrides set in place (values parsed as YAML)."""
+    for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key.sub=value")
         key, raw = item.split("=", 1)
         value = parse_yaml_value(raw, f"--set {key.strip()}") if raw.strip() else ""
         _set_dotted(data, key.strip(), value)
-    # every block checks its values as it is built: the backbone name, LoRA and ranges fail before any
-    # data is read
-    return from_dict(TrainConfig, data)
+    return data
 
 
 ADDED_LATER: dict[str, tuple[str, ...]] = {
