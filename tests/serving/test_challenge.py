@@ -290,3 +290,16 @@ def test_predict_rejects_bad_numbers(tmp_path, pages, capsys, args):
     assert info.value.code == 2
     assert "Traceback" not in capsys.readouterr().err
     assert not (tmp_path / "p.json").exists()
+
+
+def test_export_refuses_a_member_given_twice(tmp_path):
+    """The same folder twice, or a copy of it: the container would run one model twice and weight it double."""
+    model = make_model_dir(tmp_path / "m")
+    with pytest.raises(MitotypeError, match="the same model is given twice"):
+        export_model([model, tmp_path / "." / "m"], tmp_path / "model.tar.gz")
+    shutil.copytree(model, tmp_path / "copy")
+    with pytest.raises(MitotypeError, match=r"copy: the same weights as .*m \(a copy of one model\)"):
+        export_model([model, tmp_path / "copy"], tmp_path / "model.tar.gz")
+    assert not (tmp_path / "model.tar.gz").exists()
+    other = make_model_dir(tmp_path / "other", bias=0.3)
+    assert len(export_model([model, other], tmp_path / "model.tar.gz")["members"]) == 2
