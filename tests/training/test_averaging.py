@@ -194,6 +194,28 @@ def test_swa_on_a_batchnorm_cnn_recomputes_statistics_and_resumes_bit_for_bit(sy
         torch.testing.assert_close(now[key], saved[key], rtol=0, atol=1e-6)
 
 
+def test_batchnorm_statistics_are_recomputed_over_the_views_training_saw(synth_figures, tmp_path) -> None:
+    """``bn_update_views=train`` passes the figures through the image strategies (with its own fixed seed, so
+    that a resume recomputes the same statistics); ``clean`` does not; with no image strategy on, they agree."""
+    cnn = ["optim.weight_averaging=swa", "model.backbone=tiny-efficientnet", "model.adaptation=full",
+           "model.input_size=64", "optim.batch_size=8", "optim.bn_update_figures=24"]
+
+    def stats(name: str, extra: list[str]) -> dict[str, torch.Tensor]:
+        trainer = _trainer(synth_figures, tmp_path / name, [*cnn, *extra])
+        trainer._build()  # model and strategies, as fit() makes them
+        trainer._recompute_bn(trainer.model)
+        return {k: v.clone() for k, v in trainer.model.state_dict().items() if k.endswith("running_mean")}
+
+    train, again, clean = stats("a", []), stats("b", []), stats("c", ["optim.bn_update_views=clean"])
+    assert train.keys() == clean.keys() and train
+    assert all(torch.equal(train[k], again[k]) for k in train)
+    assert any(not torch.allclose(train[k], clean[k]) for k in train)
+    plain = ["strategies.augment.enabled=false", "strategies.mixup.enabled=false"]
+    off_train, off_clean = stats("d", plain), stats("e", [*plain, "optim.bn_update_views=clean"])
+    assert all(torch.equal(off_train[k], off_clean[k]) for k in off_train)
+    assert all(torch.equal(off_clean[k], clean[k]) for k in clean)
+
+
 def test_swa_interrupted_before_it_starts_resumes(synth_figures, tmp_path) -> None:
     overrides = ["optim.epochs=2", "optim.weight_averaging=swa", "optim.swa_start=0.5"]
     first = _trainer(synth_figures, tmp_path / "run", overrides).fit(stop_after_epoch=1)
@@ -211,4 +233,6 @@ def test_weight_averaging_settings_are_checked() -> None:
         load_config(overrides=["optim.ema_decay=1.0"])
     with pytest.raises(ConfigError, match="swa_start"):
         load_config(overrides=["optim.swa_start=1.0"])
+    with pytest.raises(ConfigError, match="bn_update_views"):
+        load_config(overrides=["optim.bn_update_views=augmented"])
     assert load_config().optim.weight_averaging == "none"

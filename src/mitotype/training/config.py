@@ -250,9 +250,14 @@ class OptimSettings(Settings):
     """SWA: the fraction of the epochs trained before averaging starts (0.75 of 12 epochs: epochs 10-12 are
     averaged; at least the last epoch always is). Pair it with ``schedule: constant`` for SWA proper."""
     bn_update_figures: int = field(default=0, metadata=value_range(0, None))
-    """Training figures (the first of a seeded permutation, unaugmented) over which the BatchNorm statistics
-    of the averaged weights are recomputed before each validation; 0 = all of them. Unused when no BatchNorm
+    """Training figures (the first of a seeded permutation) over which the BatchNorm statistics of the
+    averaged weights are recomputed before each validation; 0 = all of them. Unused when no BatchNorm
     layer trains (ViTs, LoRA and frozen backbones keep their statistics)."""
+    bn_update_views: Literal["train", "clean"] = "train"
+    """What those figures look like when the statistics are recomputed: ``train`` = through the run's image
+    strategies (augmentation, stain augmentation, MixUp) with a fixed seed, as the training running statistics
+    saw them; ``clean`` = unaugmented. On leave-one-domain-out, statistics of clean figures fit the training
+    scanners too closely: an unseen scanner lost 0.06 balanced accuracy (docs/results.md)."""
 
     def check(self) -> None:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
@@ -373,7 +378,7 @@ def _apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, An
 
 ADDED_LATER: dict[str, tuple[str, ...]] = {
     "data": ("columns", "labels", "meta_csv", "size_policy", "sources"),
-    "optim": ("weight_averaging", "ema_decay", "swa_start", "bn_update_figures"),
+    "optim": ("weight_averaging", "ema_decay", "swa_start", "bn_update_figures", "bn_update_views"),
     "model": ("stain_norm",),
     "strategies": ("stain_augment",),
 }

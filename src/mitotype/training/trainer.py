@@ -293,17 +293,28 @@ class Trainer:
         return states
 
     def _recompute_bn(self, model: torch.nn.Module) -> None:
-        """BatchNorm statistics for the averaged weights, over the (unaugmented) training figures in
-        training-sized batches (``optim.bn_update_figures`` of them, 0 = all)."""
+        """BatchNorm statistics for the averaged weights, over the training figures in training-sized batches
+        (``optim.bn_update_figures`` of them, 0 = all), seen as training saw them (``optim.bn_update_views``:
+        through the image strategies, with a generator of their own so that the run's draws do not move)."""
         cfg = self.config
         idx = self.train_idx
         if 0 < cfg.optim.bn_update_figures < len(idx):
             idx = np.random.default_rng(cfg.seed).permutation(idx)[: cfg.optim.bn_update_figures]
         bs = cfg.optim.batch_size
+        transforms = (sorted(self.strategies, key=lambda s: s.transform_order)
+                      if cfg.optim.bn_update_views == "train" else [])
+        gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1_000_003 + 7_919)
 
         def batches() -> Any:
             for start in range(0, len(idx), bs):
-                x = to_float_batch(self.images, idx[start : start + bs], self.device)
+                rows = idx[start : start + bs]
+                x = to_float_batch(self.images, rows, self.device)
+                if transforms:
+                    batch = Batch(images=x, targets=torch.from_numpy(self.run.targets[rows]).to(self.device),
+                                  domains=torch.from_numpy(self.domains[rows]).to(self.device))
+                    for strategy in transforms:
+                        batch = strategy.transform(batch, gen)
+                    x = batch.images
                 yield x.contiguous(memory_format=torch.channels_last) if cfg.optim.channels_last else x
 
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
