@@ -68,7 +68,8 @@ def main() -> int:
                  extra={"preset": args.preset, "epochs": config.optim.epochs,
                         "input_size": config.model.input_size, "seed": args.seed, "tta": args.tta,
                         "paper_lodo_10_domains": "0.851 ± 0.037 (H-optimus-0 + LoRA, MIDOG 2025 train set)"})
-    print(f"mean ± sd over domains {s['domain_mean']:.3f} ± {s['domain_std']:.3f}; pooled "
+    spread = f" ± {s['domain_std']:.3f}" if s.get("domain_std") is not None else ""  # one fold (--folds): no sd
+    print(f"mean{' ± sd' if spread else ''} over domains {s['domain_mean']:.3f}{spread}; pooled "
           f"{s['pooled']['balanced_accuracy']:.3f}; report {args.work / 'cv' / 'report.html'}")
     return 0
 
