@@ -6,6 +6,7 @@ which machine, so that numbers from different runs can be compared honestly.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -27,6 +28,25 @@ RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 def shared_data_dir() -> Path:
     """``MITOTYPE_SHARED_DATA``, default ``<repo>/../shared/data`` (as in ``tests/conftest.py``)."""
     return Path(os.environ.get("MITOTYPE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options that name an AMi-Br training recipe, shared by the scripts that train or re-read LODO folds
+    (a script that re-reads folds must be given the options the run had)."""
+    parser.add_argument("--preset", default="full-cpu")
+    parser.add_argument("--epochs", type=int, help="override the preset's epochs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, as in mitotype train (e.g. model.input_size=224)")
+
+
+def run_overrides(args: argparse.Namespace) -> list[str]:
+    """The configuration overrides of :func:`add_run_options`: AMi-Br from the shared data, the seed, the epochs
+    when given, then every ``--set``."""
+    overrides = [f"data.path={shared_data_dir() / 'amibr'}", f"seed={args.seed}"]
+    if args.epochs:
+        overrides.append(f"optim.epochs={args.epochs}")
+    return overrides + args.overrides
 
 
 def git_commit() -> str:

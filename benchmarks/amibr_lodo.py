@@ -18,20 +18,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import shared_data_dir, write_result
+from _common import add_run_options, run_overrides, write_result
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="full-cpu")
-    parser.add_argument("--epochs", type=int, help="override the preset's epochs")
-    parser.add_argument("--seed", type=int, default=0)
+    add_run_options(parser)
     parser.add_argument("--work", type=Path, default=Path("/tmp/mitotype-amibr-lodo"))
     parser.add_argument("--tta", action="store_true",
                         help="8-view TTA on the held-out figures (at each fold's TTA threshold); folds already "
                              "trained in --work are predicted again, not retrained")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, as in mitotype train (e.g. model.input_size=224)")
     parser.add_argument("--folds", nargs="+", default=None, metavar="FOLD",
                         help="run only these folds in this order (held-out domain names, e.g. TUPAC16)")
     parser.add_argument("--name", default=None, help="results name (default amibr_lodo, amibr_lodo_tta)")
@@ -42,11 +38,7 @@ def main() -> int:
     from mitotype.training.config import load_config
     from mitotype.training.inputs import load_figures
 
-    overrides = [f"data.path={shared_data_dir() / 'amibr'}", f"seed={args.seed}"]
-    if args.epochs:
-        overrides.append(f"optim.epochs={args.epochs}")
-    overrides += args.overrides
-    config = load_config(preset=args.preset, overrides=overrides)
+    config = load_config(preset=args.preset, overrides=run_overrides(args))
     figures = load_figures(config.data.path, cache_dir=args.work / "cache")
     start = time.perf_counter()
     results = run_cv(config, figures, args.work / "cv", scheme="lodo", tta=args.tta, log=print,

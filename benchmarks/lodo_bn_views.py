@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import shared_data_dir, write_result
+from _common import add_run_options, run_overrides, write_result
 
 WAYS = ("running", "clean", "train")
 
@@ -31,11 +31,7 @@ WAYS = ("running", "clean", "train")
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="the --work folder of benchmarks/amibr_lodo.py")
-    parser.add_argument("--preset", default="full-cpu")
-    parser.add_argument("--epochs", type=int, help="override the preset's epochs (as the run did)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, as the run had them")
+    add_run_options(parser)
     parser.add_argument("--name", default="lodo_bn_views")
     parser.add_argument("--results-dir", type=Path, default=None, help="default benchmarks/results")
     args = parser.parse_args()
@@ -49,10 +45,7 @@ def main() -> int:
     from mitotype.training.inputs import load_data_figures
     from mitotype.training.trainer import Trainer
 
-    overrides = [f"data.path={shared_data_dir() / 'amibr'}", f"seed={args.seed}", "optim.device=cpu"]
-    if args.epochs:
-        overrides.append(f"optim.epochs={args.epochs}")
-    overrides += args.overrides
+    overrides = ["optim.device=cpu", *run_overrides(args)]
     configs = {way: load_config(preset=args.preset, overrides=[*overrides, f"optim.bn_update_views={way}"])
                for way in ("clean", "train")}
     config = configs["train"]

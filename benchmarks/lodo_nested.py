@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import shared_data_dir, write_result
+from _common import add_run_options, run_overrides, write_result
 
 RULES = ("validation", "nested-pooled", "nested-robust", "nested-shift", "oracle")
 
@@ -81,11 +81,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--outer", type=Path, required=True, help="the --work folder of benchmarks/amibr_lodo.py")
     parser.add_argument("--work", type=Path, required=True, help="where the inner runs go")
-    parser.add_argument("--preset", default="full-cpu")
-    parser.add_argument("--epochs", type=int, help="override the preset's epochs (as the outer run did)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, as the outer run had them")
+    add_run_options(parser)
     parser.add_argument("--folds", nargs="+", default=None, metavar="FOLD",
                         help="only these outer folds, in this order (held-out domain names)")
     parser.add_argument("--name", default="lodo_nested")
@@ -96,10 +92,7 @@ def main() -> int:
     from mitotype.training.config import load_config
     from mitotype.training.inputs import Figures, load_data_figures
 
-    overrides = [f"data.path={shared_data_dir() / 'amibr'}", f"seed={args.seed}"]
-    if args.epochs:
-        overrides.append(f"optim.epochs={args.epochs}")
-    config = load_config(preset=args.preset, overrides=overrides + args.overrides)
+    config = load_config(preset=args.preset, overrides=run_overrides(args))
     figures = load_data_figures(config.data, cache_dir=args.outer / "cache")
     records = figures.records
     start = time.perf_counter()
