@@ -98,3 +98,15 @@ def test_plain_image_label_csv_is_recognised(tmp_path: Path) -> None:
     for path in (tmp_path / "labels.csv", tmp_path):
         result = read_dataset(path)
         assert result.fmt == "csv" and [r.label for r in result.records] == [1, 0]
+
+
+def test_one_patch_file_is_one_figure(tmp_path: Path) -> None:
+    patch = _png(tmp_path / "case 3" / "fig.png", 50)
+    assert detect_format(patch) == "images"
+    records = read_dataset(patch).records
+    assert [(r.uid, r.image, r.label) for r in records] == [("fig.png", patch, None)]
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    with pytest.raises(DataError, match=r"broken\.jpg: ") as info:
+        read_dataset(tmp_path / "broken.jpg")
+    assert "listed at" not in str(info.value)  # the file given is the file at fault: no second location
+    assert read_dataset(tmp_path / "broken.jpg", on_error="skip", labels_optional=True).errors

@@ -42,12 +42,11 @@ def _load_inputs(args: argparse.Namespace):  # -> (ids, images, records or None)
     if src.is_file() and src.suffix.lower() in (".tif", ".tiff") and args.data_format == "auto":
         images = read_stack(src, max_pages=None)
         return [f"{src.name}#{i}" for i in range(len(images))], images, None
-    from mitotype.training.inputs import adaptation_note, load_figures
+    from mitotype.training.inputs import load_figures, reading_notes
 
     figures = load_figures(src, fmt=args.data_format, domain=args.domain, on_error=args.on_error,
                            labels_optional=True, reader_options=reader_options(args))
-    note = adaptation_note(figures)
-    if note:
+    for note in reading_notes(figures):
         print(f"note: {note}")
     return [r.uid for r in figures.records], figures.images, figures.records
 
@@ -188,7 +187,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "This is not the challenge JSON: there, `mitotype challenge` "
         "writes confidence as the probability of the predicted class.")
     p.add_argument("input", help="a multi-page TIFF stack, a folder of patches (any depth, labels not needed), "
-                   "a .txt list of patch paths, or any dataset a reader understands")
+                   "a .txt list of patch paths, one patch image, or any dataset a reader understands")
     p.add_argument("--model", nargs="+", help="model folder(s) or a cv output folder (default: the model that "
                    "ships with mitotype, see `mitotype models list`)")
     p.add_argument("--out", required=True, type=Path, help="output file: .csv or .json")

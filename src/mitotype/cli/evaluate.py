@@ -76,7 +76,7 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     from mitotype.ioutils import write_json_atomic
     from mitotype.models.predict import load_ensemble
     from mitotype.paths import ensure_output_dir
-    from mitotype.training.inputs import adaptation_note, load_figures
+    from mitotype.training.inputs import load_figures, reading_notes
 
     out = ensure_output_dir(args.out)
     ensemble, _ = load_ensemble(args.model, device=args.device, allow_unfinished=args.allow_unfinished,
@@ -85,8 +85,7 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     figures = load_figures(args.data, fmt=args.data_format, domain=args.domain, on_error=args.on_error,
                            cache_dir=None, reader_options=reader_options(args))
     require_labels(figures.records, "evaluate")
-    note = adaptation_note(figures)
-    if note:
+    for note in reading_notes(figures):
         print(f"note: {note}")
     threshold = args.threshold if args.threshold is not None else ensemble.threshold(args.tta)
     p = ensemble.predict(figures.images, batch_size=args.batch_size, tta=args.tta)

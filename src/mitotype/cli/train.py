@@ -52,12 +52,11 @@ def config_from_args(args: argparse.Namespace):  # -> TrainConfig
 
 
 def load_data(config):  # -> Figures
-    from mitotype.training.inputs import adaptation_note, duplicates_note, load_data_figures
+    from mitotype.training.inputs import load_data_figures, reading_notes
 
     figures = load_data_figures(config.data)
-    for note in (adaptation_note(figures), duplicates_note(figures)):
-        if note:
-            print(f"note: {note}")
+    for note in reading_notes(figures):
+        print(f"note: {note}")
     if config.data.sources:
         counts: dict[str, int] = {}
         for record in figures.records:

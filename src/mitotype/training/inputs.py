@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mitotype.data.images import DEFAULT_SIZE_POLICY
-from mitotype.data.problems import Problem, ReadResult
+from mitotype.data.problems import CONVERTED_MODE, WRONG_SIZE, Problem, ReadResult
 from mitotype.data.readers import read_dataset
 from mitotype.data.records import FigureRecord, namespaced
 from mitotype.data.store import PatchStore
@@ -127,8 +127,6 @@ def _duplicates_across(records: list[FigureRecord], images: np.ndarray) -> list[
 def adaptation_note(figures: Figures) -> str | None:
     """One line counting the images that were not used as stored (colour mode converted, size fitted),
     so a silent conversion of many images is visible once instead of per image or not at all."""
-    from mitotype.data.problems import CONVERTED_MODE, WRONG_SIZE
-
     if figures.read_result is None:
         return None
     counts = {CONVERTED_MODE: set(), WRONG_SIZE: set()}
@@ -145,6 +143,42 @@ def adaptation_note(figures: Figures) -> str | None:
         parts.append(f"{resized} not 128x128 (cropped, padded or resized)")
     return (f"{' and '.join(parts)} of {len(figures.records)} images; "
             "`mitotype data inspect` lists each one")
+
+
+def skipped_note(figures: Figures, shown: int = 3) -> str | None:
+    """One line saying which records an ``on_error="skip"`` read dropped (the first ``shown`` by name), so
+    that a prediction file or a training run missing figures says so where the user reads it."""
+    if figures.read_result is None or not figures.read_result.errors:
+        return None
+    errors = figures.read_result.errors
+    first = "; ".join(str(p) for p in errors[:shown])
+    more = f"; and {len(errors) - shown} more" if len(errors) > shown else ""
+    return (f"skipped {len(errors)} record(s) with errors (on_error=skip), kept {len(figures.records)}: "
+            f"{first}{more}; `mitotype data inspect` lists each one")
+
+
+QUIET_WARNINGS = (CONVERTED_MODE, WRONG_SIZE, DUPLICATE_ACROSS)
+"""Warning kinds that have a note of their own (:func:`adaptation_note`, :func:`duplicates_note`)."""
+
+
+def warnings_note(figures: Figures) -> str | None:
+    """One line counting the reader's other warnings by kind (duplicate ids, ignored files, ...), or ``None``."""
+    if figures.read_result is None:
+        return None
+    counts: dict[str, int] = {}
+    for problem in figures.read_result.warnings:
+        if problem.kind not in QUIET_WARNINGS:
+            counts[problem.kind] = counts.get(problem.kind, 0) + 1
+    if not counts:
+        return None
+    listed = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"the reader warned ({listed}); the records were kept; `mitotype data inspect` lists each one"
+
+
+def reading_notes(figures: Figures) -> list[str]:
+    """Every note on how a dataset was read: records skipped, images adapted, warnings, duplicates."""
+    notes = (skipped_note(figures), adaptation_note(figures), warnings_note(figures), duplicates_note(figures))
+    return [note for note in notes if note]
 
 
 def duplicates_note(figures: Figures) -> str | None:

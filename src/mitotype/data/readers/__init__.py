@@ -7,7 +7,7 @@ Formats (auto-detected from the folder or file, in this order):
 * ``votes-csv``: ``Filename, Expert_1..n, Majority`` (AtNorM style) (:mod:`.votes_csv`)
 * ``coords``: image, x, y, label of figures on larger images (MIDOG++ style) (:mod:`.coords`)
 * ``folder``: one sub-folder per class (:mod:`.folder`)
-* ``images``: any folder of patches (any depth) or a ``.txt`` list of paths; labels optional (:mod:`.images`)
+* ``images``: any folder of patches (any depth), a ``.txt`` list of paths or one patch; labels optional (:mod:`.images`)
 * ``csv``: any CSV through a column mapping; detected only as a plain image + label CSV (:mod:`.generic_csv`)
 
 Every reader then checks the images (option ``check``: ``full`` decodes every pixel, the default;

@@ -325,11 +325,11 @@ def check_images(entries: list[Entry], log: ProblemLog, *, check: str = "full", 
     for (path, group), result in zip(by_path.items(), results):
         if result.error is not None:
             for e in group:
-                log.error(path, None, result.error.kind, f"{result.error.message} (listed at {e.where})")
+                log.error(path, None, result.error.kind, f"{result.error.message}{_listed_at([e], path)}")
             continue
-        rows = _rows_text(group)
+        listed = _listed_at(group, path)
         for kind, message in result.notes:
-            log.warn(path, None, kind, f"{message} (listed at {rows})")
+            log.warn(path, None, kind, f"{message}{listed}")
         for e in group:
             r = e.record
             if r.is_crop and result.width is not None and result.height is not None and not (
@@ -343,10 +343,15 @@ def check_images(entries: list[Entry], log: ProblemLog, *, check: str = "full", 
     return [e.record for e, _ in good]
 
 
-def _rows_text(group: Sequence[Entry], limit: int = 5) -> str:
-    shown = [e.where for e in group[:limit]]
-    more = f" and {len(group) - limit} more" if len(group) > limit else ""
-    return "; ".join(shown) + more
+def _listed_at(group: Sequence[Entry], image: Path, limit: int = 5) -> str:
+    """`` (listed at labels.csv, row 4; ...)``: where the image was named, or nothing when no file or line
+    named it (a patch found in a folder, or the patch given alone), since the image's own path says it all."""
+    named = [e for e in group if e.row is not None or not (e.source == str(image) or Path(e.source).is_dir())]
+    if not named:
+        return ""
+    shown = [e.where for e in named[:limit]]
+    more = f" and {len(named) - limit} more" if len(named) > limit else ""
+    return f" (listed at {'; '.join(shown)}{more})"
 
 
 def _report_duplicates(good: Sequence[tuple[Entry, ImageCheck]], log: ProblemLog) -> None:

@@ -1,4 +1,4 @@
-"""Figures without a label file: a folder of patches (any depth) or a text list of patch paths.
+"""Figures without a label file: a folder of patches (any depth), a text list of patch paths, or one patch.
 
 This is what a user has before any model ran: new figures to classify. Labels are never required: a
 figure under a folder named like a class (``normal``/``NMF``, ``atypical``/``AMF``, any depth, any case)
@@ -6,9 +6,10 @@ gets that label, every other figure has none (``label is None``), so ``predict``
 ``train`` refuses it. uid = the path relative to the folder (or as written in the list); each figure is
 its own group, since nothing says which slide it came from.
 
-Detected last: a folder holding image files at any depth and no CSV, or a ``.txt`` file listing one path per line
-(relative paths resolve against the list's folder, or ``images_dir``). Whole-slide images are not
-patches and are skipped with a warning: give figures on them as x/y with the ``coords`` reader.
+Detected last: a folder holding image files at any depth and no CSV, a ``.txt`` file listing one path per line
+(relative paths resolve against the list's folder, or ``images_dir``), or a single patch image file.
+Whole-slide images are not patches and are skipped with a warning: give figures on them as x/y with the
+``coords`` reader.
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ def _patch_files(folder: Path) -> list[Path]:
 
 
 def detect(path: Path) -> bool:
-    """A ``.txt`` list, or a folder with patches and no CSV beside them: a folder holding a label file that
-    no reader understood is a broken dataset to report, not a folder of figures without labels."""
+    """A ``.txt`` list, one patch file, or a folder with patches and no CSV beside them: a folder holding a
+    label file that no reader understood is a broken dataset to report, not a folder of figures without labels."""
     if path.is_file():
-        return path.suffix.lower() in LIST_SUFFIXES
+        return path.suffix.lower() in LIST_SUFFIXES or path.suffix.lower() in PATCH_SUFFIXES
     if not path.is_dir() or any(path.glob("*.csv")):
         return False
     return any(p.suffix.lower() in PATCH_SUFFIXES for p in _patch_files(path))
@@ -73,9 +74,13 @@ def _listed(path: Path, images_dir: str | Path | None, log: ProblemLog) -> list[
 def read(path: Path, log: ProblemLog, *, images_dir: str | Path | None = None,
          dataset: str | None = None) -> list[Entry]:
     dataset = dataset or path.stem
-    if path.is_file():
+    if path.is_file() and path.suffix.lower() in PATCH_SUFFIXES:
+        items = [(path, path.name, None)]
+        source = str(path)
+    elif path.is_file():
         if path.suffix.lower() not in LIST_SUFFIXES:
-            raise DataError(f"{path}: format 'images' needs a folder of images or a .txt list of image paths")
+            raise DataError(f"{path}: format 'images' needs a folder of images, a .txt list of image paths or "
+                            f"one patch image ({sorted(PATCH_SUFFIXES)})")
         items = _listed(path, images_dir, log)
         source = str(path)
     else:
