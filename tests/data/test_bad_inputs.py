@@ -178,3 +178,21 @@ def test_a_trailing_empty_value_is_not_an_extra_column(tmp_path: Path) -> None:
     add_to_line(4, ",")(root)
     result = read_dataset(root, on_error="fail")
     assert len(result.records) == N and not result.problems
+
+
+
+@pytest.mark.parametrize("policy", ["fail", "skip"])
+@pytest.mark.parametrize(("second", "named"), [
+    ("majority", r"column 'majority' occurs twice in the header \(columns 12 and 13\)"),
+    (" Majority", r"column 'Majority' occurs twice in the header \(columns 12 and 13, as 'majority' and 'Majority'\)"),
+])
+def test_a_column_named_twice_stops_and_names_it(tmp_path: Path, policy: str, second: str, named: str) -> None:
+    """Rows are keyed by column name: a second 'majority' column (the labels re-done in a spreadsheet)
+    would silently replace the first. It is an error naming the file and both columns instead."""
+    root = dataset(tmp_path)
+    path = root / "labels.csv"
+    lines = path.read_text().splitlines()
+    flip = {"NMF": "AMF", "AMF": "NMF"}
+    path.write_text("\n".join([lines[0] + f",{second}"] + [f"{x},{flip[x.rsplit(',', 1)[1]]}" for x in lines[1:]]))
+    with pytest.raises(DataError, match=rf"labels.csv, row 1: {named}; rename or remove one"):
+        read_dataset(root, on_error=policy)

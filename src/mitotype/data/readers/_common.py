@@ -125,6 +125,7 @@ def read_table(path: Path, log: ProblemLog | None = None) -> Table:
             header = [h.strip() for h in next(reader, [])]
             if not header:
                 raise DataError(f"{path}: empty file, expected a CSV header")
+            _check_unique_header(path, header)
             rows = []
             for values in reader:
                 if not any(v.strip() for v in values):
@@ -145,6 +146,20 @@ def read_table(path: Path, log: ProblemLog | None = None) -> Table:
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return Table(path, header, rows)
+
+
+def _check_unique_header(path: Path, header: Sequence[str]) -> None:
+    """A column named twice (as columns are looked up: case- and space-insensitive) is an error: the rows
+    are keyed by name, so one of the two would be dropped without a word (the last one read wins)."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header, start=1):
+        if not name:  # unnamed columns (a pandas index, trailing commas) are never looked up
+            continue
+        first = seen.setdefault(_norm(name), i)
+        if first != i:
+            spelled = "" if header[first - 1] == name else f", as {header[first - 1]!r} and {name!r}"
+            raise DataError(f"{path}, row 1: column {name!r} occurs twice in the header (columns {first} and "
+                            f"{i}{spelled}); rename or remove one [{P.BAD_VALUE}]")
 
 
 def require_columns(table: Table, required: Iterable[str]) -> dict[str, str]:
