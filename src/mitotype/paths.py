@@ -35,11 +35,17 @@ def ensure_output_dir(path: str | os.PathLike[str], what: str = "output folder")
     return folder
 
 
-def ensure_output_file(path: str | os.PathLike[str], suffixes: Sequence[str] = ()) -> Path:
-    """Check an output file can be written: not a folder, an accepted suffix, a writable folder."""
+def ensure_output_file(path: str | os.PathLike[str], suffixes: Sequence[str] = (),
+                       inputs: Sequence[str | os.PathLike[str] | None] = ()) -> Path:
+    """Check an output file can be written: not a folder, not one of the command's ``inputs`` (files it
+    reads, which writing would overwrite), an accepted suffix, a writable folder."""
     target = Path(path)
     if target.is_dir():
         raise MitotypeError(f"{target}: is a folder; name the output file")
+    for source in inputs:
+        if source is not None and _same_file(target, Path(source)):
+            raise MitotypeError(f"{target}: is also an input of this command ({source}); writing the output "
+                                "there would overwrite it: name another output file")
     name = target.name.lower()
     if suffixes and not name.endswith(tuple(s.lower() for s in suffixes)):
         raise MitotypeError(f"{target}: unsupported output type; use {' or '.join(suffixes)}")
@@ -48,6 +54,14 @@ def ensure_output_file(path: str | os.PathLike[str], suffixes: Sequence[str] = (
         if target.exists() and not os.access(target, os.W_OK):
             raise MitotypeError(f"{target}: exists and is not writable")
     return target
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same existing file (through links, ``..`` or another spelling)."""
+    try:
+        return a.is_file() and b.is_file() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def check_folder_creatable(path: str | os.PathLike[str]) -> Path:

@@ -151,6 +151,19 @@ def test_predict_checks_the_report_path_before_the_work(synth_dir, tmp_path, cap
     assert not out.exists() and not (tmp_path / "gallery.png").exists()
 
 
+def test_predict_refuses_to_write_over_its_own_input(synth_dir, tmp_path, capsys):
+    """`predict labels.csv --out labels.csv` used to replace the label file with the predictions."""
+    data = _copy_synth(synth_dir, tmp_path / "data")
+    labels = _label_csv(data)
+    before = labels.read_bytes()
+    model = make_model_dir(tmp_path / "model")
+    spelled = data / ".." / "data" / labels.name  # the same file under another spelling
+    assert main(["predict", str(labels), "--model", str(model), "--out", str(spelled), "--device", "cpu"]) == 2
+    line = _last_error(capsys)
+    assert str(spelled) in line and "also an input" in line
+    assert labels.read_bytes() == before
+
+
 def _model_with_two_thresholds(path: Path) -> Path:
     import torch
 

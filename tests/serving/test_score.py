@@ -330,6 +330,27 @@ def test_cli_score(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert saved["aggregates"]["overall_roc_auc"] == pytest.approx(roc_auc_score(a["y"], a["conf"]))
 
 
+def test_cli_score_never_writes_metrics_over_its_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--json onto the ground truth replaced it; into a folder of per-stack outputs it overwrote one of them
+    (or was read as one more stack's output by the next run)."""
+    gt, _, _ = build_tree(tmp_path)
+    folder = tmp_path / "outputs"
+    folder.mkdir()
+    for item in json.loads(gt.read_text()):
+        (folder / item["image"].replace(".tiff", ".json")).write_text(json.dumps(
+            [{"class": "normal", "confidence": 0.8} for _ in item["labels"]]))
+    before = {p: p.read_bytes() for p in [gt, *folder.iterdir()]}
+    for target, said in ((gt, "also an input"), (folder / "stack_1.json", "lies in the predictions folder"),
+                         (folder / "metrics.json", "lies in the predictions folder")):
+        code = main(["score", "--ground-truth", str(gt), "--predictions", str(folder), "--json", str(target)])
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err
+        assert err.strip().splitlines()[-1].startswith(f"error: {target}: ") and said in err
+    assert {p: p.read_bytes() for p in [gt, *folder.iterdir()]} == before
+    assert main(["score", "--ground-truth", str(gt), "--predictions", str(folder),
+                 "--json", str(tmp_path / "metrics.json")]) == 0
+
+
 def test_cli_score_malformed_exits_2_without_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

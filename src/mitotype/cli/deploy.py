@@ -76,9 +76,10 @@ def run_predict(args: argparse.Namespace) -> int:
     from mitotype.models.predict import load_ensemble
     from mitotype.paths import ensure_output_file
 
-    ensure_output_file(args.out, (".csv", ".json"))
+    inputs = (args.input, args.meta_csv)
+    ensure_output_file(args.out, (".csv", ".json"), inputs)
     if args.report:  # checked before the work, like --out: a failed gallery must not follow a finished run
-        ensure_output_file(args.report, (".html", ".htm"))
+        ensure_output_file(args.report, (".html", ".htm"), inputs)
     models = args.model
     if not models:
         from mitotype.models.shipped import get_shipped_model

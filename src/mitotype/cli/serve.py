@@ -50,8 +50,12 @@ def _register_score(subparsers: Any) -> None:
 
 def _run_score(args: argparse.Namespace) -> int:
     from mitotype.ioutils import write_json_atomic
-    from mitotype.serving.score import format_scores, score_files
+    from mitotype.paths import ensure_output_file
+    from mitotype.serving.score import check_metrics_path, format_scores, score_files
 
+    if args.json:  # checked before scoring: never onto the ground truth or an output being scored
+        ensure_output_file(args.json, (), (args.ground_truth, args.predictions))
+        check_metrics_path(args.json, args.predictions)
     result = score_files(args.ground_truth, args.predictions, args.confidence, args.allow_missing)
     print(format_scores(result))
     if args.json:

@@ -60,6 +60,7 @@ __all__ = [
     "INPUT_SLUG",
     "PredictedStack",
     "StackTruth",
+    "check_metrics_path",
     "format_scores",
     "load_ground_truth",
     "load_predictions",
@@ -226,6 +227,21 @@ def load_predictions(path: str | Path) -> dict[str, PredictedStack]:
         listing = path / "predictions.json"
         return _load_job_list(listing) if listing.is_file() else _load_folder(path)
     raise DataError(f"{path}: predictions not found (give predictions.json or a folder)")
+
+
+def check_metrics_path(path: str | Path, predictions: str | Path) -> None:
+    """Refuse a metrics file that would land among the per-stack outputs being scored: it would overwrite
+    one of them, or be read as one more stack's output by the next run."""
+    out, folder = Path(path), Path(predictions)
+    if not folder.is_dir() or (folder / "predictions.json").is_file() or out.suffix.lower() != ".json":
+        return
+    try:
+        inside = out.parent.resolve() == folder.resolve()
+    except OSError:
+        return
+    if inside:
+        raise DataError(f"{out}: lies in the predictions folder {folder}, where every .json is read as a stack's "
+                        "output (it would overwrite one, or be scored as one next time); write it elsewhere")
 
 
 # ------------------------------------------------------------------------------------------ scoring
