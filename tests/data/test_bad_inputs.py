@@ -53,6 +53,14 @@ def replace_image(**kwargs) -> Callable[[Path], None]:
     return change
 
 
+def animate(root: Path) -> None:
+    """An animated PNG of 3 frames (a stack of figures) under the patch's name."""
+    from PIL import Image
+
+    frames = [Image.fromarray(np.full((128, 128, 3), 60 * k, np.uint8)) for k in range(3)]
+    frames[0].save(root / "images" / TARGET, save_all=True, append_images=frames[1:])
+
+
 def corrupt(root: Path) -> None:
     """Garbage in the middle of the compressed pixel data; the file keeps its length and IEND."""
     path = root / "images" / TARGET
@@ -98,6 +106,8 @@ WARNINGS = {
     "larger patch": (replace_image(size=150), "wrong-size", "patch is 150x150: centre-cropped to 128x128"),
     "smaller patch": (replace_image(size=(96, 128)), "wrong-size",
                       "patch is 96x128: black-padded to 128x128"),
+    # only the first frame is read: a stack of figures among patches must not pass as one figure unsaid
+    "several frames": (animate, "multi-page", "3 pages or frames: only the first is used as the figure"),
 }
 
 
@@ -138,6 +148,13 @@ def test_quirk_keeps_the_record_and_is_reported(tmp_path: Path, case: str, polic
     assert message in warning.message and warning.file.endswith(TARGET)
     pixels = load_patch(next(r for r in result.records if r.uid == TARGET))
     assert pixels.shape == (128, 128, 3) and pixels.dtype == np.uint8
+
+
+def test_header_check_reports_several_frames_too(tmp_path: Path) -> None:
+    root = dataset(tmp_path)
+    animate(root)
+    [warning] = read_dataset(root, check="header").problems
+    assert warning.kind == "multi-page" and warning.file.endswith(TARGET)
 
 
 def test_wrong_size_is_an_error_under_the_reject_policy(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ Policies (stated once, used by the readers' checks, :func:`load_patch` and the p
   whole (TIFF through tifffile when PIL cannot); whole-slide formats (``.svs``, ``.ndpi``, ``.mrxs``, ...)
   and TIFFs too large to read whole go through openslide when it is importable.
 * Corrupt or truncated files (including a PNG without its ``IEND`` chunk) are ``corrupt-image`` errors.
+* A file of several pages or frames (a TIFF stack, an animated GIF) gives its first page only, reported
+  as a ``multi-page`` warning: a stack of figures among patches would otherwise count as one figure.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Literal
 
 import numpy as np
 
-from mitotype.data.problems import CONVERTED_MODE, CORRUPT_IMAGE, UNSUPPORTED_IMAGE, WRONG_SIZE
+from mitotype.data.problems import CONVERTED_MODE, CORRUPT_IMAGE, MULTI_PAGE, UNSUPPORTED_IMAGE, WRONG_SIZE
 from mitotype.data.records import FigureRecord
 from mitotype.errors import ConfigError, DataError
 
@@ -178,6 +180,18 @@ def pil_to_rgb(image) -> tuple[np.ndarray, list[Note]]:  # image: PIL.Image.Imag
     return np.asarray(image.convert("RGB")), [(CONVERTED_MODE, mode_note(mode) or "")]
 
 
+def pages_note(image) -> list[Note]:  # image: PIL.Image.Image
+    """The ``multi-page`` warning for an image of several pages or frames (``[]`` for one)."""
+    try:
+        n = int(getattr(image, "n_frames", 1))
+    except Exception:  # counting frames reads the whole file: a damaged tail is reported by the decoder
+        return []
+    if n <= 1:
+        return []
+    return [(MULTI_PAGE, f"{n} pages or frames: only the first is used as the figure (a stack of figures? "
+                         "give it to `mitotype predict` on its own to classify every page)")]
+
+
 # ----------------------------------------------------------------------------------------------- size
 
 
@@ -244,7 +258,8 @@ def _decode_pil(data: bytes, suffix: str) -> tuple[np.ndarray, list[Note]]:
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            return pil_to_rgb(image)
+            arr, notes = pil_to_rgb(image)
+            return arr, notes + pages_note(image)
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         if suffix in TIFF_SUFFIXES:
             return _decode_tifffile(io.BytesIO(data))
@@ -453,6 +468,7 @@ def check_image(path: str | Path, *, full: bool, crop: bool, size: int = PATCH_S
         try:
             with Image.open(io.BytesIO(data)) as image:
                 (w, h), mode = image.size, image.mode
+                result.notes.extend(pages_note(image))
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
             w, h, mode = image_header(path)
         result.width, result.height = w, h

@@ -42,6 +42,7 @@ IGNORED_FILE = "ignored-file"
 IGNORED_FOLDER = "ignored-folder"
 UNKNOWN_SCANNER = "unknown-scanner"
 UNSUPPORTED_IMAGE = "unsupported-image"
+MULTI_PAGE = "multi-page"
 
 
 @dataclass(frozen=True)
