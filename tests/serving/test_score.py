@@ -260,15 +260,17 @@ def test_missing_and_unknown_stacks(tmp_path: Path) -> None:
     listing = preds / "predictions.json"
     jobs = json.loads(listing.read_text())
     listing.write_text(json.dumps(jobs[1:]))  # drop stack_4's job
-    with pytest.raises(DataError, match=r"no prediction for 1 ground-truth image\(s\): stack_4\.tiff"):
+    with pytest.raises(DataError, match=r"no prediction for 1 ground-truth image\(s\): stack_4\.tiff") as info:
         score_files(gt, preds)
+    assert str(info.value).startswith(f"{gt}: ")  # the file the unmatched stack is listed in
     partial = score_files(gt, preds, allow_missing=True)
     assert partial["images_missing"] == ["stack_4.tiff"] and partial["counts"]["figures"] == 42
     listing.write_text(json.dumps([*jobs, make_job("extra", "stack_99.tiff")]))
     (preds / "extra" / "output").mkdir(parents=True)
     (preds / "extra" / "output" / OUTPUT_FILENAME).write_text("[]")
-    with pytest.raises(DataError, match=r"no ground truth for predicted image\(s\) stack_99\.tiff"):
+    with pytest.raises(DataError, match=r"no ground truth for predicted image\(s\) stack_99\.tiff") as info:
         score_files(gt, preds)
+    assert str(preds / "extra" / "output" / OUTPUT_FILENAME) in str(info.value) and str(gt) in str(info.value)
 
 
 def test_broken_files_are_reported(tmp_path: Path) -> None:

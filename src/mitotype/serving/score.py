@@ -259,15 +259,15 @@ def _domain_key(value: Any) -> tuple[int, Any]:
     return (0, value) if isinstance(value, (int, float)) else (1, str(value))
 
 
-
-
 def score_predictions(
     truth: Mapping[str, StackTruth],
     predictions: Mapping[str, PredictedStack],
     confidence: str = "predicted-class",
     allow_missing: bool = False,
+    truth_source: str = "the ground truth",
 ) -> dict[str, Any]:
-    """Validate every output against its stack and compute the evaluator's metrics.
+    """Validate every output against its stack and compute the evaluator's metrics (``truth_source``, the
+    ground truth's file, names it in the errors of stacks that do not match).
 
     Returns ``{"aggregates": {"overall_sensitivity", "overall_specificity",
     "overall_balanced_accuracy", "overall_roc_auc", "overall_accuracy", "domain_<d>": {...}},
@@ -294,13 +294,16 @@ def score_predictions(
             preds.append(_CLASS_IDS[entry["class"]])
             scores.append(p_atypical_from_entry(entry["class"], conf) if confidence == "predicted-class" else conf)
             domains.append(domain)
-    extra = sorted(set(p.image for p in predictions.values()) - used)
+    extra = sorted((p for p in predictions.values() if p.image not in used), key=lambda p: p.image)
     if extra:
-        raise DataError(f"no ground truth for predicted image(s) {', '.join(extra[:5])}")
+        more = f" and {len(extra) - 5} more" if len(extra) > 5 else ""
+        raise DataError(f"{extra[0].source}: no ground truth for predicted image(s) "
+                        f"{', '.join(p.image for p in extra[:5])}{more} in {truth_source}")
     if missing and not allow_missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise DataError(
-            f"no prediction for {len(missing)} ground-truth image(s): {', '.join(missing[:5])}{more}"
+            f"{truth_source}: no prediction for {len(missing)} ground-truth image(s): "
+            f"{', '.join(missing[:5])}{more}"
         )
     if not ys:
         raise DataError("nothing to score: no ground-truth image has a prediction")
@@ -338,7 +341,8 @@ def score_files(
 ) -> dict[str, Any]:
     """:func:`score_predictions` on files: ``ground_truth.json`` and a predictions file or folder."""
     return score_predictions(
-        load_ground_truth(ground_truth), load_predictions(predictions), confidence, allow_missing
+        load_ground_truth(ground_truth), load_predictions(predictions), confidence, allow_missing,
+        truth_source=str(ground_truth),
     )
 
 
