@@ -162,6 +162,9 @@ def test_predict_refuses_to_write_over_its_own_input(synth_dir, tmp_path, capsys
     line = _last_error(capsys)
     assert str(spelled) in line and "also an input" in line
     assert labels.read_bytes() == before
+    # the dataset folder given, its label file found by the reader: refused before any prediction too
+    assert main(["predict", str(data), "--model", str(model), "--out", str(labels), "--device", "cpu"]) == 2
+    assert "also an input" in _last_error(capsys) and labels.read_bytes() == before
 
 
 def _model_with_two_thresholds(path: Path) -> Path:

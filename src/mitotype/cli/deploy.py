@@ -36,6 +36,7 @@ def probability(text: str) -> float:
 
 def _load_inputs(args: argparse.Namespace):  # -> (ids, images, records or None)
     """Patches from a TIFF stack, or any dataset a reader understands (labels optional)."""
+    from mitotype.paths import ensure_output_file
     from mitotype.serving.stack import read_stack
 
     src = Path(args.input)
@@ -48,6 +49,10 @@ def _load_inputs(args: argparse.Namespace):  # -> (ids, images, records or None)
                            labels_optional=True, reader_options=reader_options(args))
     for note in reading_notes(figures):
         print(f"note: {note}")
+    sources = figures.read_result.sources if figures.read_result is not None else []
+    for out, suffixes in ((args.out, (".csv", ".json")), (args.report, (".html", ".htm"))):
+        if out:  # a label file found inside the input folder, never named on the command line
+            ensure_output_file(out, suffixes, sources)
     return [r.uid for r in figures.records], figures.images, figures.records
 
 

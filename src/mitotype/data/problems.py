@@ -80,6 +80,8 @@ class ReadResult:
     fmt: str = ""
     """The format that was read (useful when it was auto-detected)."""
     path: Path | None = None
+    sources: list[Path] = field(default_factory=list)
+    """The label, list and metadata files the reader read (see :attr:`ProblemLog.sources`)."""
 
     @property
     def errors(self) -> list[Problem]:
@@ -117,6 +119,8 @@ class ProblemLog:
         """Reading figures to classify: a label that cannot be read is a warning and leaves the figure
         unlabelled, instead of an error that drops or stops it."""
         self.problems: list[Problem] = []
+        self.sources: list[Path] = []
+        """The label, list and metadata files read (not the images): a command must not write over them."""
 
     def error(self, file: str | Path, row: int | None, kind: str, message: str) -> None:
         """Report an error: raise :class:`DataError` under ``"fail"``, else record it (caller drops)."""

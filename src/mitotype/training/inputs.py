@@ -94,6 +94,7 @@ def load_data_figures(data: DataSettings, cache_dir: str | Path | None = None) -
                             include=data.include, cache_dir=cache, reader_options=data.reader_options())
     records: list[FigureRecord] = []
     problems: list[Problem] = []
+    sources: list[Path] = []
     formats: list[str] = []
     for source in data.resolved_sources():
         result = read_dataset(Path(source.path), fmt=source.format or "auto", domain=source.domain,
@@ -103,10 +104,11 @@ def load_data_figures(data: DataSettings, cache_dir: str | Path | None = None) -
             raise DataError(f"{source.path}: no usable figures")
         records += namespaced(kept, source.name)
         problems += result.problems
+        sources += result.sources
         formats.append(f"{source.name}={result.fmt}")
     store = PatchStore.open_or_build(records, cache_dir=cache, policy=data.size_policy)
     problems += _duplicates_across(store.records, store.images)
-    result = ReadResult(list(store.records), problems, fmt=", ".join(formats))
+    result = ReadResult(list(store.records), problems, fmt=", ".join(formats), sources=sources)
     return Figures(records=list(store.records), images=store.images, read_result=result)
 
 

@@ -102,4 +102,4 @@ def read_dataset(path: str | Path, fmt: str = "auto", domain: Sequence[str] | st
             records = assign_domains(records, fields)
     if not records and not log.problems:
         raise DataError(f"{path}: no figures found")
-    return ReadResult(records, log.problems, fmt=fmt, path=path)
+    return ReadResult(records, log.problems, fmt=fmt, path=path, sources=log.sources)

@@ -117,8 +117,10 @@ def read_table(path: Path, log: ProblemLog | None = None) -> Table:
 
     A row with more non-empty values than the header has columns (usually an unquoted comma inside a
     value, which shifts every later column) is an error: reported to ``log`` and left out, or raised
-    when there is no log. Empty surplus values (a trailing comma) are ignored.
+    when there is no log. Empty surplus values (a trailing comma) are ignored. The file joins ``log.sources``.
     """
+    if log is not None:
+        log.sources.append(Path(path))
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)

@@ -55,6 +55,7 @@ def label_from_path(relative: Path) -> int | None:
 
 
 def _listed(path: Path, images_dir: str | Path | None, log: ProblemLog) -> list[tuple[Path, str, int | None]]:
+    log.sources.append(path)
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError:
