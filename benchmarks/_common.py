@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -79,13 +80,14 @@ def machine() -> dict[str, Any]:
 
 
 def command_line() -> str:
-    """The command that ran this benchmark, relative to the repository root."""
+    """The command that ran this benchmark, relative to the repository root, quoted so it can be run again
+    (a fold name such as ``"Aperio CS2"`` stays one argument)."""
     script = Path(sys.argv[0]).resolve()
     try:
         script_text = str(script.relative_to(REPO_ROOT))
     except ValueError:
         script_text = str(script)
-    return " ".join(["python", script_text, *sys.argv[1:]])
+    return shlex.join(["python", script_text, *sys.argv[1:]])
 
 
 def combined_command(before: str, command: str) -> str:

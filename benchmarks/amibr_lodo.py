@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_run_options, run_overrides, write_result
+from _common import add_run_options, command_line, run_overrides, write_result
 
 
 def main() -> int:
@@ -55,7 +55,7 @@ def main() -> int:
         "wall_seconds": time.perf_counter() - start,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
-    command = f"python benchmarks/amibr_lodo.py {' '.join(sys.argv[1:])}".strip()
+    command = command_line()
     write_result(args.name, command, figures_out,
                  extra={"preset": args.preset, "epochs": config.optim.epochs,
                         "input_size": config.model.input_size, "seed": args.seed, "tta": args.tta,

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, combined_command, run_child, shared_data_dir, write_result
+from _common import RESULTS_DIR, combined_command, command_line, run_child, shared_data_dir, write_result
 from mitotype.experiments import holdout
 from mitotype.ioutils import write_json_atomic
 from mitotype.training.strategies.registry import strategy_switches
@@ -161,7 +161,7 @@ def main() -> int:
     if clash:
         print(f"{path}: {clash}", file=sys.stderr)
         return 2
-    command = "python benchmarks/amibr_recipes.py " + " ".join(sys.argv[1:])
+    command = command_line()
     extra = {"published_balanced_accuracy": PUBLISHED,
              "data": "AMi-Br benchmark_split train -> test (826 figures: 642 NMF, 184 AMF)"}
     if previous and (runs or args.collect):  # runs came from earlier commands: keep them all on record

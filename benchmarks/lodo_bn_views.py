@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_run_options, run_overrides, write_result
+from _common import add_run_options, command_line, run_overrides, write_result
 
 WAYS = ("running", "clean", "train")
 
@@ -92,7 +92,7 @@ def main() -> int:
                for way in WAYS}
     for way, s in summary.items():
         print(f"{way:>8}: " + ", ".join(f"{k} {v:.3f}" for k, v in s.items()))
-    command = f"python benchmarks/lodo_bn_views.py {' '.join(sys.argv[1:])}".strip()
+    command = command_line()
     path = args.results_dir / f"{args.name}.json" if args.results_dir else None
     write_result(args.name, command, {"summary": summary, "per_domain": per_domain,
                                       "wall_seconds": time.perf_counter() - start},

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_run_options, run_overrides, write_result
+from _common import add_run_options, command_line, run_overrides, write_result
 
 RULES = ("validation", "nested-pooled", "nested-robust", "nested-shift", "oracle")
 
@@ -120,7 +120,7 @@ def main() -> int:
         print(f"{rule:>14}: pooled {s['pooled_balanced_accuracy']:.3f} (sens {s['pooled_sensitivity']:.2f}), "
               f"worst domain {s['min_domain_balanced_accuracy']:.3f}, worst sens {s['min_domain_sensitivity']:.2f}")
     compact = {name: {k: v for k, v in f.items() if k not in ("y", "p")} for name, f in per_fold.items()}
-    command = f"python benchmarks/lodo_nested.py {' '.join(sys.argv[1:])}".strip()
+    command = command_line()
     path = args.results_dir / f"{args.name}.json" if args.results_dir else None
     write_result(args.name, command, {"summary": summary, "per_fold": compact,
                                       "wall_seconds": time.perf_counter() - start},

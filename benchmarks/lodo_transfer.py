@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import shared_data_dir, write_result
+from _common import command_line, shared_data_dir, write_result
 
 STACK = 16
 VARIANTS = [("single", False, "off"), ("tta", True, "off"), ("single+adabn-domain", False, "domain"),
@@ -277,7 +277,7 @@ def main() -> int:
                             for v, d in f["variants"].items()}}
                   for name, f in per_fold.items()}
     selected = _selected_by_other_domains(per_fold)
-    command = f"python benchmarks/lodo_transfer.py {' '.join(sys.argv[1:])}".strip()
+    command = command_line()
     write_result(args.name, command, {"summary": summary, "per_domain": per_domain, "folds": list(per_fold),
                                       "selected_by_other_domains": selected,
                                       "wall_seconds": time.perf_counter() - start},

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result
+from _common import command_line, write_result
 
 
 def main() -> int:
@@ -57,7 +57,7 @@ def main() -> int:
             "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
             "history": [{k: h[k] for k in ("epoch", "loss", "val_balanced_accuracy")} for h in result.history],
         }
-        write_result("tiny_vit_synthetic", "python benchmarks/tiny_vit_synthetic.py " + " ".join(sys.argv[1:]),
+        write_result("tiny_vit_synthetic", command_line(),
                      figures_out, extra={"all_strategies_on": {k: bool(getattr(v, "enabled", True))
                                                                for k, v in strategies.items()},
                                          "adaptive_focal": config.strategies.focal.adaptive})
