@@ -174,7 +174,7 @@ def warnings_note(figures: Figures) -> str | None:
     if not counts:
         return None
     listed = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    return f"the reader warned ({listed}); the records were kept; `mitotype data inspect` lists each one"
+    return f"the reader warned ({listed}); `mitotype data inspect` lists each one"
 
 
 def reading_notes(figures: Figures) -> list[str]:
