@@ -59,8 +59,8 @@ def ensure_output_file(path: str | os.PathLike[str], suffixes: Sequence[str] = (
 def _same_file(a: Path, b: Path) -> bool:
     """Whether two paths name the same existing file (through links, ``..`` or another spelling)."""
     try:
-        return a.is_file() and b.is_file() and os.path.samefile(a, b)
-    except OSError:
+        return os.path.samefile(a, b)
+    except OSError:  # either does not exist (yet)
         return False
 
 

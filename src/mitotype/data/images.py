@@ -182,9 +182,10 @@ def pil_to_rgb(image) -> tuple[np.ndarray, list[Note]]:  # image: PIL.Image.Imag
 
 def pages_note(image) -> list[Note]:  # image: PIL.Image.Image
     """The ``multi-page`` warning for an image of several pages or frames (``[]`` for one)."""
+    # counting frames reads the whole file: a damaged tail is the decoder's to report, not this note's
     try:
         n = int(getattr(image, "n_frames", 1))
-    except Exception:  # counting frames reads the whole file: a damaged tail is reported by the decoder
+    except (OSError, EOFError, ValueError, SyntaxError):
         return []
     if n <= 1:
         return []

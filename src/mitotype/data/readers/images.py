@@ -75,14 +75,15 @@ def _listed(path: Path, images_dir: str | Path | None, log: ProblemLog) -> list[
 def read(path: Path, log: ProblemLog, *, images_dir: str | Path | None = None,
          dataset: str | None = None) -> list[Entry]:
     dataset = dataset or path.stem
-    if path.is_file() and path.suffix.lower() in PATCH_SUFFIXES:
-        items = [(path, path.name, None)]
-        source = str(path)
-    elif path.is_file():
-        if path.suffix.lower() not in LIST_SUFFIXES:
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in PATCH_SUFFIXES:
+            items = [(path, path.name, None)]
+        elif suffix in LIST_SUFFIXES:
+            items = _listed(path, images_dir, log)
+        else:
             raise DataError(f"{path}: format 'images' needs a folder of images, a .txt list of image paths or "
                             f"one patch image ({sorted(PATCH_SUFFIXES)})")
-        items = _listed(path, images_dir, log)
         source = str(path)
     else:
         root = Path(images_dir) if images_dir else path
