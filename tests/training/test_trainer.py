@@ -199,3 +199,22 @@ def test_onecycle_schedule_runs_on_a_tiny_dataset(batches: int) -> None:
         optimizer.step()
         scheduler.step()
     assert 0 <= optimizer.param_groups[0]["lr"] <= optim.lr
+
+
+def test_val_platt_stores_the_platt_thresholds_of_the_validation_scores(synth_figures, tmp_path):
+    from mitotype.evaluation.metrics import best_threshold
+    from mitotype.evaluation.transfer import platt_threshold
+
+    trainer = _trainer(synth_figures, tmp_path / "run", overrides=["optim.epochs=1", "threshold=val-platt"])
+    trainer.fit()
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    y = trainer.labels[trainer.val_idx]
+    p_single, p_tta = trainer.predict(trainer.val_idx), trainer.predict(trainer.val_idx, tta=True)
+    assert meta["threshold"] == pytest.approx(platt_threshold(y, p_single), abs=1e-6)
+    assert meta["threshold_tta"] == pytest.approx(platt_threshold(y, p_tta), abs=1e-6)
+    # On overlapping scores the two rules part: the curve's cut is not the argmax of a few figures.
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], [150, 50])
+    p = 1 / (1 + np.exp(-(rng.normal(size=200) + 1.5 * y - 0.5)))
+    assert trainer._choose_threshold(y, p) == pytest.approx(platt_threshold(y, p))
+    assert trainer._choose_threshold(y, p) != pytest.approx(best_threshold(y, p), abs=1e-3)

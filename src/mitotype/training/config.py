@@ -279,8 +279,11 @@ class TrainConfig(Settings):
     """The domain-aware strategies."""
     seed: int = field(default=0, metadata=value_range(0, 2**31 - 1))
     """Seed of every random draw (sampling, augmentation, MixUp, initialisation, splits)."""
-    threshold: Literal["val-balanced-accuracy", "fixed"] = "val-balanced-accuracy"
-    """How the decision threshold is chosen: maximise validation balanced accuracy, or ``fixed_threshold``."""
+    threshold: Literal["val-balanced-accuracy", "val-platt", "fixed"] = "val-balanced-accuracy"
+    """How the decision thresholds (single view and TTA) are chosen on the validation scores: the one that
+    maximises balanced accuracy; ``val-platt``, the score whose Platt-calibrated probability equals the
+    validation prevalence (a fitted curve instead of an argmax over a few hundred figures, and the
+    balanced-accuracy optimum that a change of prevalence on a new scanner does not move); or ``fixed_threshold``."""
     fixed_threshold: float = field(default=0.5, metadata=value_range(0.0, 1.0))
     """Threshold used when ``threshold: fixed``."""
 

@@ -28,6 +28,7 @@ from mitotype.data.records import FigureRecord, require_labels
 from mitotype.errors import ConfigError, MitotypeError
 from mitotype.evaluation.metrics import best_threshold, binary_metrics
 from mitotype.evaluation.splits import assert_no_leak
+from mitotype.evaluation.transfer import platt_threshold
 from mitotype.models.allocator import retain_freed_memory
 from mitotype.models.artifact import MODEL_FILE, save_model_artifact
 from mitotype.models.classifier import build_classifier, build_device
@@ -360,8 +361,7 @@ class Trainer:
         """Validation metrics of the current model at the threshold chosen on these very scores."""
         p = self.predict(self.val_idx)
         y = self.labels[self.val_idx]
-        cfg = self.config
-        thr = best_threshold(y, p) if cfg.threshold == "val-balanced-accuracy" else cfg.fixed_threshold
+        thr = self._choose_threshold(y, p)
         metrics = binary_metrics(y, p, thr)
         metrics["threshold"] = float(thr)
         metrics["balanced_accuracy_at_0.5"] = binary_metrics(y, p, 0.5)["balanced_accuracy"]
@@ -611,9 +611,16 @@ class Trainer:
             self._best_state = load_file(str(self.out_dir / MODEL_FILE))
         self.model.load_trainable_state_dict(self._best_state)
         p = self.predict(self.val_idx, tta=True)
-        if self.config.threshold == "fixed":
+        return self._choose_threshold(self.labels[self.val_idx], p)
+
+    def _choose_threshold(self, y: np.ndarray, p: np.ndarray) -> float:
+        """The decision threshold that ``threshold`` asks for, from validation labels and scores."""
+        rule = self.config.threshold
+        if rule == "fixed":
             return self.config.fixed_threshold
-        return best_threshold(self.labels[self.val_idx], p)
+        if rule == "val-platt":  # the validation split holds both classes (checked when the trainer is built)
+            return platt_threshold(y, p)
+        return best_threshold(y, p)
 
     def _tensorboard(self) -> Any:
         """A TensorBoard writer when tensorboard is installed, else ``None``."""
