@@ -1,11 +1,11 @@
 """Do the threshold rules that transfer to unseen scanners cost anything on seen ones?
 
-Reads finished hold-out runs of ``benchmarks/amibr_recipes.py`` (each ``--run`` folder holds ``config.yaml``,
-``model.safetensors`` and ``test_predictions.csv``), scores each run's own validation split again (single view
-and 8-view TTA, with the code the trainer uses), and puts every threshold rule of
-:mod:`mitotype.evaluation.transfer` that needs no target labels, fitted on those validation scores, on the run's
-AMi-Br test predictions. ``validation`` is the threshold the run stored; ``platt`` is what ``threshold: val-platt``
-would have stored for the same weights.
+Reads finished hold-out runs of ``benchmarks/amibr_recipes.py`` or ``mitotype holdout`` (each ``--run`` folder
+holds ``config.yaml``, ``model.safetensors`` and ``test_predictions.csv``), scores each run's own validation split
+again (single view and 8-view TTA), and puts the threshold rules of :mod:`mitotype.evaluation.transfer` that need no
+test labels, fitted on those validation scores, on the run's test predictions. ``validation`` is the argmax the run
+stored (``stored_threshold`` beside it, as a check); ``platt`` is what ``threshold: val-platt`` stores for the same
+weights; ``oracle`` is the test labels' own best threshold, a bound and never a choice.
 
     python benchmarks/holdout_thresholds.py --run /tmp/ship/full-cpu-seed0 --name holdout_thresholds_224
 """
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import command_line, shared_data_dir, write_result
+from _common import command_line, write_result
 
 RULES = ("validation", "platt", "robust", "calibrated-0.5", "oracle")
 
@@ -37,7 +37,12 @@ def _test_scores(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, action="append", required=True, help="a hold-out run folder (repeat)")
-    parser.add_argument("--cache", type=Path, default=None, help="patch cache folder (default: a temporary one)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the dataset the runs trained on (default: the path in each run's config.yaml)")
+    parser.add_argument("--split-column", default="benchmark_split", help="the field that splits the dataset")
+    parser.add_argument("--train-values", nargs="+", default=["train"], metavar="VALUE")
+    parser.add_argument("--test-values", nargs="+", default=["test"], metavar="VALUE")
+    parser.add_argument("--cache", type=Path, default=None, help="patch cache folder (default: none)")
     parser.add_argument("--name", default="holdout_thresholds")
     parser.add_argument("--results-dir", type=Path, default=None, help="default benchmarks/results")
     args = parser.parse_args()
@@ -52,9 +57,9 @@ def main() -> int:
     start = time.perf_counter()
     runs: dict[str, Any] = {}
     for run in args.run:
-        config = load_config(run / "config.yaml", overrides=[f"data.path={shared_data_dir() / 'amibr'}",
-                                                             "optim.device=cpu"])
-        split = holdout_split(config, args.cache, config.seed)
+        overrides = ["optim.device=cpu", *([f"data.path={args.data}"] if args.data else [])]
+        config = load_config(run / "config.yaml", overrides=overrides)
+        split = holdout_split(config, args.cache, config.seed, args.split_column, args.train_values, args.test_values)
         records = split.figures.records
         y_val = np.array([records[i].label for i in split.val_idx])
         loaded = load_model_artifact(run, device="cpu")
