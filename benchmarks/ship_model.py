@@ -19,6 +19,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO_ROOT, command_line, shared_data_dir, write_result
@@ -52,8 +53,8 @@ batched augmentation. Epoch {best_epoch} was kept (best validation balanced accu
 
 ## Thresholds
 
-Chosen on the validation slides to maximise balanced accuracy: **{threshold:.4f}** single view,
-**{threshold_tta:.4f}** with 8-view TTA (`--tta`). The challenge container uses the TTA one with TTA on.
+{threshold_rule_text}: **{threshold:.4f}** single view, **{threshold_tta:.4f}** with 8-view TTA (`--tta`). The
+challenge container uses the TTA one with TTA on.
 
 ## Measured
 
@@ -86,7 +87,8 @@ LODO = """### On a scanner it has never seen
 
 Leave-one-domain-out with this recipe (preset `full-cpu`, 224 px, {epochs} epochs, seed {seed}): for each held-out
 AMi-Br domain below ({coverage}), a model trained on the other three (their validation slides choose
-its epoch and thresholds) scores the held-out one. Each model's own thresholds, as this shipped model applies its own:
+its epoch and thresholds) scores the held-out one, at thresholds chosen by the same rule as this shipped model's
+(`{rule}`):
 
 | held-out domain | figures (AMF) | balanced accuracy | sensitivity | specificity | ROC AUC | with 8-view TTA |
 | --- | --- | --- | --- | --- | --- | --- |
@@ -105,32 +107,57 @@ compares it and the threshold rules). Measured by:
 """
 
 
-def _ba(domain: dict, variant: str) -> str:
-    return f"{domain[variant]['rules']['validation']['balanced_accuracy']:.3f}"
+RULE_TEXT = {
+    "val-balanced-accuracy": ("validation", "Chosen on the validation slides to maximise balanced accuracy"),
+    "val-platt": ("platt", "Where a Platt curve fitted on the validation slides' scores crosses their prevalence of "
+                  "atypical figures (`threshold: val-platt`)"),
+}
+"""A ``threshold`` rule: its name in ``lodo_transfer.py`` and ``holdout_thresholds.py`` results, and its card text."""
 
 
-def lodo_section(path: Path | None) -> tuple[str, str]:
-    """The card's leave-one-domain-out section from a ``benchmarks/lodo_transfer.py`` result, and the
-    ``--lodo`` argument that reproduces the card."""
+def _ba(domain: dict, variant: str, rule: str) -> str:
+    return f"{domain[variant]['rules'][rule]['balanced_accuracy']:.3f}"
+
+
+def rechosen_thresholds(result_path: Path, run: Path, rule: str) -> Any:
+    """The thresholds ``rule`` chose for ``run``'s weights in a ``benchmarks/holdout_thresholds.py`` result."""
+    from mitotype.models.shipped import RechosenThresholds
+
+    runs = json.loads(result_path.read_text())["figures"]["runs"]
+    entry = runs.get(str(run)) or runs.get(str(run.resolve()))
+    if entry is None:
+        raise SystemExit(f"{result_path}: no thresholds for {run} (it has: {', '.join(runs)})")
+    name = RULE_TEXT[rule][0]
+    return RechosenThresholds(rule=rule, threshold=entry["single"][name]["threshold"],
+                              threshold_tta=entry["tta"][name]["threshold"],
+                              source=str(result_path.relative_to(REPO_ROOT) if result_path.resolve().is_relative_to(
+                                  REPO_ROOT) else result_path))
+
+
+def lodo_section(path: Path | None, rule: str = "val-balanced-accuracy") -> tuple[str, str]:
+    """The card's leave-one-domain-out section from a ``benchmarks/lodo_transfer.py`` result, each fold at the
+    thresholds ``rule`` chooses, and the ``--lodo`` argument that reproduces the card."""
+    rule_key = RULE_TEXT[rule][0]
     if path is None:
         return LODO_PENDING, ""
     result = json.loads(path.read_text())
     figures, summary, extra = result["figures"], result["figures"]["summary"], result.get("extra", {})
     rows = []
     for name, d in figures["per_domain"].items():
-        single, tta = d["single"]["rules"]["validation"], d["tta"]["rules"]["validation"]
+        single, tta = d["single"]["rules"][rule_key], d["tta"]["rules"][rule_key]
         rows.append(f"| {name.removeprefix('lodo-')} | {d['n_test']} ({d['n_pos']}) | "
                     f"{single['balanced_accuracy']:.3f} | {single['sensitivity']:.3f} | "
                     f"{single['specificity']:.3f} | {single['roc_auc']:.3f} | "
                     f"{tta['balanced_accuracy']:.3f} (AUC {tta['roc_auc']:.3f}) |")
-    pooled, pooled_tta = summary["single|validation"], summary["tta|validation"]
-    adabn = summary.get("tta+adabn-domain|validation")
+    pooled, pooled_tta = summary[f"single|{rule_key}"], summary[f"tta|{rule_key}"]
+    adabn = summary.get(f"tta+adabn-domain|{rule_key}")
     measured = [n.removeprefix("lodo-") for n in figures["per_domain"]]
     missing = sorted({"Aperio CS2", "Hamamatsu S360", "Hamamatsu XR", "TUPAC16"} - set(measured))
     text = LODO.format(
         coverage=(f"{len(measured)} of the 4; not run yet: {', '.join(missing)}" if missing else "all 4"),
-        adabn_rows=", ".join(f"{n.removeprefix('lodo-')} {_ba(d, 'tta+adabn-domain')}"
+        adabn_rows=", ".join(f"{n.removeprefix('lodo-')} {_ba(d, 'tta+adabn-domain', rule_key)}"
                              for n, d in figures["per_domain"].items() if "tta+adabn-domain" in d) or "n/a",
+        rule=rule,
         adabn_pooled=adabn["pooled_balanced_accuracy"] if adabn else float("nan"),
         epochs=extra.get("epochs"), seed=extra.get("seed"), rows="\n".join(rows),
         n=sum(d["n_test"] for d in figures["per_domain"].values()),
@@ -151,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None, help="AMi-Br folder (default: shared data)")
     parser.add_argument("--lodo", type=Path, default=None,
                         help="a benchmarks/lodo_transfer.py result of this recipe, for the card's unseen-domain table")
+    parser.add_argument("--thresholds", type=Path, default=None,
+                        help="a benchmarks/holdout_thresholds.py result for --run: ship the thresholds that "
+                        "--threshold-rule chose there for the same weights, instead of the run's own")
+    parser.add_argument("--threshold-rule", choices=["val-platt"], default="val-platt",
+                        help="the rule whose thresholds --thresholds ships")
     parser.add_argument("--card-only", action="store_true",
                         help="only write the card again, from the packed model's recorded test figures "
                         "(benchmarks/results/shipped_model.json); nothing is packed or scored")
@@ -167,14 +199,14 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or shipped.DEFAULT_SHIPPED_MODEL
     dest = REPO_ROOT / "src" / "mitotype" / "models" / "shipped" / name
     run_scores = json.loads((args.run / "scores.json").read_text())
-    meta = json.loads((args.run / "model.json").read_text())
+    rechosen = rechosen_thresholds(args.thresholds, args.run, args.threshold_rule) if args.thresholds else None
     if args.card_only:
         recorded = json.loads((REPO_ROOT / "benchmarks" / "results" / "shipped_model.json").read_text())["figures"]
         scores = dict(recorded["test_packed_onnx"])
     else:
         if dest.exists():
             shutil.rmtree(dest)
-        shipped.pack_shipped_model(args.run, dest, "# placeholder\n")
+        shipped.pack_shipped_model(args.run, dest, "# placeholder\n", thresholds=rechosen)
         write_onnx_beside(dest, load_model_artifact(dest, device="cpu").model)
         data = args.data or shared_data_dir() / "amibr"
         figures = load_figures(data, include={"benchmark_split": "test"})
@@ -185,11 +217,15 @@ def main(argv: list[str] | None = None) -> int:
             p = ensemble.predict(figures.images, batch_size=512 if tta else 64, tta=tta)
             scores["tta" if tta else "single_view"] = binary_metrics(y, p, ensemble.threshold(tta))
     single, tta = scores["single_view"], scores["tta"]
-    lodo_text, lodo_args = lodo_section(args.lodo)
+    meta = json.loads((dest / "model.json").read_text())  # the shipped thresholds, rechosen or the run's
+    rule = meta["config"].get("threshold", "val-balanced-accuracy")
+    lodo_text, lodo_args = lodo_section(args.lodo, rule)
+    if meta.get("thresholds_rechosen"):
+        lodo_args += f" --thresholds {meta['thresholds_rechosen']['source']} --threshold-rule {rule}"
     card = CARD.format(
         name=name, seed=run_scores["seed"], epochs=run_scores["epochs"], best_epoch=run_scores["best_epoch"],
         val_ba=run_scores["val_balanced_accuracy"], val_auc=run_scores["val_roc_auc"],
-        threshold=meta["threshold"], threshold_tta=meta["threshold_tta"],
+        threshold=meta["threshold"], threshold_tta=meta["threshold_tta"], threshold_rule_text=RULE_TEXT[rule][1],
         ba=single["balanced_accuracy"], sens=single["sensitivity"], spec=single["specificity"],
         auc=single["roc_auc"], ba_tta=tta["balanced_accuracy"], sens_tta=tta["sensitivity"],
         spec_tta=tta["specificity"], auc_tta=tta["roc_auc"], run_ba=run_scores["test_balanced_accuracy"],

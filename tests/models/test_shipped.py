@@ -87,3 +87,22 @@ def test_the_container_environment_can_name_the_shipped_model(packed, monkeypatc
     assert ChallengePaths.from_env().model_dirs == [packed[1]]
     monkeypatch.setenv("MITOTYPE_MODEL_DIR", "/opt/elsewhere")
     assert ChallengePaths.from_env().model_dirs == [Path("/opt/elsewhere")]
+
+
+def test_rechosen_thresholds_replace_the_runs_own_everywhere_the_model_is_read(tmp_path: Path) -> None:
+    import yaml
+
+    run = make_model_dir(tmp_path / "run", threshold=0.4, overrides=["model.adaptation=full"])
+    rechosen = shipped.RechosenThresholds(rule="val-platt", threshold=0.31, threshold_tta=0.29, source="result.json")
+    dest = shipped.pack_shipped_model(run, tmp_path / "dest", "# Card\n", thresholds=rechosen)
+    with safe_open(str(dest / "model.safetensors"), framework="pt") as fh:
+        in_file = json.loads(fh.metadata()["mitotype"])
+    beside = json.loads((dest / "model.json").read_text())
+    for meta in (in_file, beside):
+        assert (meta["threshold"], meta["threshold_tta"]) == (0.31, 0.29)
+        assert meta["config"]["threshold"] == "val-platt"
+        assert meta["thresholds_rechosen"]["from"][0] == pytest.approx(0.4)
+        assert meta["thresholds_rechosen"]["source"] == "result.json"
+    assert yaml.safe_load((dest / "config.yaml").read_text())["threshold"] == "val-platt"
+    ensemble, _ = load_ensemble([dest], device="cpu")
+    assert (ensemble.threshold(False), ensemble.threshold(True)) == pytest.approx((0.31, 0.29))

@@ -15,10 +15,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from safetensors.torch import load_file
 
 from mitotype.errors import MitotypeError
-from mitotype.ioutils import atomic_save_safetensors, write_json_atomic
+from mitotype.ioutils import atomic_save_safetensors, atomic_write_text, write_json_atomic
 from mitotype.models.artifact import META_FILE, MODEL_FILE, read_artifact_meta
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
@@ -28,8 +29,8 @@ CARD_FILE = "MODEL_CARD.md"
 META_KEY = "mitotype"
 """The safetensors metadata key that holds the artifact's metadata (as :mod:`mitotype.models.artifact` writes it)."""
 
-__all__ = ["DEFAULT_SHIPPED_MODEL", "SHIPPED_DIR", "ShippedModel", "get_shipped_model", "list_shipped_models",
-           "pack_shipped_model"]
+__all__ = ["DEFAULT_SHIPPED_MODEL", "SHIPPED_DIR", "RechosenThresholds", "ShippedModel", "get_shipped_model",
+           "list_shipped_models", "pack_shipped_model"]
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,25 @@ def get_shipped_model(name: str | None = None, root: Path | None = None) -> Ship
     return models[wanted]
 
 
-def pack_shipped_model(run_dir: Path, dest: Path, card_text: str) -> Path:
-    """Copy a fully fine-tuned trained model from ``run_dir`` into ``dest`` as a shipped model (fp16).
+@dataclass(frozen=True)
+class RechosenThresholds:
+    """Decision thresholds chosen again for a run's very weights, on its own validation split, by another rule
+    than the one it trained with (what ``threshold: <rule>`` would have stored)."""
+
+    rule: str
+    """The ``threshold`` rule that chose them (e.g. ``val-platt``)."""
+    threshold: float
+    """Single-view threshold on p(atypical)."""
+    threshold_tta: float
+    """8-view TTA threshold on p(atypical)."""
+    source: str
+    """Where they were computed (a benchmark result), recorded in the model's metadata."""
+
+
+def pack_shipped_model(run_dir: Path, dest: Path, card_text: str,
+                       thresholds: RechosenThresholds | None = None) -> Path:
+    """Copy a fully fine-tuned trained model from ``run_dir`` into ``dest`` as a shipped model (fp16), with
+    ``thresholds`` in place of the run's own when given.
 
     Refuses a model that needs base weights (LoRA, frozen backbone): it would not work without them.
     """
@@ -87,6 +105,11 @@ def pack_shipped_model(run_dir: Path, dest: Path, card_text: str) -> Path:
         raise MitotypeError(f"{src}: only fully fine-tuned models can ship without their base weights")
     meta["config"]["model"]["weights"] = "random"  # every backbone tensor is in the file
     meta["shipped_from"] = str(run_dir)
+    if thresholds is not None:
+        meta["thresholds_rechosen"] = {"from_rule": meta["config"].get("threshold"), "from": [
+            meta["threshold"], meta.get("threshold_tta")], "source": thresholds.source}
+        meta["config"]["threshold"] = thresholds.rule
+        meta["threshold"], meta["threshold_tta"] = float(thresholds.threshold), float(thresholds.threshold_tta)
     state = load_file(str(src))
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     dest = Path(dest)
@@ -94,9 +117,10 @@ def pack_shipped_model(run_dir: Path, dest: Path, card_text: str) -> Path:
     atomic_save_safetensors(half, dest / MODEL_FILE, {META_KEY: json.dumps(meta)})
     write_json_atomic(dest / META_FILE, meta)
     (dest / CARD_FILE).write_text(card_text, encoding="utf-8")
-    for extra in ("config.yaml",):
-        if (Path(run_dir) / extra).is_file():
-            shutil.copy(Path(run_dir) / extra, dest / extra)
+    if thresholds is not None:  # the configuration as the metadata now holds it
+        atomic_write_text(dest / "config.yaml", yaml.safe_dump(meta["config"], sort_keys=False))
+    elif (Path(run_dir) / "config.yaml").is_file():
+        shutil.copy(Path(run_dir) / "config.yaml", dest / "config.yaml")
     return dest
 
 
