@@ -53,8 +53,9 @@ batched augmentation. Epoch {best_epoch} was kept (best validation balanced accu
 
 ## Thresholds
 
-{threshold_rule_text}: **{threshold:.4f}** single view, **{threshold_tta:.4f}** with 8-view TTA (`--tta`). The
-challenge container uses the TTA one with TTA on.
+{threshold_rule_text}:
+**{threshold:.4f}** single view, **{threshold_tta:.4f}** with 8-view TTA (`--tta`). The challenge container uses
+the TTA one with TTA on.
 
 ## Measured
 
@@ -66,15 +67,16 @@ on this packed model (fp16 weights, ONNX Runtime on the CPU, as `mitotype predic
 | single view | {ba:.3f} | {sens:.3f} | {spec:.3f} | {auc:.3f} |
 | 8-view TTA | {ba_tta:.3f} | {sens_tta:.3f} | {spec_tta:.3f} | {auc_tta:.3f} |
 
-The same run in fp32 PyTorch (from `scores.json` of the training run): {run_ba:.3f} single view,
-{run_ba_tta:.3f} with TTA. Published on the same split: H-optimus-0 + LoRA 0.785, Virchow2 + LoRA 0.814.
+The same run in fp32 PyTorch, at the thresholds it stored when it trained (`scores.json` of the run):
+{run_ba:.3f} single view, {run_ba_tta:.3f} with TTA. Published on the same split: H-optimus-0 + LoRA 0.785,
+Virchow2 + LoRA 0.814.
 
 {lodo_section}
 Reproduce:
 
 ```bash
 {train_command}
-python benchmarks/ship_model.py --run {run} --command "<the command above>"{lodo_args}
+{thresholds_step}python benchmarks/ship_model.py --run {run} --command "<the command above>"{lodo_args}
 ```
 """
 
@@ -130,8 +132,13 @@ def rechosen_thresholds(result_path: Path, run: Path, rule: str) -> Any:
     name = RULE_TEXT[rule][0]
     return RechosenThresholds(rule=rule, threshold=entry["single"][name]["threshold"],
                               threshold_tta=entry["tta"][name]["threshold"],
-                              source=str(result_path.relative_to(REPO_ROOT) if result_path.resolve().is_relative_to(
-                                  REPO_ROOT) else result_path))
+                              source=_repo_relative(result_path))
+
+
+def _repo_relative(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (as the card's commands are written)."""
+    full = path.resolve()
+    return str(full.relative_to(REPO_ROOT) if full.is_relative_to(REPO_ROOT) else path)
 
 
 def lodo_section(path: Path | None, rule: str = "val-balanced-accuracy") -> tuple[str, str]:
@@ -166,7 +173,7 @@ def lodo_section(path: Path | None, rule: str = "val-balanced-accuracy") -> tupl
         spec=pooled["pooled_specificity"], ba_tta=pooled_tta["pooled_balanced_accuracy"],
         lodo_command=extra.get("lodo_command", "python benchmarks/amibr_lodo.py (see the result file)"),
         transfer_command=result["command"])
-    return text, f" --lodo {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path}"
+    return text, f" --lodo {_repo_relative(path)}"
 
 
 
@@ -220,8 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     meta = json.loads((dest / "model.json").read_text())  # the shipped thresholds, rechosen or the run's
     rule = meta["config"].get("threshold", "val-balanced-accuracy")
     lodo_text, lodo_args = lodo_section(args.lodo, rule)
+    thresholds_step = ""
     if meta.get("thresholds_rechosen"):
-        lodo_args += f" --thresholds {meta['thresholds_rechosen']['source']} --threshold-rule {rule}"
+        source = meta["thresholds_rechosen"]["source"]
+        lodo_args += f" --thresholds {source} --threshold-rule {rule}"
+        thresholds_step = json.loads((REPO_ROOT / source).read_text())["command"] + "\n"
     card = CARD.format(
         name=name, seed=run_scores["seed"], epochs=run_scores["epochs"], best_epoch=run_scores["best_epoch"],
         val_ba=run_scores["val_balanced_accuracy"], val_auc=run_scores["val_roc_auc"],
@@ -230,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         auc=single["roc_auc"], ba_tta=tta["balanced_accuracy"], sens_tta=tta["sensitivity"],
         spec_tta=tta["specificity"], auc_tta=tta["roc_auc"], run_ba=run_scores["test_balanced_accuracy"],
         run_ba_tta=run_scores["test_balanced_accuracy_tta"], train_command=args.command, run=args.run,
-        lodo_section=lodo_text, lodo_args=lodo_args)
+        lodo_section=lodo_text, lodo_args=lodo_args, thresholds_step=thresholds_step)
     atomic_write_text(dest / shipped.CARD_FILE, card)
     if args.card_only:
         print(f"-> {dest / shipped.CARD_FILE}")
