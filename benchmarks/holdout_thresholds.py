@@ -66,12 +66,11 @@ def main() -> int:
         y_test, p_test, p_test_tta = _test_scores(run)
         if len(y_test) != len(split.test_idx):
             raise SystemExit(f"{run}: {len(y_test)} test predictions, but the split has {len(split.test_idx)}")
-        entry: dict[str, Any] = {}
+        domains = np.array([records[i].domain for i in split.val_idx])
+        entry: dict[str, Any] = {"n_val": len(y_val)}
         for view, p_test_view in (("single", p_test), ("tta", p_test_tta)):
             p_val = predict_proba(loaded.model, split.figures.images[split.val_idx], tta=view == "tta",
                                   batch_size=config.optim.eval_batch_size, precision=config.optim.precision)
-            entry.setdefault("n_val", len(y_val))
-            domains = np.array([records[i].domain for i in split.val_idx])
             thresholds = {"validation": best_threshold(y_val, p_val), "platt": platt_threshold(y_val, p_val),
                           "robust": robust_threshold(y_val, p_val, domains), "calibrated-0.5": 0.5,
                           "oracle": best_threshold(y_test, p_test_view)}  # a bound, never a choice
