@@ -19,10 +19,13 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO_ROOT, command_line, shared_data_dir, write_result
+
+if TYPE_CHECKING:
+    from mitotype.models.shipped import RechosenThresholds
 
 CARD = """# {name}
 
@@ -76,7 +79,7 @@ Reproduce:
 
 ```bash
 {train_command}
-{thresholds_step}python benchmarks/ship_model.py --run {run} --command "<the command above>"{lodo_args}
+{thresholds_step}python benchmarks/ship_model.py --run {run} --command "<the command above>"{ship_args}
 ```
 """
 
@@ -121,7 +124,7 @@ def _ba(domain: dict, variant: str, rule: str) -> str:
     return f"{domain[variant]['rules'][rule]['balanced_accuracy']:.3f}"
 
 
-def rechosen_thresholds(result_path: Path, run: Path, rule: str) -> Any:
+def rechosen_thresholds(result_path: Path, run: Path, rule: str) -> RechosenThresholds:
     """The thresholds ``rule`` chose for ``run``'s weights in a ``benchmarks/holdout_thresholds.py`` result."""
     from mitotype.models.shipped import RechosenThresholds
 
@@ -226,11 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     single, tta = scores["single_view"], scores["tta"]
     meta = json.loads((dest / "model.json").read_text())  # the shipped thresholds, rechosen or the run's
     rule = meta["config"].get("threshold", "val-balanced-accuracy")
-    lodo_text, lodo_args = lodo_section(args.lodo, rule)
+    lodo_text, ship_args = lodo_section(args.lodo, rule)
     thresholds_step = ""
     if meta.get("thresholds_rechosen"):
         source = meta["thresholds_rechosen"]["source"]
-        lodo_args += f" --thresholds {source} --threshold-rule {rule}"
+        ship_args += f" --thresholds {source} --threshold-rule {rule}"
         thresholds_step = json.loads((REPO_ROOT / source).read_text())["command"] + "\n"
     card = CARD.format(
         name=name, seed=run_scores["seed"], epochs=run_scores["epochs"], best_epoch=run_scores["best_epoch"],
@@ -240,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         auc=single["roc_auc"], ba_tta=tta["balanced_accuracy"], sens_tta=tta["sensitivity"],
         spec_tta=tta["specificity"], auc_tta=tta["roc_auc"], run_ba=run_scores["test_balanced_accuracy"],
         run_ba_tta=run_scores["test_balanced_accuracy_tta"], train_command=args.command, run=args.run,
-        lodo_section=lodo_text, lodo_args=lodo_args, thresholds_step=thresholds_step)
+        lodo_section=lodo_text, ship_args=ship_args, thresholds_step=thresholds_step)
     atomic_write_text(dest / shipped.CARD_FILE, card)
     if args.card_only:
         print(f"-> {dest / shipped.CARD_FILE}")
