@@ -8,9 +8,16 @@ of the same seed), and the baseline's spread is the sample sd of its runs over s
 least the mean per-domain sd over seeds (``noise``). A lever whose change does not exceed that spread is reported
 as such (``beats_spread: false``). Writes ``results/<name>.json``.
 
+A test-time choice is a lever too: ``RESULT@VARIANT|RULE`` reads a ``lodo_transfer.py`` result of the same fold
+models scored another way (``lodo_transfer_224_full_s0@tta|platt``: 8-view TTA at the Platt threshold), so the
+chosen combination sits in the same table as the training levers.
+
     python benchmarks/lodo_levers.py --name lodo_levers_128_e6 \\
         --baseline amibr_lodo_128_e6_base_s0 amibr_lodo_128_e6_base_s1 \\
         --lever ema=amibr_lodo_128_e6_ema_s0 --lever stain-augment=amibr_lodo_128_e6_stainaug_s0
+    python benchmarks/lodo_levers.py --name lodo_levers_224 \\
+        --baseline amibr_lodo_224_full_s0 amibr_lodo_224_full_s1 \\
+        --lever "tta+platt=lodo_transfer_224_full_s0@tta|platt,lodo_transfer_224_full_s1@tta|platt"
 """
 
 from __future__ import annotations
@@ -46,10 +53,44 @@ def run_figures(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def transfer_figures(result: dict[str, Any], scoring: str) -> dict[str, Any]:
+    """The lever table's figures of one ``lodo_transfer.py`` result scored as ``VARIANT|RULE``."""
+    figures = result["figures"]
+    variant, _, rule = scoring.partition("|")
+    if scoring not in figures["summary"]:
+        variants = sorted({key.partition("|")[0] for key in figures["summary"]})
+        rules = sorted({key.partition("|")[2] for key in figures["summary"]})
+        raise ValueError(f"no scoring {scoring!r}: variants {', '.join(variants)}; rules {', '.join(rules)}")
+    domains = {fold.removeprefix("lodo-"): entry[variant]["rules"][rule]
+               for fold, entry in figures["per_domain"].items()}
+    return {
+        "seed": result.get("extra", {}).get("seed"),
+        "pooled_ba": figures["summary"][scoring]["pooled_balanced_accuracy"],
+        "mean_ba": statistics.fmean(d["balanced_accuracy"] for d in domains.values()),
+        "worst_ba": min(d["balanced_accuracy"] for d in domains.values()),
+        "worst_sens": min(d["sensitivity"] for d in domains.values()),
+        "mean_auc": statistics.fmean(d["roc_auc"] for d in domains.values()),
+        "per_domain_ba": {name: d["balanced_accuracy"] for name, d in sorted(domains.items())},
+        "per_domain_sens": {name: d["sensitivity"] for name, d in sorted(domains.items())},
+        "wall_seconds": figures.get("wall_seconds"),
+    }
+
+
 def load_run(name: str) -> dict[str, Any]:
+    """An ``amibr_lodo.py`` result by name or path, or ``NAME@VARIANT|RULE`` for a ``lodo_transfer.py`` one."""
+    name, _, scoring = name.partition("@")
     path = RESULTS_DIR / f"{name}.json" if not name.endswith(".json") else Path(name)
-    figures = run_figures(json.loads(path.read_text()))
-    figures["result"] = path.stem
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such result")
+    result = json.loads(path.read_text())
+    try:
+        figures = transfer_figures(result, scoring) if scoring else run_figures(result)
+    except ValueError as error:
+        raise SystemExit(f"{path}: {error}") from None
+    except KeyError as error:
+        kind = "lodo_transfer.py" if scoring else "amibr_lodo.py"
+        raise SystemExit(f"{path}: not an {kind} result (no field {error})") from None
+    figures["result"] = f"{path.stem}@{scoring}" if scoring else path.stem
     return figures
 
 

@@ -3,6 +3,7 @@ baseline's spread over seeds."""
 
 from __future__ import annotations
 
+import json
 from types import ModuleType
 from typing import Any
 
@@ -68,3 +69,41 @@ def test_a_lever_without_a_baseline_seed_is_refused(levers: ModuleType) -> None:
         levers.lever_table(baseline, {"other": [run(levers, 3, 0.7, 0.8, 0.75)]})
     with pytest.raises(SystemExit, match="distinct seeds"):
         levers.lever_table(baseline * 2, {})
+
+
+def transfer_result(seed: int, ba: dict[str, float], pooled: float) -> dict[str, Any]:
+    """A ``lodo_transfer.py`` result with one variant and two rules; ``platt`` is ``validation`` + 0.02."""
+    def rules(value: float) -> dict[str, Any]:
+        return {rule: {"balanced_accuracy": value + shift, "sensitivity": value + shift - 0.1, "roc_auc": 0.9}
+                for rule, shift in (("validation", 0.0), ("platt", 0.02))}
+    per_domain = {f"lodo-{name}": {"tta": {"rules": rules(value)}} for name, value in ba.items()}
+    summary = {f"tta|{rule}": {"pooled_balanced_accuracy": pooled + shift}
+               for rule, shift in (("validation", 0.0), ("platt", 0.02))}
+    return {"extra": {"seed": seed}, "figures": {"summary": summary, "per_domain": per_domain}}
+
+
+def test_a_transfer_scoring_is_a_lever_named_by_variant_and_rule(levers: ModuleType, tmp_path) -> None:
+    path = tmp_path / "transfer_s0.json"
+    path.write_text(json.dumps(transfer_result(0, {"A": 0.70, "B": 0.80}, 0.76)))
+    figures = levers.load_run(f"{path}@tta|platt")
+    assert figures["result"] == "transfer_s0@tta|platt"
+    assert figures["seed"] == 0
+    assert figures["pooled_ba"] == pytest.approx(0.78)
+    assert figures["per_domain_ba"] == pytest.approx({"A": 0.72, "B": 0.82})  # the fold prefix "lodo-" dropped
+    assert figures["mean_ba"] == pytest.approx(0.77)
+    assert figures["worst_sens"] == pytest.approx(0.62)
+
+    table = levers.lever_table([run(levers, 0, 0.70, 0.80, 0.76)], {"tta+platt": [figures]})
+    assert table["tta+platt"]["pooled_ba"]["change"] == pytest.approx(0.02)
+    assert table["tta+platt"]["worst_ba"]["change"] == pytest.approx(0.02)
+
+
+def test_a_wrong_result_or_scoring_names_the_file(levers: ModuleType, tmp_path) -> None:
+    path = tmp_path / "transfer_s0.json"
+    path.write_text(json.dumps(transfer_result(0, {"A": 0.70}, 0.70)))
+    with pytest.raises(SystemExit, match=r"transfer_s0.json: no scoring 'tta\|oracle': variants tta; rules platt"):
+        levers.load_run(f"{path}@tta|oracle")
+    with pytest.raises(SystemExit, match=r"transfer_s0.json: not an amibr_lodo.py result \(no field"):
+        levers.load_run(str(path))
+    with pytest.raises(SystemExit, match=r"missing\.json: no such result"):
+        levers.load_run(str(tmp_path / "missing.json"))
