@@ -140,7 +140,8 @@ def lever_table(baseline: list[dict[str, Any]], levers: dict[str, list[dict[str,
 
 
 def markdown(table: dict[str, Any]) -> str:
-    """One row per recipe: the baseline as mean ± sd over seeds, each lever as its mean (paired change)."""
+    """One row per recipe: the baseline as mean ± sd over seeds, each lever as its mean (paired change), starred
+    where the change exceeds the spread."""
     head = "| recipe | seeds | pooled BA | mean domain BA | worst domain BA | worst sens | mean AUC |"
     lines = [head, "|" + " --- |" * 7]
     base = table["baseline"]
@@ -153,8 +154,10 @@ def markdown(table: dict[str, Any]) -> str:
     for lever, row in table.items():
         if lever == "baseline":
             continue
-        cells = [f"{row[m]['mean']:.3f} ({row[m]['change']:+.3f})" for m in METRICS]
+        cells = [f"{row[m]['mean']:.3f} ({row[m]['change']:+.3f}){'*' if row[m]['beats_spread'] else ''}"
+                 for m in METRICS]
         lines.append(f"| {lever} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
+    lines.append("\n(*: the change exceeds the spread)")
     return "\n".join(lines)
 
 

@@ -60,7 +60,8 @@ def test_lever_change_is_paired_by_seed_and_set_against_the_spread(levers: Modul
     text = levers.markdown(table)
     assert "| baseline | 2 | 0.750 ± 0.001 |" in text
     assert "| a change must exceed | | 0.014 |" in text
-    assert "| big | 1 | 0.851 (+0.100) |" in text
+    assert "| big | 1 | 0.851 (+0.100)* |" in text
+    assert "| small | 2 | 0.756 (+0.005) |" in text
 
 
 def test_a_lever_without_a_baseline_seed_is_refused(levers: ModuleType) -> None:
