@@ -36,21 +36,28 @@ METRICS = ("pooled_ba", "mean_ba", "worst_ba", "worst_sens", "mean_auc")
 BA_METRICS = ("pooled_ba", "mean_ba", "worst_ba")
 
 
-def run_figures(result: dict[str, Any]) -> dict[str, Any]:
-    """The lever table's figures of one ``amibr_lodo.py`` result."""
-    figures = result["figures"]
-    domains = figures["per_domain"]
+def domain_figures(result: dict[str, Any], pooled_ba: float, mean_ba: float,
+                   domains: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The lever table's figures of one run: its pooled and mean balanced accuracy, and from its per-domain
+    metrics the worst domain, the worst sensitivity and the mean ROC AUC."""
     return {
         "seed": result.get("extra", {}).get("seed"),
-        "pooled_ba": figures["pooled"]["balanced_accuracy"],
-        "mean_ba": figures["domain_mean_balanced_accuracy"],
+        "pooled_ba": pooled_ba,
+        "mean_ba": mean_ba,
         "worst_ba": min(d["balanced_accuracy"] for d in domains.values()),
         "worst_sens": min(d["sensitivity"] for d in domains.values()),
         "mean_auc": statistics.fmean(d["roc_auc"] for d in domains.values()),
         "per_domain_ba": {name: d["balanced_accuracy"] for name, d in sorted(domains.items())},
         "per_domain_sens": {name: d["sensitivity"] for name, d in sorted(domains.items())},
-        "wall_seconds": figures.get("wall_seconds"),
+        "wall_seconds": result["figures"].get("wall_seconds"),
     }
+
+
+def run_figures(result: dict[str, Any]) -> dict[str, Any]:
+    """The lever table's figures of one ``amibr_lodo.py`` result."""
+    figures = result["figures"]
+    return domain_figures(result, figures["pooled"]["balanced_accuracy"], figures["domain_mean_balanced_accuracy"],
+                          figures["per_domain"])
 
 
 def transfer_figures(result: dict[str, Any], scoring: str) -> dict[str, Any]:
@@ -63,17 +70,8 @@ def transfer_figures(result: dict[str, Any], scoring: str) -> dict[str, Any]:
         raise ValueError(f"no scoring {scoring!r}: variants {', '.join(variants)}; rules {', '.join(rules)}")
     domains = {fold.removeprefix("lodo-"): entry[variant]["rules"][rule]
                for fold, entry in figures["per_domain"].items()}
-    return {
-        "seed": result.get("extra", {}).get("seed"),
-        "pooled_ba": figures["summary"][scoring]["pooled_balanced_accuracy"],
-        "mean_ba": statistics.fmean(d["balanced_accuracy"] for d in domains.values()),
-        "worst_ba": min(d["balanced_accuracy"] for d in domains.values()),
-        "worst_sens": min(d["sensitivity"] for d in domains.values()),
-        "mean_auc": statistics.fmean(d["roc_auc"] for d in domains.values()),
-        "per_domain_ba": {name: d["balanced_accuracy"] for name, d in sorted(domains.items())},
-        "per_domain_sens": {name: d["sensitivity"] for name, d in sorted(domains.items())},
-        "wall_seconds": figures.get("wall_seconds"),
-    }
+    return domain_figures(result, figures["summary"][scoring]["pooled_balanced_accuracy"],
+                          statistics.fmean(d["balanced_accuracy"] for d in domains.values()), domains)
 
 
 def load_run(name: str) -> dict[str, Any]:
