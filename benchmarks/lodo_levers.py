@@ -12,12 +12,18 @@ A test-time choice is a lever too: ``RESULT@VARIANT|RULE`` reads a ``lodo_transf
 models scored another way (``lodo_transfer_224_full_s0@tta|platt``: 8-view TTA at the Platt threshold), so the
 chosen combination sits in the same table as the training levers.
 
+Every run must hold out the baseline's domains. ``--domains`` compares on a subset instead (a lever run over only
+some folds, an interrupted LODO): every figure, the pooled balanced accuracy too, is recomputed over those domains
+from the per-domain counts (true positives = sensitivity x positives, true negatives likewise).
+
     python benchmarks/lodo_levers.py --name lodo_levers_128_e6 \\
         --baseline amibr_lodo_128_e6_base_s0 amibr_lodo_128_e6_base_s1 \\
         --lever ema=amibr_lodo_128_e6_ema_s0 --lever stain-augment=amibr_lodo_128_e6_stainaug_s0
     python benchmarks/lodo_levers.py --name lodo_levers_224 \\
         --baseline amibr_lodo_224_full_s0 amibr_lodo_224_full_s1 \\
         --lever "tta+platt=lodo_transfer_224_full_s0@tta|platt,lodo_transfer_224_full_s1@tta|platt"
+    python benchmarks/lodo_levers.py --name lodo_levers_224_plain --domains TUPAC16 "Aperio CS2" \\
+        --baseline amibr_lodo_224_full_s0 amibr_lodo_224_full_s1 --lever plain=amibr_lodo_224_plain_s0
 """
 
 from __future__ import annotations
@@ -36,14 +42,30 @@ METRICS = ("pooled_ba", "mean_ba", "worst_ba", "worst_sens", "mean_auc")
 BA_METRICS = ("pooled_ba", "mean_ba", "worst_ba")
 
 
-def domain_figures(result: dict[str, Any], pooled_ba: float, mean_ba: float,
-                   domains: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """The lever table's figures of one run: its pooled and mean balanced accuracy, and from its per-domain
-    metrics the worst domain, the worst sensitivity and the mean ROC AUC."""
+def pooled_balanced_accuracy(domains: dict[str, dict[str, float]]) -> float:
+    """Balanced accuracy over the figures of several held-out domains, from each domain's counts and rates."""
+    positives = sum(d["n_pos"] for d in domains.values())
+    negatives = sum(d["n"] - d["n_pos"] for d in domains.values())
+    true_pos = sum(d["sensitivity"] * d["n_pos"] for d in domains.values())
+    true_neg = sum(d["specificity"] * (d["n"] - d["n_pos"]) for d in domains.values())
+    return (true_pos / positives + true_neg / negatives) / 2
+
+
+def domain_figures(result: dict[str, Any], pooled_ba: float, domains: dict[str, dict[str, float]],
+                   only: list[str] | None = None) -> dict[str, Any]:
+    """The lever table's figures of one run: its pooled and mean balanced accuracy, the worst domain, the worst
+    sensitivity and the mean ROC AUC; over the domains ``only`` when given (pooled recomputed from counts)."""
+    if only is not None:
+        missing = [name for name in only if name not in domains]
+        if missing:
+            names = ", ".join(map(repr, missing))
+            raise ValueError(f"no held-out domain {names} (it has {', '.join(sorted(domains))})")
+        domains = {name: domains[name] for name in only}
+        pooled_ba = pooled_balanced_accuracy(domains)
     return {
         "seed": result.get("extra", {}).get("seed"),
         "pooled_ba": pooled_ba,
-        "mean_ba": mean_ba,
+        "mean_ba": statistics.fmean(d["balanced_accuracy"] for d in domains.values()),
         "worst_ba": min(d["balanced_accuracy"] for d in domains.values()),
         "worst_sens": min(d["sensitivity"] for d in domains.values()),
         "mean_auc": statistics.fmean(d["roc_auc"] for d in domains.values()),
@@ -53,14 +75,13 @@ def domain_figures(result: dict[str, Any], pooled_ba: float, mean_ba: float,
     }
 
 
-def run_figures(result: dict[str, Any]) -> dict[str, Any]:
+def run_figures(result: dict[str, Any], only: list[str] | None = None) -> dict[str, Any]:
     """The lever table's figures of one ``amibr_lodo.py`` result."""
     figures = result["figures"]
-    return domain_figures(result, figures["pooled"]["balanced_accuracy"], figures["domain_mean_balanced_accuracy"],
-                          figures["per_domain"])
+    return domain_figures(result, figures["pooled"]["balanced_accuracy"], figures["per_domain"], only)
 
 
-def transfer_figures(result: dict[str, Any], scoring: str) -> dict[str, Any]:
+def transfer_figures(result: dict[str, Any], scoring: str, only: list[str] | None = None) -> dict[str, Any]:
     """The lever table's figures of one ``lodo_transfer.py`` result scored as ``VARIANT|RULE``."""
     figures = result["figures"]
     variant, _, rule = scoring.partition("|")
@@ -68,21 +89,22 @@ def transfer_figures(result: dict[str, Any], scoring: str) -> dict[str, Any]:
         variants = sorted({key.partition("|")[0] for key in figures["summary"]})
         rules = sorted({key.partition("|")[2] for key in figures["summary"]})
         raise ValueError(f"no scoring {scoring!r}: variants {', '.join(variants)}; rules {', '.join(rules)}")
-    domains = {fold.removeprefix("lodo-"): entry[variant]["rules"][rule]
+    domains = {fold.removeprefix("lodo-"): {**entry[variant]["rules"][rule], "n": entry["n_test"],
+                                            "n_pos": entry["n_pos"]}
                for fold, entry in figures["per_domain"].items()}
-    return domain_figures(result, figures["summary"][scoring]["pooled_balanced_accuracy"],
-                          statistics.fmean(d["balanced_accuracy"] for d in domains.values()), domains)
+    return domain_figures(result, figures["summary"][scoring]["pooled_balanced_accuracy"], domains, only)
 
 
-def load_run(name: str) -> dict[str, Any]:
-    """An ``amibr_lodo.py`` result by name or path, or ``NAME@VARIANT|RULE`` for a ``lodo_transfer.py`` one."""
+def load_run(name: str, only: list[str] | None = None) -> dict[str, Any]:
+    """An ``amibr_lodo.py`` result by name or path, or ``NAME@VARIANT|RULE`` for a ``lodo_transfer.py`` one;
+    ``only``: its figures over those held-out domains."""
     name, _, scoring = name.partition("@")
     path = RESULTS_DIR / f"{name}.json" if not name.endswith(".json") else Path(name)
     if not path.is_file():
         raise SystemExit(f"{path}: no such result")
     result = json.loads(path.read_text())
     try:
-        figures = transfer_figures(result, scoring) if scoring else run_figures(result)
+        figures = transfer_figures(result, scoring, only) if scoring else run_figures(result, only)
     except ValueError as error:
         raise SystemExit(f"{path}: {error}") from None
     except KeyError as error:
@@ -122,6 +144,11 @@ def lever_table(baseline: list[dict[str, Any]], levers: dict[str, list[dict[str,
     table["baseline"]["domain_seed_sd"] = domain_sd
     noise = {m: noise_floor(table["baseline"][m]["sd"], domain_sd if m in BA_METRICS else None) for m in METRICS}
     table["baseline"]["noise"] = noise
+    held_out = sorted(baseline[0]["per_domain_ba"])
+    for run in baseline + [run for runs in levers.values() for run in runs]:
+        if sorted(run["per_domain_ba"]) != held_out:
+            raise SystemExit(f"{run['result']}: held-out domains {', '.join(sorted(run['per_domain_ba']))}, the "
+                             f"baseline's {', '.join(held_out)} (compare on the shared ones with --domains)")
     for lever, runs in levers.items():
         paired = [run for run in runs if run["seed"] in by_seed]
         if not paired:
@@ -165,6 +192,8 @@ def main() -> int:
                         help="the baseline's amibr_lodo results (names in benchmarks/results or paths), one per seed")
     parser.add_argument("--lever", action="append", default=[], metavar="NAME=RESULT[,RESULT]",
                         help="a lever and its runs (the baseline plus one switch); repeat per lever")
+    parser.add_argument("--domains", nargs="+", default=None, metavar="DOMAIN",
+                        help="compare over these held-out domains only (every run must hold them out)")
     parser.add_argument("--name", default="lodo_levers", help="results name")
     args = parser.parse_args()
     levers: dict[str, list[dict[str, Any]]] = {}
@@ -172,8 +201,8 @@ def main() -> int:
         lever, sep, names = spec.partition("=")
         if not sep or not names:
             parser.error(f"--lever {spec!r}: expected NAME=RESULT[,RESULT]")
-        levers[lever] = [load_run(n) for n in names.split(",")]
-    table = lever_table([load_run(n) for n in args.baseline], levers)
+        levers[lever] = [load_run(n, args.domains) for n in names.split(",")]
+    table = lever_table([load_run(n, args.domains) for n in args.baseline], levers)
     text = markdown(table)
     write_result(args.name, command_line(), {"table": table, "markdown": text})
     print(text)

@@ -77,7 +77,8 @@ def transfer_result(seed: int, ba: dict[str, float], pooled: float) -> dict[str,
     def rules(value: float) -> dict[str, Any]:
         return {rule: {"balanced_accuracy": value + shift, "sensitivity": value + shift - 0.1, "roc_auc": 0.9}
                 for rule, shift in (("validation", 0.0), ("platt", 0.02))}
-    per_domain = {f"lodo-{name}": {"tta": {"rules": rules(value)}} for name, value in ba.items()}
+    per_domain = {f"lodo-{name}": {"n_test": 100, "n_pos": 20, "tta": {"rules": rules(value)}}
+                  for name, value in ba.items()}
     summary = {f"tta|{rule}": {"pooled_balanced_accuracy": pooled + shift}
                for rule, shift in (("validation", 0.0), ("platt", 0.02))}
     return {"extra": {"seed": seed}, "figures": {"summary": summary, "per_domain": per_domain}}
@@ -108,3 +109,34 @@ def test_a_wrong_result_or_scoring_names_the_file(levers: ModuleType, tmp_path) 
         levers.load_run(str(path))
     with pytest.raises(SystemExit, match=r"missing\.json: no such result"):
         levers.load_run(str(tmp_path / "missing.json"))
+
+
+def counted_result(seed: int, domains: dict[str, tuple[int, int, float, float]]) -> dict[str, Any]:
+    """An ``amibr_lodo.py`` result from per-domain (n, positives, sensitivity, specificity)."""
+    per_domain = {name: {"n": n, "n_pos": pos, "sensitivity": sens, "specificity": spec,
+                         "balanced_accuracy": (sens + spec) / 2, "roc_auc": 0.8}
+                  for name, (n, pos, sens, spec) in domains.items()}
+    return {"extra": {"seed": seed}, "figures": {"per_domain": per_domain, "pooled": {"balanced_accuracy": 0.5}}}
+
+
+def test_domains_restrict_every_figure_and_recompute_the_pooled_one(levers: ModuleType, tmp_path) -> None:
+    # A: 10 of 20 positives found, 60 of 80 negatives kept; B: 30 of 40, 54 of 60
+    full = tmp_path / "full_s0.json"
+    full.write_text(json.dumps(counted_result(0, {"A": (100, 20, 0.5, 0.75), "B": (100, 40, 0.75, 0.9),
+                                                  "C": (50, 10, 0.1, 0.1)})))
+    part = tmp_path / "part_s0.json"
+    part.write_text(json.dumps(counted_result(0, {"A": (100, 20, 0.6, 0.75), "B": (100, 40, 0.75, 0.9)})))
+
+    figures = levers.load_run(str(full), ["A", "B"])
+    # pooled: sensitivity 40/60, specificity 114/140 -- not the mean of the two domains' balanced accuracies
+    assert figures["pooled_ba"] == pytest.approx((40 / 60 + 114 / 140) / 2)
+    assert figures["mean_ba"] == pytest.approx((0.625 + 0.825) / 2)
+    assert set(figures["per_domain_ba"]) == {"A", "B"}
+
+    with pytest.raises(SystemExit, match=r"part_s0.json: no held-out domain 'C' \(it has A, B\)"):
+        levers.load_run(str(part), ["A", "C"])
+    # without --domains a run over other folds than the baseline's is refused, not compared
+    with pytest.raises(SystemExit, match="part_s0: held-out domains A, B, the baseline's A, B, C"):
+        levers.lever_table([levers.load_run(str(full))], {"part": [levers.load_run(str(part))]})
+    table = levers.lever_table([figures], {"part": [levers.load_run(str(part), ["A", "B"])]})
+    assert table["part"]["pooled_ba"]["change"] == pytest.approx(2 / 60 / 2)
