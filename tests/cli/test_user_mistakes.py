@@ -282,3 +282,12 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     err = proc.stderr.read().decode() if proc.stderr else ""
     assert proc.wait(timeout=60) in (0, 141)
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_cv_refuses_k_with_leave_one_domain_out(synth_dir, tmp_path, capsys):
+    """``--k`` counts k-fold folds; under leave-one-domain-out the domains are the folds, so it is an error,
+    not an ignored flag, and nothing is created."""
+    out = tmp_path / "cv"
+    assert main(["cv", "--data", str(synth_dir), "--k", "3", "--out", str(out)]) == 2
+    assert "--k applies to --scheme kfold" in _last_error(capsys)
+    assert not out.exists()

@@ -151,3 +151,6 @@ def test_select_folds_runs_named_folds_in_the_given_order():
                                                                                      "lodo-Aperio CS2"]
     with pytest.raises(ConfigError, match=r"unknown fold.*TUPAC17"):
         select_folds(folds, ["TUPAC17"])
+    # the same fold by its name and by its domain would count its figures twice
+    with pytest.raises(ConfigError, match=r"'lodo-TUPAC16'\] given more than once"):
+        select_folds(folds, ["TUPAC16", "lodo-TUPAC16"])

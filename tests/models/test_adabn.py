@@ -121,3 +121,22 @@ def test_predict_says_when_adapt_bn_has_nothing_to_adapt(tmp_path, capsys) -> No
     assert outs["off"][0] == outs["domain"][0]
     assert "changed nothing" not in outs["off"][1]
     assert "--adapt-bn domain changed nothing for 1 model(s) without BatchNorm" in outs["domain"][1]
+
+
+def test_predict_refuses_adapt_bn_options_that_would_be_ignored(tmp_path, capsys) -> None:
+    """AdaBN runs in PyTorch: with ``--runtime onnx`` it is refused rather than silently run in PyTorch, and a
+    ``--stack-size`` without ``--adapt-bn stack`` is refused rather than ignored."""
+    from mitotype.cli.main import main
+
+    model = _tiny_cnn_dir(tmp_path)
+    figure = tmp_path / "f.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((128, 128, 3), dtype=np.uint8)).save(figure)
+    base = ["predict", str(figure), "--model", str(model), "--out", str(tmp_path / "p.csv")]
+    assert main([*base, "--adapt-bn", "domain", "--runtime", "onnx"]) == 2
+    assert "cannot run under runtime onnx" in capsys.readouterr().err
+    for mode in ("off", "domain"):
+        assert main([*base, "--adapt-bn", mode, "--stack-size", "8"]) == 2
+        assert "--stack-size applies to --adapt-bn stack only" in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()

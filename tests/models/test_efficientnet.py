@@ -110,3 +110,12 @@ def test_lite1_and_lite2_load_strictly_and_classify_a_natural_image(version: int
     with torch.no_grad():
         top5 = model.eval()(x).softmax(-1)[0].topk(5).indices.tolist()
     assert top5[0] == MILITARY_UNIFORM, top5  # as Lite0 at 224 px: the weights line up with the architecture
+
+
+def test_another_variants_weights_are_refused_naming_file_and_backbone() -> None:
+    from mitotype.errors import WeightsError
+
+    lite1 = get_backbone_spec("efficientnet-lite1-imagenet")
+    path = resolve_weights(SPEC.default_weights or "", SPEC)  # Lite0's file offered to Lite1
+    with pytest.raises(WeightsError, match=rf"{path.name}: not weights for efficientnet-lite1-imagenet: .*296 tensors"):
+        build_backbone(lite1, str(path))

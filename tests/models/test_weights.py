@@ -191,6 +191,10 @@ def test_non_state_dict_files_are_explained(tmp_path: Path) -> None:
     junk.write_bytes(b"\x00 not a checkpoint")
     with pytest.raises(WeightsError, match=r"cannot read torch file .*junk\.bin: not a valid checkpoint"):
         build_backbone(SPEC, str(junk))
+    text = tmp_path / "text.pth"  # a legacy-format read of text fails inside the unpickler (KeyError)
+    text.write_text("hello\n")
+    with pytest.raises(WeightsError, match=r"cannot read torch file .*text\.pth: not a valid checkpoint"):
+        build_backbone(SPEC, str(text))
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"not a safetensors file")
     with pytest.raises(WeightsError, match="cannot read safetensors"):

@@ -137,13 +137,17 @@ def test_ddp_two_processes_agree_with_one(synth_dir, synth_figures, tmp_path, ex
     assert threshold == pytest.approx(single_result.threshold, abs=1e-3)
 
 
-def test_resume_refuses_another_configuration(synth_figures, tmp_path):
+def test_resume_refuses_another_configuration_and_leaves_the_run_as_it_was(synth_figures, tmp_path):
     from mitotype.errors import MitotypeError
 
-    _trainer(synth_figures, tmp_path / "run", overrides=["optim.epochs=2"]).fit(stop_after_epoch=1)
-    other = _trainer(synth_figures, tmp_path / "run", overrides=["optim.epochs=2", "optim.lr=0.01"])
+    _trainer(synth_figures, tmp_path / "run", overrides=["optim.epochs=1"]).fit()
+    before = {name: (tmp_path / "run" / name).read_bytes() for name in ("config.yaml", "run.json")}
+    assert b'"finished"' in before["run.json"]
+    other = _trainer(synth_figures, tmp_path / "run", overrides=["optim.epochs=1", "optim.lr=0.01"])
     with pytest.raises(MitotypeError, match="another configuration or other figures"):
         other.fit(resume=True)
+    # refused before anything was written: the finished run keeps its configuration and its status
+    assert {name: (tmp_path / "run" / name).read_bytes() for name in before} == before
 
 
 def test_an_early_stopped_run_stays_stopped_on_resume(synth_figures, tmp_path, monkeypatch):

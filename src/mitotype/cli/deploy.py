@@ -81,6 +81,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from mitotype.models.predict import load_ensemble
     from mitotype.paths import ensure_output_file
 
+    if args.stack_size is not None and args.adapt_bn != "stack":
+        raise MitotypeError("--stack-size applies to --adapt-bn stack only")
     inputs = (args.input, args.meta_csv)
     ensure_output_file(args.out, (".csv", ".json"), inputs)
     if args.report:  # checked before the work, like --out: a failed gallery must not follow a finished run
@@ -99,7 +101,7 @@ def run_predict(args: argparse.Namespace) -> int:
     ids, images, records = _load_inputs(args)
     threshold = args.threshold if args.threshold is not None else ensemble.threshold(args.tta)
     p = ensemble.predict(images, batch_size=args.batch_size, tta=args.tta, adapt_bn=args.adapt_bn,
-                         stack_size=args.stack_size)
+                         stack_size=16 if args.stack_size is None else args.stack_size)
     if ensemble.without_batchnorm:
         print(f"note: --adapt-bn {args.adapt_bn} changed nothing for {len(ensemble.without_batchnorm)} model(s) "
               f"without BatchNorm layers (e.g. {ensemble.without_batchnorm[0]}): AdaBN applies to BatchNorm "
@@ -204,7 +206,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="re-estimate BatchNorm statistics on the input (AdaBN, no labels used): on all its "
                    "figures at once (domain: the input is one scanner/lab), or on each --stack-size of them "
                    "in input order (stack); CNN backbones only, runs in PyTorch")
-    p.add_argument("--stack-size", type=positive_int, default=16, help="figures per stack for --adapt-bn stack")
+    p.add_argument("--stack-size", type=positive_int, default=None,
+                   help="figures per stack for --adapt-bn stack (default 16)")
     p.add_argument("--report", nargs="?", const="", metavar="HTML",
                    help="also write an HTML gallery of the figures sorted by p(atypical) with the threshold "
                    "marked (default path: --out with .html)")

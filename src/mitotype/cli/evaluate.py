@@ -10,16 +10,18 @@ from mitotype.cli.data_options import add_reader_arguments, reader_options
 from mitotype.cli.deploy import add_allow_unfinished, add_runtime, positive_int, probability, votes_text
 from mitotype.cli.progress import log, progress_bars
 from mitotype.cli.train import add_config_arguments, config_from_args, load_data
+from mitotype.errors import ConfigError
 
 
 def run_cv_command(args: argparse.Namespace) -> int:
     from mitotype.experiments.cv import run_cv
     from mitotype.paths import ensure_output_dir
 
+    k = fold_count(args)
     config = config_from_args(args)
     ensure_output_dir(args.out)
     figures = load_data(config)
-    results = run_cv(config, figures, args.out, scheme=args.scheme, k=args.k, resume=not args.restart,
+    results = run_cv(config, figures, args.out, scheme=args.scheme, k=k, resume=not args.restart,
                      tta=args.tta, progress=progress_bars(not args.no_progress), log=log, only=args.folds)
     print_summary(results)
     print(f"report: {Path(args.out) / 'report.html'}")
@@ -50,10 +52,11 @@ def run_ablate_command(args: argparse.Namespace) -> int:
     from mitotype.experiments.cv import run_ablation
     from mitotype.paths import ensure_output_dir
 
+    k = fold_count(args)
     config = config_from_args(args)
     ensure_output_dir(args.out)
     figures = load_data(config)
-    table = run_ablation(config, figures, args.out, strategies=args.strategies, scheme=args.scheme, k=args.k,
+    table = run_ablation(config, figures, args.out, strategies=args.strategies, scheme=args.scheme, k=k,
                          progress=progress_bars(not args.no_progress), log=log)
     print(f"{'variant':<24} {'pooled bal.acc':>14} {'Δ vs all':>9} {'95% CI':>17}")
     for name, v in table["variants"].items():
@@ -135,10 +138,17 @@ def run_demo_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def fold_count(args: argparse.Namespace) -> int:
+    """``--k`` for k-fold (5 when not given); refused with leave-one-domain-out, whose folds are the domains."""
+    if args.scheme == "lodo" and args.k is not None:
+        raise ConfigError("--k applies to --scheme kfold; leave-one-domain-out has one fold per domain")
+    return 5 if args.k is None else args.k
+
+
 def _add_cv_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheme", choices=["lodo", "kfold"], default="lodo",
                    help="leave-one-domain-out (default) or stratified k-fold grouped by slide")
-    p.add_argument("--k", type=int, default=5, help="folds for --scheme kfold")
+    p.add_argument("--k", type=positive_int, default=None, help="folds for --scheme kfold (default 5)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -129,7 +129,11 @@ def select_folds(folds: list[Any], only: Sequence[str] | None) -> list[Any]:
     unknown = [name for name in only if name not in by_name]
     if unknown:
         raise ConfigError(f"unknown fold(s) {unknown}; the folds are {[f.name for f in folds]}")
-    return [by_name[name] for name in only]
+    chosen = [by_name[name] for name in only]
+    repeated = sorted({f.name for f in chosen if sum(c is f for c in chosen) > 1})
+    if repeated:
+        raise ConfigError(f"fold(s) {repeated} given more than once: each fold's figures count once")
+    return chosen
 
 
 def run_cv(
@@ -155,10 +159,10 @@ def run_cv(
     ``progress`` and ``log`` are the callbacks the CLI supplies (bars and lines); silent by default.
     """
     log = log or (lambda _msg: None)
+    records = figures.records
+    folds = select_folds(make_folds(records, scheme, k, config.seed), only)  # refused before any folder exists
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    records = figures.records
-    folds = select_folds(make_folds(records, scheme, k, config.seed), only)
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
     fold_info = []

@@ -140,6 +140,9 @@ class Ensemble:
             raise MitotypeError(f"batch size must be at least 1, got {batch_size}")
         if adapt_bn not in ADAPT_MODES:
             raise MitotypeError(f"unknown BatchNorm adaptation {adapt_bn!r}; choose from {list(ADAPT_MODES)}")
+        if adapt_bn != "off" and self.runtime == "onnx":
+            raise MitotypeError("BatchNorm adaptation re-estimates statistics in PyTorch; it cannot run under "
+                                "runtime onnx (choose runtime auto or torch)")
         probs = []
         self.without_batchnorm = []
         for d in self.dirs:

@@ -413,6 +413,9 @@ def _read_torch(path: Path) -> tuple[dict[str, Any], list[str]]:
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise WeightsError(f"cannot read torch file {path}: not a valid checkpoint ({first[:300]})") from None
+    except Exception as exc:  # weights_only: nothing ran, so any other failure means the bytes are no checkpoint
+        raise WeightsError(f"cannot read torch file {path}: not a valid checkpoint ({type(exc).__name__} "
+                           "while unpickling)") from None
     return _unwrap(obj, path)
 
 
@@ -485,7 +488,10 @@ def _plan(
         return sum(1 for n in names if n in model_shapes)
 
     if spec.converter:
-        converted = _resolve_callable(spec.converter)({k: tuple(ckpt[k].shape) for k in keys}, model_shapes)
+        try:
+            converted = _resolve_callable(spec.converter)({k: tuple(ckpt[k].shape) for k in keys}, model_shapes)
+        except WeightsError as exc:  # the converter knows what is wrong, the caller which file and backbone
+            raise WeightsError(f"{path}: not weights for {spec.name}: {exc}") from None
         if converted:
             rename = {k: converted.get(k, k) for k in keys}
             report.notes.append(f"renamed {len(converted)} keys with {spec.converter}")

@@ -60,18 +60,26 @@ def save_resume_state(
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_resume_state(
-    path: Path, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any, strategies: Mapping[str, Any],
-    fingerprint: str | None = None,
-) -> dict[str, Any]:
-    """Restore a run's state; refuse a state written by another configuration or other data."""
+def read_resume_state(path: Path, fingerprint: str | None = None) -> dict[str, Any]:
+    """A run's resume state, refused when another configuration or other data wrote it; reading changes
+    nothing, so a refused ``--resume`` leaves the run as it was."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise MitotypeError(f"{path}: cannot resume from this file ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise MitotypeError(f"{path}: cannot resume from this file (not a resume state)")
     if fingerprint is not None and state.get("fingerprint") != fingerprint:
         raise MitotypeError(f"{path}: written by a run with another configuration or other figures; "
                             "resume with the same settings and data, or train into a new folder")
+    return state
+
+
+def restore_resume_state(
+    path: Path, state: dict[str, Any], model: Any, optimizer: torch.optim.Optimizer, scheduler: Any,
+    strategies: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Put a state :func:`read_resume_state` returned back into the model, optimiser, schedule and strategies."""
     try:
         model.load_trainable_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -85,4 +93,4 @@ def load_resume_state(
     return state
 
 
-__all__ = ["load_resume_state", "save_resume_state"]
+__all__ = ["read_resume_state", "restore_resume_state", "save_resume_state"]

@@ -39,7 +39,7 @@ from mitotype.models.views import dihedral_mean
 from mitotype.runs import training_run
 from mitotype.training.averaging import WeightAverager, recompute_batchnorm, swa_start_epoch
 from mitotype.training.config import TrainConfig, save_config, stable_dict
-from mitotype.training.resume import load_resume_state, save_resume_state
+from mitotype.training.resume import read_resume_state, restore_resume_state, save_resume_state
 from mitotype.training.sampler import EpochSampler
 from mitotype.training.strategies.base import Batch, RunContext, Strategy
 from mitotype.training.strategies.registry import build_strategies
@@ -461,13 +461,18 @@ class Trainer:
         """Train, keep the epoch ``optim.select_metric`` picks, store its thresholds; resumable by epoch.
 
         ``stop_after_epoch`` ends the run early as an interruption would (for resume tests). The folder's
-        lock is held and its ``run.json`` kept current throughout (:mod:`mitotype.runs`).
+        lock is held and its ``run.json`` kept current throughout (:mod:`mitotype.runs`). A resume state
+        written under other settings or data is refused before the folder is touched.
         """
+        state_path = self.out_dir / "last_state.pt"
+        resume_state = (read_resume_state(state_path, fingerprint=self._fingerprint())
+                        if resume and state_path.is_file() else None)
         with training_run(self.out_dir, self.config.optim.epochs, resume=resume, enabled=self.rank == 0) as run:
             self._run_folder = run
-            return self._fit(resume, stop_after_epoch)
+            return self._fit(resume_state, resume, stop_after_epoch)
 
-    def _fit(self, resume: bool, stop_after_epoch: int | None) -> TrainResult:
+    def _fit(self, resume_state: dict[str, Any] | None, resume: bool,
+             stop_after_epoch: int | None) -> TrainResult:
         cfg = self.config
         start_time = time.perf_counter()
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -478,7 +483,7 @@ class Trainer:
         if is_main:
             save_config(cfg, self.out_dir / "config.yaml")
         self._progress_state = {"best": None, "history": [], "bad_epochs": 0}
-        start_epoch = self._restore() if resume else 0
+        start_epoch = self._restore(resume_state) if resume_state is not None else 0
         writer = self._tensorboard() if is_main else None
         metrics_path = self.out_dir / "metrics.jsonl"
         if not resume and is_main and metrics_path.exists():
@@ -502,13 +507,11 @@ class Trainer:
                            best_epoch=int(best["epoch"]), val_metrics=best, history=history,
                            wall_seconds=time.perf_counter() - start_time)
 
-    def _restore(self) -> int:
-        """Continue from ``last_state.pt`` when there is one; the first epoch still to train."""
+    def _restore(self, state: dict[str, Any]) -> int:
+        """Continue from the checked ``last_state.pt``; the first epoch still to train."""
         state_path = self.out_dir / "last_state.pt"
-        if not state_path.is_file():
-            return 0
-        state = load_resume_state(state_path, self.model, self.optimizer, self.scheduler,
-                                  self._strategy_states(), fingerprint=self._fingerprint())
+        state = restore_resume_state(state_path, state, self.model, self.optimizer, self.scheduler,
+                                     self._strategy_states())
         self._progress_state = {"best": state["best"], "history": state["history"],
                                 "bad_epochs": state["bad_epochs"]}
         self.run.difficulty = state["difficulty"]
