@@ -50,6 +50,33 @@ def run_overrides(args: argparse.Namespace) -> list[str]:
     return overrides + args.overrides
 
 
+def run_script(main: Callable[[], int]) -> int:
+    """Run a benchmark's ``main``: a user mistake the library reports (a bad ``--set``, an unreadable path) ends
+    in one line ``error: ...`` and exit status 2, as in the ``mitotype`` command, not in a traceback."""
+    from mitotype.errors import MitotypeError
+
+    try:
+        return main()
+    except MitotypeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+
+def finished_lodo_folds(work: Path) -> list[Path]:
+    """The finished fold folders of an ``amibr_lodo.py`` ``--work`` folder (``cv/folds/*/predictions.json``,
+    ``run_cv``'s mark), checked before a script that re-reads them loads any data."""
+    if not work.is_dir():
+        raise SystemExit(f"error: {work}: no such folder (give the --work folder of benchmarks/amibr_lodo.py)")
+    done = sorted(path.parent for path in (work / "cv" / "folds").glob("*/predictions.json"))
+    if not done:
+        raise SystemExit(f"error: {work}: no finished leave-one-domain-out fold (no cv/folds/*/predictions.json); "
+                         "give the --work folder of a benchmarks/amibr_lodo.py run")
+    return done
+
+
 def git_commit() -> str:
     """``$MITOTYPE_COMMIT`` when set (whoever copied the tree to another machine knows its commit better
     than the copy's git metadata, which may be stale), else ``git rev-parse HEAD`` (with ``+dirty`` when

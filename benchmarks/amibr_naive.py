@@ -33,7 +33,15 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, combined_command, command_line, set_omp_wait_policy, shared_data_dir, write_result
+from _common import (
+    RESULTS_DIR,
+    combined_command,
+    command_line,
+    run_script,
+    set_omp_wait_policy,
+    shared_data_dir,
+    write_result,
+)
 
 
 def split(seed: int, val_fraction: float) -> tuple[list[Any], np.ndarray, np.ndarray, np.ndarray]:
@@ -226,4 +234,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_script(main))

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, combined_command, command_line, run_child, shared_data_dir, write_result
+from _common import RESULTS_DIR, combined_command, command_line, run_child, run_script, shared_data_dir, write_result
 from mitotype.experiments import holdout
 from mitotype.ioutils import write_json_atomic
 from mitotype.training.strategies.registry import strategy_switches
@@ -197,4 +197,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -31,7 +31,15 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import alternate, command_line, median_ratio, set_omp_wait_policy, shared_data_dir, write_result
+from _common import (
+    alternate,
+    command_line,
+    median_ratio,
+    run_script,
+    set_omp_wait_policy,
+    shared_data_dir,
+    write_result,
+)
 
 PATHS = ("eager_fp32", "bf16_autocast", "onnx_runtime")
 
@@ -144,4 +152,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

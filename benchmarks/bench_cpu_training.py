@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import alternate, command_line, median_ratio, set_omp_wait_policy, shared_data_dir, write_result
+from _common import (
+    alternate,
+    command_line,
+    median_ratio,
+    run_script,
+    set_omp_wait_policy,
+    shared_data_dir,
+    write_result,
+)
 
 BASELINE = "system_allocator"
 PATHS: dict[str, tuple[list[str], dict[str, str]]] = {
@@ -133,4 +141,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -46,6 +46,7 @@ from _common import (
     load_average,
     median_ratio,
     register_tiny_vit,
+    run_script,
     set_omp_wait_policy,
     shared_data_dir,
     write_result,
@@ -215,4 +216,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

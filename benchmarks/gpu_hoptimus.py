@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO_ROOT, RESULTS_DIR, command_line, dihedral_np, set_omp_wait_policy, write_result
+from _common import REPO_ROOT, RESULTS_DIR, command_line, dihedral_np, run_script, set_omp_wait_policy, write_result
 
 NOMINAL_FORWARD_TFLOP = 0.6
 """Forward cost of one 224 px image through H-optimus-0 (about 2 x 1.1e9 parameters x 261 tokens)."""
@@ -708,4 +708,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO_ROOT, RESULTS_DIR, command_line, set_omp_wait_policy, write_result
+from _common import REPO_ROOT, RESULTS_DIR, command_line, run_script, set_omp_wait_policy, write_result
 
 NAME = "gpu_trainer"
 RUNS = {  # backbone -> (preset, extra overrides)
@@ -235,4 +235,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

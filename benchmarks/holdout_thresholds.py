@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import command_line, write_result
+from _common import command_line, run_script, write_result
 
 RULES = ("validation", "platt", "robust", "calibrated-0.5", "oracle")
 
@@ -90,4 +90,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_script(main))

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_run_options, command_line, run_overrides, write_result
+from _common import add_run_options, command_line, finished_lodo_folds, run_overrides, run_script, write_result
 
 WAYS = ("running", "clean", "train")
 
@@ -49,6 +49,7 @@ def main() -> int:
     configs = {way: load_config(preset=args.preset, overrides=[*overrides, f"optim.bn_update_views={way}"])
                for way in ("clean", "train")}
     config = configs["train"]
+    finished_lodo_folds(args.work)  # before the data is read
     figures = load_data_figures(config.data, cache_dir=args.work / "cache")
     records = figures.records
     labels = np.array([r.label for r in records])
@@ -102,4 +103,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, command_line, write_result
+from _common import RESULTS_DIR, command_line, run_script, write_result
 
 METRICS = ("pooled_ba", "mean_ba", "worst_ba", "worst_sens", "mean_auc")
 BA_METRICS = ("pooled_ba", "mean_ba", "worst_ba")
@@ -55,6 +55,8 @@ def domain_figures(result: dict[str, Any], pooled_ba: float, domains: dict[str, 
                    only: list[str] | None = None) -> dict[str, Any]:
     """The lever table's figures of one run: its pooled and mean balanced accuracy, the worst domain, the worst
     sensitivity and the mean ROC AUC; over the domains ``only`` when given (pooled recomputed from counts)."""
+    if not domains:
+        raise ValueError("no held-out domain in this result")
     if only is not None:
         missing = [name for name in only if name not in domains]
         if missing:
@@ -102,14 +104,19 @@ def load_run(name: str, only: list[str] | None = None) -> dict[str, Any]:
     path = RESULTS_DIR / f"{name}.json" if not name.endswith(".json") else Path(name)
     if not path.is_file():
         raise SystemExit(f"{path}: no such result")
-    result = json.loads(path.read_text())
+    kind = "lodo_transfer.py" if scoring else "amibr_lodo.py"
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SystemExit(f"{path}: not a readable JSON result ({type(error).__name__})") from None
     try:
         figures = transfer_figures(result, scoring, only) if scoring else run_figures(result, only)
     except ValueError as error:
         raise SystemExit(f"{path}: {error}") from None
     except KeyError as error:
-        kind = "lodo_transfer.py" if scoring else "amibr_lodo.py"
         raise SystemExit(f"{path}: not an {kind} result (no field {error})") from None
+    except (TypeError, AttributeError):
+        raise SystemExit(f"{path}: not an {kind} result (its fields have other types)") from None
     figures["result"] = f"{path.stem}@{scoring}" if scoring else path.stem
     return figures
 
@@ -199,9 +206,15 @@ def main() -> int:
     levers: dict[str, list[dict[str, Any]]] = {}
     for spec in args.lever:
         lever, sep, names = spec.partition("=")
-        if not sep or not names:
+        runs = names.split(",")
+        if not sep or not lever or not all(runs):
             parser.error(f"--lever {spec!r}: expected NAME=RESULT[,RESULT]")
-        levers[lever] = [load_run(n, args.domains) for n in names.split(",")]
+        if lever == "baseline" or lever in levers:
+            parser.error(f"--lever {spec!r}: the name {lever!r} is {'taken' if lever in levers else 'reserved'}")
+        levers[lever] = [load_run(n, args.domains) for n in runs]
+        seeds = [run["seed"] for run in levers[lever]]
+        if len(set(seeds)) != len(seeds):
+            parser.error(f"--lever {spec!r}: one run per seed (seeds {seeds})")
     table = lever_table([load_run(n, args.domains) for n in args.baseline], levers)
     text = markdown(table)
     write_result(args.name, command_line(), {"table": table, "markdown": text})
@@ -210,4 +223,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_run_options, command_line, run_overrides, write_result
+from _common import add_run_options, command_line, finished_lodo_folds, run_overrides, run_script, write_result
 
 RULES = ("validation", "nested-pooled", "nested-robust", "nested-shift", "oracle")
 
@@ -93,6 +93,7 @@ def main() -> int:
     from mitotype.training.inputs import Figures, load_data_figures
 
     config = load_config(preset=args.preset, overrides=run_overrides(args))
+    finished_lodo_folds(args.outer)  # before the data is read
     figures = load_data_figures(config.data, cache_dir=args.outer / "cache")
     records = figures.records
     start = time.perf_counter()
@@ -130,4 +131,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import command_line, shared_data_dir, write_result
+from _common import command_line, finished_lodo_folds, run_script, shared_data_dir, write_result
 
 STACK = 16
 VARIANTS = [("single", False, "off"), ("tta", True, "off"), ("single+adabn-domain", False, "domain"),
@@ -199,6 +199,28 @@ def _selected_by_other_domains(per_fold: dict[str, Any]) -> dict[str, Any] | Non
             "pooled_sensitivity": sens, "pooled_specificity": spec}
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def read_fold_cache(path: Path) -> dict[str, Any]:
+    """A fold's ``transfer.json``; one that cannot be read is named, with the way out."""
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SystemExit(f"error: {path}: unreadable ({type(exc).__name__}); rerun with --recompute") from None
+    if not isinstance(cached, dict) or not isinstance(cached.get("variants"), dict):
+        raise SystemExit(f"error: {path}: not a fold analysis (no 'variants'); rerun with --recompute")
+    return cached
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="the --work folder of benchmarks/amibr_lodo.py")
@@ -207,7 +229,7 @@ def main() -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--name", default="lodo_transfer")
     parser.add_argument("--no-onnx", action="store_true", help="score in eager PyTorch only")
-    parser.add_argument("--limit", type=int, default=0,
+    parser.add_argument("--limit", type=non_negative_int, default=0,
                         help="score only this many validation and held-out figures per fold (a quick check of "
                         "the script; results are then not comparable)")
     parser.add_argument("--variants", nargs="+", choices=[v[0] for v in VARIANTS], default=None,
@@ -225,6 +247,7 @@ def main() -> int:
     from mitotype.training.config import load_config
     from mitotype.training.inputs import load_figures
 
+    finished_lodo_folds(args.work)  # before the data is read
     overrides = [f"data.path={shared_data_dir() / 'amibr'}", f"seed={args.seed}", *args.overrides]
     config = load_config(preset=args.preset, overrides=overrides)
     figures = load_figures(config.data.path, cache_dir=args.work / "cache")
@@ -241,7 +264,7 @@ def main() -> int:
             continue
         cache_file = model_dir.parent / "transfer.json"
         fresh = args.recompute or args.limit or not cache_file.is_file()
-        cached = None if fresh else json.loads(cache_file.read_text())
+        cached = None if fresh else read_fold_cache(cache_file)
         _, val_idx = validation_split(records, fold.train_idx, fraction=config.data.val_fraction, seed=config.seed)
         test_idx = np.asarray(fold.test_idx)
         if args.limit:
@@ -300,4 +323,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import command_line, set_omp_wait_policy, write_result
+from _common import command_line, run_script, set_omp_wait_policy, write_result
 
 GROUPS = {
     "convolution_backward": ("aten::convolution_backward",),
@@ -122,4 +122,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO_ROOT, command_line, shared_data_dir, write_result
+from _common import REPO_ROOT, command_line, run_script, shared_data_dir, write_result
 
 if TYPE_CHECKING:
     from mitotype.models.shipped import RechosenThresholds
@@ -266,4 +266,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))
