@@ -284,10 +284,15 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     assert "Traceback" not in err and "BrokenPipe" not in err
 
 
-def test_cv_refuses_k_with_leave_one_domain_out(synth_dir, tmp_path, capsys):
+def test_cv_refuses_k_with_leave_one_domain_out_and_unknown_folds(synth_dir, tmp_path, capsys):
     """``--k`` counts k-fold folds; under leave-one-domain-out the domains are the folds, so it is an error,
     not an ignored flag, and nothing is created."""
     out = tmp_path / "cv"
     assert main(["cv", "--data", str(synth_dir), "--k", "3", "--out", str(out)]) == 2
     assert "--k applies to --scheme kfold" in _last_error(capsys)
+    assert not out.exists()
+    # a fold that does not exist is refused before the output folder is made
+    assert main(["cv", "--data", str(synth_dir), "--folds", "nosuch", "--out", str(out),
+                 *(arg for o in TINY_OVERRIDES for arg in ("--set", o))]) == 2
+    assert "unknown fold(s) ['nosuch']" in _last_error(capsys)
     assert not out.exists()

@@ -15,11 +15,11 @@ from mitotype.errors import ConfigError
 
 def run_cv_command(args: argparse.Namespace) -> int:
     from mitotype.experiments.cv import run_cv
-    from mitotype.paths import ensure_output_dir
+    from mitotype.paths import check_folder_creatable
 
     k = fold_count(args)
     config = config_from_args(args)
-    ensure_output_dir(args.out)
+    check_folder_creatable(args.out)  # created once the folds are known: a refused --folds leaves nothing
     figures = load_data(config)
     results = run_cv(config, figures, args.out, scheme=args.scheme, k=k, resume=not args.restart,
                      tta=args.tta, progress=progress_bars(not args.no_progress), log=log, only=args.folds)
@@ -50,11 +50,11 @@ def print_summary(results: dict) -> None:
 
 def run_ablate_command(args: argparse.Namespace) -> int:
     from mitotype.experiments.cv import run_ablation
-    from mitotype.paths import ensure_output_dir
+    from mitotype.paths import check_folder_creatable
 
     k = fold_count(args)
     config = config_from_args(args)
-    ensure_output_dir(args.out)
+    check_folder_creatable(args.out)
     figures = load_data(config)
     table = run_ablation(config, figures, args.out, strategies=args.strategies, scheme=args.scheme, k=k,
                          progress=progress_bars(not args.no_progress), log=log)
