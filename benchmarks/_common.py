@@ -53,7 +53,7 @@ def run_overrides(args: argparse.Namespace) -> list[str]:
 def run_script(main: Callable[[], int]) -> int:
     """Run a benchmark's ``main``: a user mistake the library reports (a bad ``--set``, an unreadable path) ends
     in one line ``error: ...`` and exit status 2, as in the ``mitotype`` command, not in a traceback."""
-    from mitotype.errors import MitotypeError
+    from mitotype.errors import MitotypeError, describe_os_error
 
     try:
         return main()
@@ -61,7 +61,7 @@ def run_script(main: Callable[[], int]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
 
 

@@ -199,17 +199,6 @@ def _selected_by_other_domains(per_fold: dict[str, Any]) -> dict[str, Any] | Non
             "pooled_sensitivity": sens, "pooled_specificity": spec}
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: a whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
 def read_fold_cache(path: Path) -> dict[str, Any]:
     """A fold's ``transfer.json``; one that cannot be read is named, with the way out."""
     try:
@@ -229,7 +218,7 @@ def main() -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--name", default="lodo_transfer")
     parser.add_argument("--no-onnx", action="store_true", help="score in eager PyTorch only")
-    parser.add_argument("--limit", type=non_negative_int, default=0,
+    parser.add_argument("--limit", type=int, default=0,
                         help="score only this many validation and held-out figures per fold (a quick check of "
                         "the script; results are then not comparable)")
     parser.add_argument("--variants", nargs="+", choices=[v[0] for v in VARIANTS], default=None,
@@ -238,6 +227,8 @@ def main() -> int:
     parser.add_argument("--recompute", action="store_true",
                         help="analyse every fold again (default: reuse each fold's transfer.json)")
     args = parser.parse_args()
+    if args.limit < 0:
+        parser.error(f"--limit must be 0 or more, got {args.limit}")
 
     from mitotype.evaluation.splits import validation_split
     from mitotype.experiments.cv import fold_model_dir, make_folds
