@@ -86,3 +86,32 @@ def test_synth_then_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_data_without_subcommand_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data"]) == 0
     assert "inspect" in capsys.readouterr().out
+
+
+def _slides_csv(root: Path, rows: list[tuple[str, str, str, str]]) -> Path:
+    """A CSV dataset of (label, slide, scanner, split) rows, one distinct patch each."""
+    from datafactories import write_csv, write_png
+
+    for i in range(len(rows)):
+        write_png(root / f"p{i}.png", seed=i)
+    return write_csv(root / "t.csv", ["img", "cls", "slide", "scanner", "split"],
+                     [[f"p{i}.png", *row] for i, row in enumerate(rows)])
+
+
+CSV_FLAGS = ["--format", "csv", "--column", "image=img", "--column", "label=cls", "--column", "group=slide",
+             "--column", "scanner=scanner", "--label", "n=normal", "--label", "a=atypical"]
+
+
+def test_inspect_counts_each_slide_once_and_warns_when_one_spans_domains(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A slide scanned on two scanners is one group, and leave-one-domain-out will drop part of it: say so."""
+    table = _slides_csv(tmp_path, [("n", "s0", "A", ""), ("a", "s0", "B", ""), ("n", "s1", "A", ""),
+                                   ("a", "s2", "B", "")])
+    assert main(["data", "inspect", str(table), *CSV_FLAGS, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["groups"] == 3 and sorted(d["groups"] for d in report["domains"]) == [2, 2]
+    [warning] = [p for p in report["problems"] if p["kind"] == "group-spans-domains"]
+    assert warning["severity"] == "warning" and "'s0' is in 2 domains (A, B)" in warning["message"]
+    assert main(["data", "inspect", str(table), *CSV_FLAGS]) == 0
+    out = capsys.readouterr().out
+    assert "2 domain(s), 3 group(s)" in out and "problems: 0 error(s), 1 warning(s)" in out

@@ -65,6 +65,17 @@ def test_lodo_predicts_every_figure_once_and_resumes(synth_figures, tmp_path, sp
     again = run_cv(config, synth_figures, tmp_path / "cv", scheme="lodo", progress=False, n_bootstrap=50,
                    log=lambda _m: None)
     assert again["summary"]["pooled"]["balanced_accuracy"] == results["summary"]["pooled"]["balanced_accuracy"]
+    # Another recipe run into the same folder is refused: the finished folds hold the first recipe's predictions.
+    changed = load_config(overrides=[*TINY_OVERRIDES, "optim.epochs=1", "optim.lr=0.5"])
+    before = (tmp_path / "cv" / "results.json").read_text()
+    with pytest.raises(ConfigError, match=r"was trained with other settings or other figures"):
+        run_cv(changed, synth_figures, tmp_path / "cv", scheme="lodo", progress=False, log=lambda _m: None)
+    assert (tmp_path / "cv" / "results.json").read_text() == before
+    # A finished fold that cannot be checked (its resume state removed) is refused too, naming the folder.
+    first = tmp_path / "cv" / "folds" / cv_module._slug(results["folds"][0]["name"])
+    (first / "model" / "last_state.pt").unlink()
+    with pytest.raises(ConfigError, match=rf"{first.name}: finished fold .* has no last_state.pt"):
+        run_cv(config, synth_figures, tmp_path / "cv", scheme="lodo", progress=False, log=lambda _m: None)
 
 
 @pytest.mark.slow
@@ -154,3 +165,17 @@ def test_select_folds_runs_named_folds_in_the_given_order():
     # the same fold by its name and by its domain would count its figures twice
     with pytest.raises(ConfigError, match=r"'lodo-TUPAC16'\] given more than once"):
         select_folds(folds, ["TUPAC16", "lodo-TUPAC16"])
+
+
+def test_domains_that_would_share_a_fold_folder_are_refused_before_anything_is_written(synth_figures, tmp_path,
+                                                                                      monkeypatch):
+    """``X Y`` and ``X/Y`` both map to ``folds/lodo-X-Y``: the second would reuse the first one's predictions."""
+    from types import SimpleNamespace
+
+    folds = [SimpleNamespace(name=f"lodo-{d}", train_idx=[], test_idx=[]) for d in ("X Y", "X/Y", "Z")]
+    monkeypatch.setattr(cv_module, "make_folds", lambda *a, **k: folds)
+    config = load_config(overrides=[*TINY_OVERRIDES, "optim.epochs=1"])
+    with pytest.raises(ConfigError, match=r"'lodo-X Y', 'lodo-X/Y'\] would share the folder folds/lodo-X-Y"):
+        run_cv(config, synth_figures, tmp_path / "cv", only=["Z"])
+    assert not (tmp_path / "cv").exists()
+    cv_module.check_fold_folders(folds[1:])  # apart, no clash

@@ -137,3 +137,18 @@ def test_every_config_field_has_a_docstring(cls: type) -> None:
         and not (isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant))
     ]
     assert undocumented == []
+
+
+def test_a_vit_refuses_an_input_size_its_patch_embedding_cannot_take() -> None:
+    """Read off timm's own patch embedding: fixed position embeddings take one size, dynamic ones a patch multiple."""
+    from mitotype.models.registry import input_size_problem
+    from mitotype.training.config import load_config
+
+    fixed, dynamic = get_backbone_spec("tiny-vit-reg4"), get_backbone_spec("tiny-vit-virchow")
+    assert input_size_problem(fixed, 56) is None
+    assert input_size_problem(fixed, 112) == "takes 56x56 inputs only (its position embeddings are fixed)"
+    assert input_size_problem(dynamic, 70) is None
+    assert input_size_problem(dynamic, 60) == "needs a multiple of its 14-pixel patch (e.g. 56 or 70)"
+    assert input_size_problem(get_backbone_spec("tiny-efficientnet"), 61) is None  # a CNN takes any size
+    with pytest.raises(ConfigError, match=r"model.input_size=128: backbone tiny-vit-reg4 takes 56x56 inputs only"):
+        load_config(overrides=["model.backbone=tiny-vit-reg4", "model.input_size=128"])

@@ -142,10 +142,28 @@ def test_sources_inherit_data_options_and_get_unique_names():
     ({"sources": [{"path": "/b", "name": "x"}, {"path": "/c", "name": "x"}]}, r"\['x'\] are given to more"),
     ({"sources": [{"path": "/b", "on_error": "maybe"}]}, r"data.sources\[0\].on_error"),
     ({"size_policy": "stretch"}, "data.size_policy"),
+    ({"sources": [{"path": "/b"}, {"path": "/a/../b/"}]}, r"/a/../b/ is given twice \(also as /b\) with the same"),
 ])
 def test_bad_data_settings_are_refused_with_the_key(data, message):
     with pytest.raises(ConfigError, match=message):
         load_config({"data": data})
+
+
+def test_one_dataset_twice_is_allowed_only_with_other_reader_options():
+    """Two parts of one label file (``include``) are two datasets; the same file read the same way is one."""
+    config = load_config({"data": {"sources": [{"path": "/b", "include": {"scanner": "A"}},
+                                               {"path": "/b", "include": {"scanner": "B"}}]}})
+    assert [s.name for s in config.data.resolved_sources()] == ["b", "b-2"]
+
+
+def test_a_domain_field_one_dataset_lacks_names_that_dataset(tmp_path):
+    from mitotype.data.readers import read_dataset
+    from tests.data.datafactories import write_csv, write_png
+
+    write_png(tmp_path / "a.png", seed=1)
+    table = write_csv(tmp_path / "t.csv", ["img", "cls", "site"], [["a.png", "normal", "x"]])
+    with pytest.raises(ConfigError, match=rf"^{table}: domain field\(s\) \['tumor'\] not present in this dataset"):
+        read_dataset(table, fmt="csv", columns={"image": "img", "label": "cls", "scanner": "site"}, domain=["tumor"])
 
 
 def test_configs_and_fingerprints_of_earlier_runs_are_unchanged():
@@ -280,10 +298,13 @@ def test_holdout_trains_on_two_datasets_with_the_reader_flags(synth_dir, tmp_pat
 
 
 def test_the_same_figures_in_two_datasets_are_reported(synth_dir, tmp_path):
+    import shutil
+
     from mitotype.training.inputs import duplicates_note
 
+    copy = shutil.copytree(synth_dir, tmp_path / "copy" / synth_dir.name)  # the same figures in another folder
     data = DataSettings(format="midog25", cache_dir=str(tmp_path / "cache"),
-                        sources=[DataSource(path=str(synth_dir)), DataSource(path=str(synth_dir))])
+                        sources=[DataSource(path=str(synth_dir)), DataSource(path=str(copy))])
     figures = load_data_figures(data)
     assert sorted({r.dataset for r in figures.records}) == [synth_dir.name, f"{synth_dir.name}-2"]
     note = duplicates_note(figures)

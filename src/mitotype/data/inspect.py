@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mitotype.data.problems import Problem, ReadResult
+from mitotype.data.problems import GROUP_SPANS_DOMAINS, Problem, ReadResult
 from mitotype.data.readers import read_dataset
 from mitotype.data.records import ATYPICAL
 
@@ -40,6 +40,8 @@ class InspectReport:
     votes_cast: dict[int, int]
     """Figures by number of votes cast."""
     problems: list[Problem] = field(default_factory=list)
+    groups: int = 0
+    """Distinct groups (slides) over all domains; a group in two domains counts once."""
 
     @property
     def normal(self) -> int:
@@ -75,6 +77,7 @@ class InspectReport:
             "path": self.path,
             "format": self.fmt,
             "figures": self.total,
+            "groups": self.groups,
             "normal": self.normal,
             "atypical": self.atypical,
             "unlabelled": self.unlabelled,
@@ -91,11 +94,10 @@ class InspectReport:
         lines = [f"dataset: {self.path} (format {self.fmt})",
                  f"figures: {self.total} ({self.normal} NMF / {self.atypical} AMF"
                  f"{f' / {self.unlabelled} unlabelled' if self.unlabelled else ''}), "
-                 f"{len(self.domains)} domain(s), {sum(d.groups for d in self.domains)} group(s)", ""]
+                 f"{len(self.domains)} domain(s), {self.groups} group(s)", ""]
         rows = [[d.domain, d.normal, d.atypical, d.total, _pct(d.atypical, d.total), d.groups]
                 for d in self.domains]
-        rows.append(["total", self.normal, self.atypical, self.total, _pct(self.atypical, self.total),
-                     sum(d.groups for d in self.domains)])
+        rows.append(["total", self.normal, self.atypical, self.total, _pct(self.atypical, self.total), self.groups])
         headers = ["domain", "NMF", "AMF", "total", "AMF %", "groups"]
         lines += format_table(headers, rows, separator_before_last=True)
         lines.append("")
@@ -164,12 +166,21 @@ def summarize(result: ReadResult, path: str | Path | None = None) -> InspectRepo
             cast[r.votes_cast] += 1
     for name, d in per.items():
         d.groups = len(groups[name])
+    domains_of: dict[str, list[str]] = defaultdict(list)
+    for name in sorted(groups):
+        for group in groups[name]:
+            domains_of[group].append(name)
+    where = str(path if path is not None else result.path)
+    spanning = [Problem(where, None, GROUP_SPANS_DOMAINS,
+                        f"group {group!r} is in {len(names)} domains ({', '.join(names)}): leave-one-domain-out "
+                        "drops its figures outside the held-out domain from that fold's training", "warning")
+                for group, names in sorted(domains_of.items()) if len(names) > 1]
     domains = sorted(per.values(), key=lambda d: (-d.total, d.domain))
     if votes:
         for k in range(max(cast) + 1):
             votes.setdefault(k, 0)
-    return InspectReport(str(path if path is not None else result.path), result.fmt, domains,
-                         dict(sorted(votes.items())), dict(sorted(cast.items())), list(result.problems))
+    return InspectReport(where, result.fmt, domains, dict(sorted(votes.items())), dict(sorted(cast.items())),
+                         [*result.problems, *spanning], groups=len(domains_of))
 
 
 def inspect_dataset(path: str | Path, fmt: str = "auto", domain: Sequence[str] | None = None,

@@ -43,6 +43,7 @@ IGNORED_FOLDER = "ignored-folder"
 UNKNOWN_SCANNER = "unknown-scanner"
 UNSUPPORTED_IMAGE = "unsupported-image"
 MULTI_PAGE = "multi-page"
+GROUP_SPANS_DOMAINS = "group-spans-domains"
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 from mitotype import __version__
 from mitotype.data.records import FigureRecord
-from mitotype.errors import ConfigError
+from mitotype.errors import ConfigError, MitotypeError
 from mitotype.evaluation.metrics import bootstrap_ci, per_domain_metrics
 from mitotype.evaluation.report import write_ablation_report, write_predictions_csv, write_report
 from mitotype.evaluation.splits import assert_no_leak, grouped_stratified_kfold, leave_one_domain_out, validation_split
@@ -32,8 +32,9 @@ from mitotype.models.device import resolve_device
 from mitotype.models.predict import predict_proba, threshold_of
 from mitotype.training.config import TrainConfig, load_config, to_dict
 from mitotype.training.inputs import Figures
+from mitotype.training.resume import read_resume_state
 from mitotype.training.strategies.registry import ablation_strategies, strategy_switches
-from mitotype.training.trainer import ProgressFactory, Trainer
+from mitotype.training.trainer import ProgressFactory, Trainer, init_distributed_from_env, run_fingerprint
 
 STRATEGY_SWITCHES = strategy_switches()
 """Each strategy of the method and the switch that turns it off, for ``mitotype ablate`` (from the registry)."""
@@ -41,6 +42,18 @@ STRATEGY_SWITCHES = strategy_switches()
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "fold"
+
+
+def check_fold_folders(folds: Sequence[Any]) -> None:
+    """Refuse folds whose names map to one folder (``X Y`` and ``X/Y``): one would reuse the other's results."""
+    by_slug: dict[str, list[str]] = {}
+    for fold in folds:
+        by_slug.setdefault(_slug(fold.name), []).append(fold.name)
+    clashes = {slug: names for slug, names in by_slug.items() if len(names) > 1}
+    if clashes:
+        slug, names = next(iter(clashes.items()))
+        raise ConfigError(f"folds {names} would share the folder folds/{slug}: rename a domain so that the names "
+                          "differ in letters, digits or '_.-'")
 
 
 def fold_model_dir(cv_dir: str | Path, fold_name: str) -> Path:
@@ -160,7 +173,9 @@ def run_cv(
     """
     log = log or (lambda _msg: None)
     records = figures.records
-    folds = select_folds(make_folds(records, scheme, k, config.seed), only)  # refused before any folder exists
+    all_folds = make_folds(records, scheme, k, config.seed)
+    check_fold_folders(all_folds)
+    folds = select_folds(all_folds, only)  # refused before any folder exists
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -169,7 +184,10 @@ def run_cv(
     for n, fold in enumerate(folds):
         fold_dir = out_dir / "folds" / _slug(fold.name)
         done = fold_dir / "predictions.json"
-        fold_rows = json.loads(done.read_text()) if resume and done.is_file() else None
+        fold_rows = None
+        if resume and done.is_file():
+            check_fold_reusable(config, records, fold, fold_dir / "model")
+            fold_rows = json.loads(done.read_text())
         trained = fold_rows is not None
         if fold_rows and bool(fold_rows[0].get("tta", False)) != tta:
             log(f"fold {n + 1}/{len(folds)} {fold.name}: trained, predicted {'without' if tta else 'with'} "
@@ -209,11 +227,33 @@ def run_cv(
     return results
 
 
+def _fold_split(config: TrainConfig, records: list[FigureRecord], fold: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A fold's training figures split by slide into the part that trains and the part that validates."""
+    return validation_split(records, fold.train_idx, fraction=config.data.val_fraction, seed=config.seed)
+
+
+def check_fold_reusable(config: TrainConfig, records: list[FigureRecord], fold: Any, model_dir: Path) -> None:
+    """Refuse to reuse a finished fold that other settings or other figures trained (its resume state's
+    fingerprint differs), so a rerun into the same folder never reports another recipe's predictions."""
+    state = model_dir / "last_state.pt"
+    folder = model_dir.parent
+    if not state.is_file():
+        raise ConfigError(f"{folder}: finished fold {fold.name} has no last_state.pt, so it cannot be checked "
+                          "against these settings; use a new output folder, or cv --restart to retrain it")
+    train_idx, val_idx = _fold_split(config, records, fold)
+    expected = run_fingerprint(config, records, train_idx, val_idx, init_distributed_from_env()[1])
+    try:
+        read_resume_state(state, fingerprint=expected)
+    except MitotypeError:
+        raise ConfigError(f"{folder}: fold {fold.name} was trained with other settings or other figures; use "
+                          "the same ones, a new output folder, or cv --restart to retrain it") from None
+
+
 def _train_fold(config: TrainConfig, figures: Figures, fold: Any, model_dir: Path, label: str, resume: bool,
                 progress: ProgressFactory | None, log: Callable[[str], None]) -> None:
     """Train one fold's model on a slide-grouped part of its training figures, validated on the rest."""
     records = figures.records
-    train_idx, val_idx = validation_split(records, fold.train_idx, fraction=config.data.val_fraction, seed=config.seed)
+    train_idx, val_idx = _fold_split(config, records, fold)
     assert_no_leak(records, train_idx, fold.test_idx)
     assert_no_leak(records, val_idx, fold.test_idx)
     log(f"{label} {fold.name}: train {len(train_idx)}, validation {len(val_idx)}, test {len(fold.test_idx)}")

@@ -28,7 +28,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 from mitotype.errors import ConfigError, DataError
 from mitotype.evaluation.metrics import best_threshold, binary_metrics
-from mitotype.evaluation.splits import validation_split
+from mitotype.evaluation.splits import assert_no_leak, validation_split
 from mitotype.experiments.cv import environment, paired_bootstrap_delta
 from mitotype.ioutils import atomic_write, write_json_atomic
 from mitotype.models.artifact import load_model_artifact
@@ -92,6 +92,8 @@ class HoldoutSplit:
     """Validation figures: pick the epoch and the thresholds."""
     test_idx: np.ndarray
     """Held-out figures, scored once per run."""
+    left_out: dict[str, int] = field(default_factory=dict)
+    """Figures whose split value is neither a training nor a test value, counted per value (a typo shows here)."""
 
 
 def holdout_split(config: TrainConfig, cache: str | Path | None, seed: int, split_column: str = "benchmark_split",
@@ -106,8 +108,19 @@ def holdout_split(config: TrainConfig, cache: str | Path | None, seed: int, spli
     if len(train_all) == 0 or len(test_idx) == 0:
         raise DataError(f"{d.description()}: no records with {split_column} in {list(train_values)} or none in "
                         f"{list(test_values)} (values present: {sorted({str(v) for v in split})})")
+    try:
+        assert_no_leak(figures.records, train_all, test_idx)
+    except DataError as exc:
+        raise DataError(f"{d.description()}: {split_column}: {exc}; keep each slide on one side") from None
+    test_classes = {figures.records[i].label for i in test_idx}
+    if len(test_classes) < 2:
+        only = "atypical" if test_classes == {1} else "normal"
+        raise DataError(f"{d.description()}: every test figure ({split_column} in {list(test_values)}) is {only}; "
+                        "balanced accuracy and ROC AUC need both classes")
+    rest = ~np.isin(split, list(train_values) + list(test_values))
+    left_out = {str(v): int(n) for v, n in zip(*np.unique(split[rest].astype(str), return_counts=True))}
     train_idx, val_idx = validation_split(figures.records, train_all, fraction=d.val_fraction, seed=seed)
-    return HoldoutSplit(figures, train_idx, val_idx, test_idx)
+    return HoldoutSplit(figures, train_idx, val_idx, test_idx, left_out)
 
 
 def score_run(config: TrainConfig, split: HoldoutSplit, out: Path) -> dict[str, Any]:
@@ -196,7 +209,7 @@ def summarise(runs: list[dict]) -> dict:
         mine = [r for r in runs if r["recipe"] == recipe]
         entry: dict[str, Any] = {"n_seeds": len(mine), "seeds": [r["seed"] for r in mine]}
         for key in ("balanced_accuracy", "roc_auc", "balanced_accuracy_tta", "roc_auc_tta"):
-            values = [r[f"test_{key}"] for r in mine if f"test_{key}" in r]
+            values = [r[f"test_{key}"] for r in mine if r.get(f"test_{key}") is not None]
             if values:
                 entry[f"{key}_mean"] = float(np.mean(values))
                 entry[f"{key}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
@@ -429,6 +442,9 @@ def run_holdout(data: str | Path | Sequence[str | Path], work: str | Path, plan:
     for recipe, seed in build_queue(plan, {(r["recipe"], r["seed"]) for r in runs}):
         config = recipe_config(recipe, seed, data, epochs, overrides)
         split = holdout_split(config, cache, seed, split_column, train_values, test_values)
+        if split.left_out:
+            log(f"note: {sum(split.left_out.values())} figure(s) with {split_column} in {sorted(split.left_out)} "
+                "are in neither the training nor the test values; left out")
         log(f"{recipe} seed {seed}: train {len(split.train_idx)}, validation {len(split.val_idx)}, "
             f"test {len(split.test_idx)}")
         out = run_dir(work, recipe, seed)

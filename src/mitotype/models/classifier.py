@@ -26,7 +26,7 @@ from mitotype.models.adaptation import (
     merge_lora,
     save_adapters,
 )
-from mitotype.models.registry import BackboneSpec, get_backbone_spec
+from mitotype.models.registry import BackboneSpec, get_backbone_spec, input_size_problem
 from mitotype.models.stain import StainNormSettings, build_stain_normalizer
 from mitotype.models.weights import RANDOM, LoadReport, build_backbone
 from mitotype.settings import Settings, from_dict, one_of, value_range
@@ -70,7 +70,10 @@ class ModelConfig(Settings):
     model's preprocessing (so training and every inference path apply it); off by default."""
 
     def check(self) -> None:
-        get_backbone_spec(self.backbone)  # a registered backbone (or timm:<arch>)
+        spec = get_backbone_spec(self.backbone)  # a registered backbone (or timm:<arch>)
+        problem = input_size_problem(spec, self.input_size) if self.input_size is not None else None
+        if problem:
+            raise ConfigError(f"model.input_size={self.input_size}: backbone {self.backbone} {problem}")
         if not isinstance(self.lora, LoraSettings):
             raise ConfigError("model.lora must be LoRA settings (rank, alpha, dropout, target_modules)")
         if not isinstance(self.stain_norm, StainNormSettings):

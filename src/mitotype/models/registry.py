@@ -187,6 +187,24 @@ def create_backbone(spec: BackboneSpec, *, device: str | torch.device | None = N
         return timm.create_model(spec.architecture, pretrained=False, **kwargs)
 
 
+def input_size_problem(spec: BackboneSpec, size: int) -> str | None:
+    """Why the backbone of ``spec`` cannot take ``size`` x ``size`` inputs, or ``None``: read off timm's own
+    patch embedding (built on the meta device), so a bad size is refused before any data or weights load."""
+    if spec.family != "vit" or size == spec.input_size:
+        return None
+    embed = getattr(create_backbone(spec, device="meta"), "patch_embed", None)
+    if embed is None:
+        return None
+    if getattr(embed, "strict_img_size", False):
+        height, width = embed.img_size
+        return f"takes {height}x{width} inputs only (its position embeddings are fixed)"
+    patch = embed.patch_size[0]
+    if not getattr(embed, "dynamic_img_pad", False) and size % patch:
+        lower, upper = size // patch * patch, (size // patch + 1) * patch
+        return f"needs a multiple of its {patch}-pixel patch (e.g. {lower or upper} or {upper})"
+    return None
+
+
 def meta_state_dict_shapes(spec: BackboneSpec) -> dict[str, tuple[int, ...]]:
     """Key -> shape of the backbone's state dict, computed on the meta device (no allocation)."""
     model = create_backbone(spec, device="meta")

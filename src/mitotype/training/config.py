@@ -8,6 +8,7 @@ with every run, so a result can always be traced to the settings that made it.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,10 +137,24 @@ class DataSettings(Settings):
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ConfigError(f"data.sources: the name(s) {twice} are given to more than one dataset")
+        first: dict[tuple[str, str], str] = {}
+        for source in self.sources:
+            options = json.dumps(self._source_options(source), sort_keys=True, default=str)
+            key = (str(Path(source.path).expanduser().resolve()), options)
+            if key in first:
+                also = f" (also as {first[key]})" if first[key] != source.path else ""
+                raise ConfigError(f"data.sources: {source.path} is given twice{also} with the same reader options: "
+                                  "its figures would train and test against themselves; give each dataset once")
+            first[key] = source.path
 
     def reader_options(self) -> dict[str, object]:
         """The reader's own options this block sets for ``data.path`` (``read_dataset`` keyword arguments)."""
         return _reader_options(self.images_dir, self.columns, self.labels, self.meta_csv, self.size_policy)
+
+    def _source_options(self, source: DataSource) -> dict[str, Any]:
+        """The reader options of one dataset: its own where set, ``data``'s otherwise."""
+        own = {key: getattr(source, key) for key in DATA_READER_KEYS}
+        return {key: getattr(self, key) if value is None else value for key, value in own.items()}
 
     def resolved_sources(self) -> list[DataSource]:
         """The datasets of ``sources``, each with every reader option filled in (its own or ``data``'s)
@@ -147,8 +162,7 @@ class DataSettings(Settings):
         out: list[DataSource] = []
         taken = {s.name for s in self.sources if s.name}  # a default name steps aside for a given one
         for source in self.sources:
-            values = {key: getattr(source, key) for key in DATA_READER_KEYS}
-            values = {key: getattr(self, key) if value is None else value for key, value in values.items()}
+            values = self._source_options(source)
             name = source.name
             if not name:
                 base, n = source_name(source.path), 1

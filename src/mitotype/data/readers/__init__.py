@@ -99,7 +99,10 @@ def read_dataset(path: str | Path, fmt: str = "auto", domain: Sequence[str] | st
     if domain is not None:
         fields = [domain] if isinstance(domain, str) else list(domain)
         if records:
-            records = assign_domains(records, fields)
+            try:
+                records = assign_domains(records, fields)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
     if not records and not log.problems:
         raise DataError(f"{path}: no figures found")
     return ReadResult(records, log.problems, fmt=fmt, path=path, sources=log.sources)
