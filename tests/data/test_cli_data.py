@@ -41,6 +41,8 @@ def test_inspect_real_midog25_labels_as_json(shared_data: Path, capsys: pytest.C
 
 def test_inspect_lists_problems_and_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rows = midog25_rows(10)
+    for row in rows:  # one tumour per slide, as in the real file (a slide in two domains is a warning of its own)
+        row["filename"] = f"{row['Tumor'].split()[1]}-{row['filename']}"
     rows[2]["majority"] = "AMF"
     write_midog25(tmp_path, rows)
     truncate(tmp_path / "images" / "6.png")
