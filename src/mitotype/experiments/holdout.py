@@ -439,10 +439,12 @@ def run_holdout(data: str | Path | Sequence[str | Path], work: str | Path, plan:
         return results
 
     results = save()
+    noted = False  # the rows left out are the same for every run: say so once
     for recipe, seed in build_queue(plan, {(r["recipe"], r["seed"]) for r in runs}):
         config = recipe_config(recipe, seed, data, epochs, overrides)
         split = holdout_split(config, cache, seed, split_column, train_values, test_values)
-        if split.left_out:
+        if split.left_out and not noted:
+            noted = True
             log(f"note: {sum(split.left_out.values())} figure(s) with {split_column} in {sorted(split.left_out)} "
                 "are in neither the training nor the test values; left out")
         log(f"{recipe} seed {seed}: train {len(split.train_idx)}, validation {len(split.val_idx)}, "
