@@ -1,4 +1,6 @@
 # MIDOG 2025 Track 2 container: reads /input, writes /output, model from /opt/ml/model, no network.
+# Output: one {"class", "confidence"} per page; confidence is p(atypical) for every figure, whatever its class,
+# because the official evaluator takes confidence as each figure's ROC score as it stands.
 #   docker build -t mitotype-midog25 .
 #   mitotype export --model runs/cv --include-base --out model.tar.gz   (upload as the model tarball)
 #   or run it on the model that ships inside the package: docker run -e MITOTYPE_MODEL_DIR=shipped ...

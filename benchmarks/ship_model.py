@@ -58,7 +58,8 @@ batched augmentation. Epoch {best_epoch} was kept (best validation balanced accu
 
 {threshold_rule_text}:
 **{threshold:.4f}** single view, **{threshold_tta:.4f}** with 8-view TTA (`--tta`). The challenge container uses
-the TTA one with TTA on.
+the TTA one with TTA on; its JSON's `confidence` is p(atypical) for every figure, whatever its class, because the
+official evaluator takes `confidence` as each figure's ROC score as it stands.
 
 ## Measured
 

@@ -16,7 +16,7 @@ from mitotype.errors import DataError
 from mitotype.serving.outputs import (
     OUTPUT_FILENAME,
     challenge_entries,
-    p_atypical_from_entry,
+    roc_score_from_entry,
     validate_output,
     write_challenge_output,
 )
@@ -30,26 +30,36 @@ def test_challenge_entries_types_and_threshold() -> None:
     entries = challenge_entries(np.array([0.0, 0.3, 0.5, 1.0], dtype=np.float32), threshold=0.5)
     assert [e["class"] for e in entries] == ["normal", "normal", "atypical", "atypical"]
     assert all(type(e["confidence"]) is float for e in entries)  # never int, never numpy
-    # confidence is the probability of the PREDICTED class: 1 - p for normal, p for atypical
-    assert entries[1]["confidence"] == pytest.approx(0.7)
+    # confidence is p(atypical) for every figure, whatever the class
+    assert entries[1]["confidence"] == pytest.approx(0.3)
     assert entries[2]["confidence"] == pytest.approx(0.5)
-    assert json.dumps(entries[0]) == '{"class": "normal", "confidence": 1.0}'
+    assert json.dumps(entries[0]) == '{"class": "normal", "confidence": 0.0}'
     assert challenge_entries([0.3], threshold=0.2)[0] == {"class": "atypical", "confidence": 0.3}
-    assert challenge_entries([0.3], threshold=0.4)[0] == {"class": "normal", "confidence": 0.7}
+    assert challenge_entries([0.3], threshold=0.4)[0] == {"class": "normal", "confidence": 0.3}
     validate_output(entries, 4)
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.05, 0.5, 0.95, 1.0])
-def test_challenge_entries_rebuild_gives_p_back(threshold: float) -> None:
+def test_challenge_entries_confidence_is_p(threshold: float) -> None:
     p = np.concatenate([[0.0, 1.0, threshold], np.random.default_rng(1).random(200)]).clip(0, 1)
     entries = challenge_entries(p, threshold)
     for entry, q in zip(entries, p):
         assert entry["class"] == ("atypical" if q >= threshold else "normal")
         assert type(entry["confidence"]) is float and 0.0 <= entry["confidence"] <= 1.0
-        assert p_atypical_from_entry(entry["class"], entry["confidence"]) == pytest.approx(q, abs=1e-12)
+        assert entry["confidence"] == pytest.approx(q, abs=1e-12)
+        assert roc_score_from_entry(entry["class"], entry["confidence"]) == entry["confidence"]
     text = json.dumps(entries[:2])  # p exactly 0 and 1 still serialise as JSON floats
-    assert '"confidence": 1.0' in text and '"confidence": 1,' not in text and '"confidence": 0}' not in text
+    assert '"confidence": 0.0' in text and '"confidence": 1.0' in text
+    assert '"confidence": 1}' not in text and '"confidence": 0}' not in text
     validate_output(json.loads(json.dumps(entries)), len(p))
+
+
+def test_roc_score_readings() -> None:
+    assert roc_score_from_entry("normal", 0.2) == 0.2  # the final evaluator: as it stands
+    assert roc_score_from_entry("normal", 0.2, "predicted-class") == pytest.approx(0.8)  # the superseded draft
+    assert roc_score_from_entry("atypical", 0.9, "predicted-class") == 0.9
+    with pytest.raises(ValueError, match="unknown confidence reading"):
+        roc_score_from_entry("normal", 0.2, "p")
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
@@ -99,7 +109,7 @@ def test_validate_output_extra_keys() -> None:
 def test_write_challenge_output(tmp_path: Path) -> None:
     path = write_challenge_output(tmp_path / OUTPUT_FILENAME, challenge_entries([0.0, 0.9]), n_expected=2)
     assert json.loads(path.read_text()) == [
-        {"class": "normal", "confidence": 1.0},
+        {"class": "normal", "confidence": 0.0},
         {"class": "atypical", "confidence": 0.9},
     ]
     with pytest.raises(DataError):
@@ -146,12 +156,12 @@ def make_job(pk: str, image: str) -> dict[str, Any]:
 
 
 def build_tree(
-    tmp_path: Path, seed: int = 0, reading: str = "predicted-class"
+    tmp_path: Path, seed: int = 0, reading: str = "p-atypical"
 ) -> tuple[Path, Path, dict[str, np.ndarray]]:
     """Ground truth of 4 stacks in 2 tumour domains and the platform's prediction tree for it.
 
     ``conf`` in the returned arrays is each figure's p(atypical); the outputs carry it as ``reading``
-    says: the probability of the predicted class (the contract) or p(atypical) for every figure.
+    says: p(atypical) for every figure (the contract) or the probability of the predicted class (the draft).
     """
     rng = np.random.default_rng(seed)
     gt, jobs = [], []
@@ -206,7 +216,7 @@ def test_score_matches_sklearn(tmp_path: Path) -> None:
         assert res["counts"]["domains"][f"domain_{d}"]["figures"] == int(m.sum())
     assert set(agg) == {"overall_sensitivity", "overall_specificity", "overall_balanced_accuracy",
                         "overall_roc_auc", "overall_accuracy", "domain_1", "domain_2"}
-    assert res["confidence"] == "predicted-class"
+    assert res["confidence"] == "p-atypical"
     assert res["counts"]["figures"] == 49 and res["counts"]["images"] == 4
     # The same numbers from the file itself and from a folder of <stem>.json outputs.
     assert score_files(gt, preds / "predictions.json") == res
@@ -218,12 +228,12 @@ def test_score_matches_sklearn(tmp_path: Path) -> None:
     assert score_files(gt, flat)["aggregates"] == agg
 
 
-def test_p_atypical_reading_for_other_tools(tmp_path: Path) -> None:
-    gt, preds, a = build_tree(tmp_path, reading="p-atypical")
-    res = score_files(gt, preds, confidence="p-atypical")
-    assert res["confidence"] == "p-atypical"
+def test_predicted_class_reading_for_outputs_of_the_superseded_draft(tmp_path: Path) -> None:
+    gt, preds, a = build_tree(tmp_path, reading="predicted-class")
+    res = score_files(gt, preds, confidence="predicted-class")
+    assert res["confidence"] == "predicted-class"
     assert res["aggregates"]["overall_roc_auc"] == pytest.approx(roc_auc_score(a["y"], a["conf"]))
-    # Read as the evaluator reads it, the same file ranks every figure called normal upside down.
+    # Read as the final evaluator reads it, the same file ranks every figure called normal upside down.
     default = score_files(gt, preds)
     flipped = np.where(a["pred"] == 1, a["conf"], 1 - a["conf"])
     assert default["aggregates"]["overall_roc_auc"] == pytest.approx(roc_auc_score(a["y"], flipped))
@@ -326,7 +336,7 @@ def test_cli_score(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     )
     printed = capsys.readouterr().out
     assert "overall" in printed and "domain_1" in printed and "domain_2" in printed
-    assert "probability of the predicted class" in printed
+    assert "p(atypical) for every figure" in printed
     assert f"{balanced_accuracy_score(a['y'], a['pred']):6.3f}" in printed
     saved = json.loads(out_json.read_text())
     assert saved["aggregates"]["overall_roc_auc"] == pytest.approx(roc_auc_score(a["y"], a["conf"]))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mitotype.cli.data_options import add_reader_arguments, reader_options
 from mitotype.errors import MitotypeError
+from mitotype.serving.outputs import CONFIDENCE_CONTRACT
 
 
 def positive_int(text: str) -> int:
@@ -192,8 +193,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "id (file uid, or <stack>#<page>), p_atypical (the probability that the figure is atypical, "
         "whatever the decision), class (atypical when p_atypical >= threshold, else normal), "
         "threshold (the threshold applied), and label (the input's own label, where it has one). "
-        "This is not the challenge JSON: there, `mitotype challenge` "
-        "writes confidence as the probability of the predicted class.")
+        "For the challenge JSON use `mitotype challenge`.")
     p.add_argument("input", help="a multi-page TIFF stack, a folder of patches (any depth, labels not needed), "
                    "a .txt list of patch paths, one patch image, or any dataset a reader understands")
     p.add_argument("--model", nargs="+", help="model folder(s) or a cv output folder (default: the model that "
@@ -220,9 +220,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "challenge", help="the MIDOG 2025 Track 2 container entry point (/input -> /output)",
         description="Reads the one TIFF stack in <input>/images/stacked-histopathology-roi-cropouts/ and "
-        "writes <output>/multiple-mitotic-figure-classification.json: per page {class, confidence}, where "
-        "confidence is the probability of the predicted class (p(atypical) when class is atypical, "
-        "1 - p(atypical) when normal), as the official evaluator reads it. "
+        "writes <output>/multiple-mitotic-figure-classification.json: per page {class, confidence}, where class "
+        "follows the model's stored threshold and " + CONFIDENCE_CONTRACT + ". "
         "The model comes from /opt/ml/model (then /opt/app/model). Env overrides: MITOTYPE_INPUT_DIR, "
         "MITOTYPE_OUTPUT_DIR, MITOTYPE_MODEL_DIR (a folder, or 'shipped' for the model that ships with mitotype).")
     p.add_argument("--input-dir", help="default /input")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from mitotype.serving.outputs import CONFIDENCE_READINGS
+
 
 def register(subparsers: Any) -> None:
     """Add the serving subcommands to the top-level parser."""
@@ -18,10 +20,9 @@ def _register_score(subparsers: Any) -> None:
         description="Score container outputs (multiple-mitotic-figure-classification.json per stack) "
         "against ground_truth.json: pooled balanced accuracy (the ranking metric), sensitivity, "
         "specificity, accuracy and ROC AUC, overall and per tumour domain, with the key names of the "
-        "evaluator's metrics.json. By default 'confidence' is read as the official evaluator reads it: "
-        "the probability of the predicted class, so each figure's ROC score is rebuilt as confidence "
-        "if class is atypical, else 1 - confidence. Malformed outputs are rejected as the platform "
-        "rejects them (exit status 2).",
+        "evaluator's metrics.json. By default 'confidence' is read as the final official evaluator reads it: "
+        "p(atypical) for every figure, taken as the ROC score as it stands. Malformed outputs are rejected "
+        "as the platform rejects them (exit status 2).",
     )
     p.add_argument("--ground-truth", required=True, metavar="GT.json", help="ground_truth.json of the stacks")
     p.add_argument(
@@ -34,11 +35,12 @@ def _register_score(subparsers: Any) -> None:
     p.add_argument("--json", metavar="OUT.json", help="also write the metrics as JSON (atomically)")
     p.add_argument(
         "--confidence",
-        choices=("predicted-class", "p-atypical"),
-        default="predicted-class",
-        help="how to read 'confidence' for the ROC AUC: 'predicted-class' (default; the official "
-        "evaluator's reading and what `mitotype challenge` writes: the probability of the predicted "
-        "class) or 'p-atypical' (p(atypical) for every figure, for outputs of tools that wrote it so)",
+        choices=CONFIDENCE_READINGS,
+        default=CONFIDENCE_READINGS[0],
+        help="how to read 'confidence' for the ROC AUC: 'p-atypical' (default; p(atypical) for every figure, "
+        "the final official evaluator's reading and what `mitotype challenge` writes) or 'predicted-class' "
+        "(the probability of the predicted class, rebuilt as confidence if class is atypical else "
+        "1 - confidence: the reading of the superseded draft evaluator, for outputs of tools that followed it)",
     )
     p.add_argument(
         "--allow-missing",

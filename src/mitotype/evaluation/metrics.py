@@ -144,7 +144,7 @@ def classification_metrics(y_true: Any, y_pred: Any, scores: Any | None = None) 
     """Metrics of hard decisions (and the ROC AUC of ``scores`` when given).
 
     This is the challenge evaluator's view: it knows ``class`` (the decision) and ``confidence`` (the
-    score) per figure, not the threshold. Keys: ``balanced_accuracy``, ``sensitivity``,
+    score, p(atypical)) per figure, not the threshold. Keys: ``balanced_accuracy``, ``sensitivity``,
     ``specificity``, ``accuracy``, ``roc_auc``, ``n``, ``n_pos``, ``tp``, ``fp``, ``tn``, ``fn``.
     """
     y = _labels(y_true)

@@ -2,9 +2,9 @@
 
 Reads the one TIFF stack in ``/input/images/stacked-histopathology-roi-cropouts/`` and writes
 ``/output/multiple-mitotic-figure-classification.json``: one ``{"class", "confidence"}`` per page in
-page order, where ``class`` follows the threshold stored with the model and ``confidence`` is the
-probability of the predicted class (p(atypical) when class is atypical, 1 - p(atypical) when normal,
-a float), as the official evaluator reads it. The output is validated with the evaluator's own rules
+page order, where ``class`` follows the threshold stored with the model (its TTA threshold when TTA is on)
+and ``confidence`` is p(atypical) for every figure, a float, as the final official evaluator takes it
+(:data:`~mitotype.serving.outputs.CONFIDENCE_CONTRACT`). The output is validated with the evaluator's own rules
 before it is written, and written atomically: a failing job leaves no JSON at all rather than a wrong one.
 """
 

@@ -4,9 +4,9 @@ Contract (the challenge's reference container and its evaluator, DeepMicroscopy/
 a JSON list with one object per stack page, in page order, ``{"class": "normal" | "atypical",
 "confidence": <float>}``.
 
-``confidence`` is the probability of the predicted class (:data:`CONFIDENCE_CONTRACT`). The evaluator
-rebuilds each figure's ROC score as ``confidence if class == "atypical" else 1 - confidence``, so writing
-p(atypical) for a figure called normal would enter it upside down. ``confidence`` must be a JSON float
+``confidence`` is p(atypical) for every figure, whatever its ``class`` (:data:`CONFIDENCE_CONTRACT`): the final
+evaluator (``evaluate.py`` since its commit 2d1b108, "confidence is now only the confidence for atypical") takes
+it as each figure's ROC score as it stands. ``confidence`` must be a JSON float
 (the evaluator checks ``isinstance(confidence, float)``: an integer ``0``/``1`` fails the job), and a
 list whose length differs from the number of pages fails the whole job.
 """
@@ -27,10 +27,11 @@ from mitotype.ioutils import atomic_write_text
 __all__ = [
     "CLASSES",
     "CONFIDENCE_CONTRACT",
+    "CONFIDENCE_READINGS",
     "OUTPUT_FILENAME",
     "OUTPUT_SLUG",
     "challenge_entries",
-    "p_atypical_from_entry",
+    "roc_score_from_entry",
     "validate_output",
     "write_challenge_output",
 ]
@@ -39,25 +40,38 @@ CLASSES = ("normal", "atypical")
 OUTPUT_SLUG = "multiple-mitotic-figure-classification"
 OUTPUT_FILENAME = f"{OUTPUT_SLUG}.json"
 CONFIDENCE_CONTRACT = (
-    "confidence is the probability of the predicted class: p(atypical) when class is atypical, "
-    "1 - p(atypical) when class is normal"
+    "confidence is p(atypical) for every figure, whatever its class, because the official MIDOG 2025 "
+    "Track 2 evaluator takes confidence as each figure's ROC score as it stands"
 )
 """The one sentence that documents ``confidence`` everywhere (help texts, messages, README)."""
 
+CONFIDENCE_READINGS = ("p-atypical", "predicted-class")
+"""How a ``confidence`` can be read: ``p-atypical`` (the final evaluator's reading and what ``mitotype
+challenge`` writes) or ``predicted-class`` (the probability of the predicted class, the reading of the
+superseded draft evaluator, commit 0b35ad1, for outputs of tools that followed it)."""
 
-def p_atypical_from_entry(cls: str, confidence: float) -> float:
-    """The evaluator's rebuild of p(atypical) from one output object (the inverse of ``challenge_entries``)."""
-    return confidence if cls == CLASSES[1] else 1.0 - confidence
+
+def roc_score_from_entry(cls: str, confidence: float, reading: str = "p-atypical") -> float:
+    """A figure's ROC score (its p(atypical)) from one output object, under ``reading``.
+
+    ``p-atypical``: ``confidence`` as it stands, as the final evaluator takes it. ``predicted-class``: the
+    superseded draft's rebuild, ``confidence if class == "atypical" else 1 - confidence``.
+    """
+    if reading == "p-atypical":
+        return confidence
+    if reading == "predicted-class":
+        return confidence if cls == CLASSES[1] else 1.0 - confidence
+    raise ValueError(f"unknown confidence reading {reading!r}; choose from {list(CONFIDENCE_READINGS)}")
 
 
 def challenge_entries(
     p_atypical: Sequence[float] | np.ndarray, threshold: float = 0.5
 ) -> list[dict[str, Any]]:
-    """One output object per figure: ``class`` atypical iff p >= threshold, ``confidence`` the probability
-    of that class (p when atypical, 1 - p when normal), so that the evaluator's rebuild gives back p.
+    """One output object per figure: ``class`` atypical iff p >= threshold, ``confidence`` p(atypical) itself,
+    whatever the class (:data:`CONFIDENCE_CONTRACT`).
 
-    ``confidence`` is always a Python ``float`` in [0, 1] (p = 0 gives normal with ``1.0``, p = 1 atypical with
-    ``1.0``, never an integer). Raises ``ValueError`` for NaN/inf or values outside [0, 1].
+    ``confidence`` is always a Python ``float`` in [0, 1] (p = 0 gives ``0.0``, p = 1 gives ``1.0``, never an
+    integer). Raises ``ValueError`` for NaN/inf or values outside [0, 1].
     """
     p = np.asarray(p_atypical, dtype=np.float64).reshape(-1)
     t = float(threshold)
@@ -73,11 +87,7 @@ def challenge_entries(
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
         raise ValueError(f"p_atypical must lie in [0, 1]; figure {i} has {p[i]!r}")
-    entries = []
-    for v in p.tolist():
-        atypical = v >= t
-        entries.append({"class": CLASSES[int(atypical)], "confidence": float(v if atypical else 1.0 - v)})
-    return entries
+    return [{"class": CLASSES[int(v >= t)], "confidence": float(v)} for v in p.tolist()]
 
 
 def validate_output(

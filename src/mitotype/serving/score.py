@@ -27,11 +27,11 @@ Differences from the official script, on purpose: an undefined metric (a domain 
 only) is ``None`` instead of a warning-and-0 or a crash; a stack in the ground truth without a
 prediction is an error unless ``allow_missing`` (the platform fails such a submission earlier).
 
-Confidence semantics: by default (mode ``"predicted-class"``) ``confidence`` is read as the
-evaluator reads it, the probability of the predicted class, and the ROC score of each figure is
-rebuilt as ``confidence if class == "atypical" else 1 - confidence`` (what ``mitotype challenge``
-writes, see :data:`~mitotype.serving.outputs.CONFIDENCE_CONTRACT`). Mode ``"p-atypical"`` reads
-``confidence`` as p(atypical) for every figure, for outputs of other tools that wrote it that way.
+Confidence semantics: by default (reading ``"p-atypical"``) ``confidence`` is each figure's ROC score as it
+stands, as the final evaluator takes it (:data:`~mitotype.serving.outputs.CONFIDENCE_CONTRACT`; what
+``mitotype challenge`` writes). Reading ``"predicted-class"`` rebuilds p(atypical) as ``confidence if class ==
+"atypical" else 1 - confidence``, the reading of the superseded draft evaluator, for outputs of tools that
+followed that draft.
 Decisions (and so balanced accuracy) do not depend on the mode; the ROC AUC does.
 
 The written metrics (``--json``) have the evaluator's ``metrics.json`` form: ``aggregates`` holds
@@ -52,12 +52,12 @@ import numpy as np
 
 from mitotype.errors import DataError
 from mitotype.evaluation.metrics import classification_metrics
-from mitotype.serving.outputs import CLASSES, OUTPUT_SLUG, p_atypical_from_entry, validate_output
+from mitotype.serving.outputs import CLASSES, CONFIDENCE_READINGS, OUTPUT_SLUG, roc_score_from_entry, validate_output
 
 __all__ = [
     "CONFIDENCE_MODES",
-    "CONFIDENCE_READINGS",
     "INPUT_SLUG",
+    "READING_NAMES",
     "PredictedStack",
     "StackTruth",
     "check_metrics_path",
@@ -69,11 +69,12 @@ __all__ = [
 ]
 
 INPUT_SLUG = "stacked-histopathology-roi-cropouts"
-CONFIDENCE_MODES = ("predicted-class", "p-atypical")
-"""How ``confidence`` is read; the first (the official evaluator's reading) is the default."""
-CONFIDENCE_READINGS = {
-    "predicted-class": "the probability of the predicted class (as the official evaluator reads it)",
-    "p-atypical": "p(atypical) for every figure (--confidence p-atypical, for other tools' outputs)",
+CONFIDENCE_MODES = CONFIDENCE_READINGS
+"""How ``confidence`` is read; the first (the final official evaluator's reading) is the default."""
+READING_NAMES = {
+    "p-atypical": "p(atypical) for every figure (as the final official evaluator reads it)",
+    "predicted-class": "the probability of the predicted class (--confidence predicted-class: the superseded "
+                       "draft evaluator's reading)",
 }
 _CLASS_IDS = {name: i for i, name in enumerate(CLASSES)}  # normal 0, atypical 1
 _METRIC_KEYS = ("sensitivity", "specificity", "balanced_accuracy", "accuracy", "roc_auc")
@@ -262,7 +263,7 @@ def _domain_key(value: Any) -> tuple[int, Any]:
 def score_predictions(
     truth: Mapping[str, StackTruth],
     predictions: Mapping[str, PredictedStack],
-    confidence: str = "predicted-class",
+    confidence: str = "p-atypical",
     allow_missing: bool = False,
     truth_source: str = "the ground truth",
 ) -> dict[str, Any]:
@@ -292,7 +293,7 @@ def score_predictions(
             conf = float(entry["confidence"])
             ys.append(label)
             preds.append(_CLASS_IDS[entry["class"]])
-            scores.append(p_atypical_from_entry(entry["class"], conf) if confidence == "predicted-class" else conf)
+            scores.append(roc_score_from_entry(entry["class"], conf, confidence))
             domains.append(domain)
     extra = sorted((p for p in predictions.values() if p.image not in used), key=lambda p: p.image)
     if extra:
@@ -336,7 +337,7 @@ def score_predictions(
 def score_files(
     ground_truth: str | Path,
     predictions: str | Path,
-    confidence: str = "predicted-class",
+    confidence: str = "p-atypical",
     allow_missing: bool = False,
 ) -> dict[str, Any]:
     """:func:`score_predictions` on files: ``ground_truth.json`` and a predictions file or folder."""
@@ -354,7 +355,7 @@ def format_scores(result: Mapping[str, Any]) -> str:
 
     agg = result["aggregates"]
     counts = result["counts"]
-    reading = CONFIDENCE_READINGS[result["confidence"]]
+    reading = READING_NAMES[result["confidence"]]
     lines = [
         f"scored {counts['images']} stack(s), {counts['figures']} figure(s), {counts['atypical']} atypical; "
         f"confidence read as {reading}",
