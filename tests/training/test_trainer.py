@@ -166,6 +166,34 @@ def test_the_model_stores_a_tta_threshold(synth_figures, tmp_path):
     assert 0.0 < meta["threshold_tta"] < 1.0
 
 
+def test_the_model_stores_a_calibration_fitted_on_its_validation_scores(synth_figures, tmp_path, monkeypatch):
+    """Each way of scoring gets the Platt map of the kept model's validation scores, with the validation
+    prevalence it holds at; the map keeps the ranking (positive slope). The scores are made informative (a tiny
+    model barely learns in two epochs) and differ between one view and TTA, as real ones do."""
+    from mitotype.evaluation.calibration import fit_calibration
+    from mitotype.models.artifact import read_artifact_meta, stored_calibration
+
+    labels = np.array([r.label for r in synth_figures.records])
+    noise = np.random.default_rng(0).random(len(labels))
+
+    def scores(self, idx, tta=False):
+        return np.clip(0.15 + 0.5 * labels[idx] + (0.3 if tta else 0.45) * noise[idx], 0, 1).astype(np.float32)
+
+    monkeypatch.setattr(Trainer, "predict", scores)
+    trainer = _trainer(synth_figures, tmp_path / "run", overrides=["optim.epochs=2"])
+    trainer.fit()
+    meta = read_artifact_meta(tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["calibration"] == meta["calibration"]
+    y = trainer.labels[trainer.val_idx]
+    for tta in (False, True):
+        cal = stored_calibration(meta, tta)
+        assert cal is not None and cal.slope > 0
+        assert cal.prevalence == pytest.approx(float(np.mean(y)))
+        assert cal.figures == len(y)
+        again = fit_calibration(y, trainer.predict(trainer.val_idx, tta=tta))
+        assert (cal.slope, cal.intercept) == pytest.approx((again.slope, again.intercept), rel=1e-4, abs=1e-4)
+
+
 @pytest.mark.parametrize(("metric", "expected_epoch"), [("balanced_accuracy", 2), ("roc_auc", 3), ("last", 4)])
 def test_select_metric_picks_the_epoch(synth_figures, tmp_path, monkeypatch, metric, expected_epoch):
     script = iter([

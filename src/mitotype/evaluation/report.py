@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from mitotype.evaluation.metrics import calibration_bins, expected_calibration_error, format_mean_std
+from mitotype.evaluation.calibration import calibration_by_domain
+from mitotype.evaluation.metrics import format_mean_std
 from mitotype.ioutils import atomic_write_text
 
 __all__ = [
@@ -240,16 +241,26 @@ def _plot_confusion(data: Mapping[str, np.ndarray], threshold: float | None) -> 
 
 
 def _plot_reliability(data: Mapping[str, np.ndarray]) -> str:
-    bins = calibration_bins(data["label"], data["p"])
-    ece = expected_calibration_error(data["label"], data["p"])
+    """Pooled and per-domain reliability curves, each with its ECE: a probability that holds on one scanner can
+    be off on another, and a domain with fewer atypical figures sees its curve fall below the diagonal."""
+    by_domain = calibration_by_domain(data["label"], data["p"], data["domain"])
+    pooled = by_domain["pooled"]
+    bins = pooled["bins"]
     fig = _figure("reliability diagram", 4.8, 4.6)
     ax = fig.add_axes((0.12, 0.38, 0.8, 0.55))
     hist = fig.add_axes((0.12, 0.1, 0.8, 0.2), sharex=ax)
-    full = [b for b in bins if b["count"]]
     ax.plot([0, 1], [0, 1], color="0.7", linewidth=0.8)
-    ax.plot([b["mean_p"] for b in full], [b["frac_pos"] for b in full], marker="o", color="tab:blue")
+    domains = by_domain["domains"] if len(by_domain["domains"]) > 1 else {}
+    for name, entry in domains.items():
+        full = [b for b in entry["bins"] if b["count"]]
+        ax.plot([b["mean_p"] for b in full], [b["frac_pos"] for b in full], marker=".", linewidth=0.8, alpha=0.8,
+                label=f"{name} ({entry['prevalence']:.0%} atypical), ECE {entry['ece']:.3f}")
+    full = [b for b in bins if b["count"]]
+    ax.plot([b["mean_p"] for b in full], [b["frac_pos"] for b in full], marker="o", color="black",
+            label=f"all ({pooled['prevalence']:.0%} atypical), ECE {pooled['ece']:.3f}")
+    ax.legend(fontsize=6, loc="upper left")
     ax.set_ylabel("fraction atypical")
-    ax.set_title(f"Reliability of p(atypical), ECE {ece:.3f} ({len(bins)} bins)", fontsize=10)
+    ax.set_title(f"Reliability of p(atypical), ECE {pooled['ece']:.3f} ({len(bins)} bins)", fontsize=10)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     width = bins[0]["hi"] - bins[0]["lo"]

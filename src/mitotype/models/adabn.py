@@ -64,4 +64,28 @@ def adapt_batchnorm(
     return adapted
 
 
-__all__ = ["ADAPT_MODES", "adapt_batchnorm", "has_batchnorm"]
+def class_balanced_rows(
+    p_atypical: Sequence[float] | np.ndarray, share: float = 0.5, size: int | None = None,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Row indices (with repeats) of figures re-weighted so that, by their calibrated ``p_atypical``, a
+    ``share`` of them is expected to be atypical, whatever the input's own share.
+
+    AdaBN statistics follow the input's class mix: atypical figures look different, so an input with fewer of
+    them moves every BatchNorm mean and every score. Re-estimating on this re-weighted sample instead keeps the
+    class mix the network's statistics had while it trained (class-balanced sampling: half atypical) and leaves
+    the scanner's own shift to be corrected. Figure i weighs ``share * p_i / m + (1 - share) * (1 - p_i) / (1 - m)``
+    with ``m`` the mean p: the expected atypical share of the weighted sample is then exactly ``share``.
+    """
+    p = np.clip(np.asarray(p_atypical, dtype=np.float64), 1e-4, 1.0 - 1e-4)
+    if p.ndim != 1 or len(p) == 0:
+        raise MitotypeError("class-balanced AdaBN needs the p(atypical) of at least one figure")
+    if not 0.0 < share < 1.0:
+        raise MitotypeError(f"share must lie strictly between 0 and 1, got {share}")
+    mean = float(p.mean())
+    weights = share * p / mean + (1.0 - share) * (1.0 - p) / (1.0 - mean)
+    rng = rng if rng is not None else np.random.default_rng(0)
+    return rng.choice(len(p), size=len(p) if size is None else size, replace=True, p=weights / weights.sum())
+
+
+__all__ = ["ADAPT_MODES", "adapt_batchnorm", "class_balanced_rows", "has_batchnorm"]

@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 from mitotype import __version__
 from mitotype.errors import MitotypeError, WeightsError
 from mitotype.ioutils import atomic_save_safetensors, write_json_atomic
+from mitotype.models.calibration import Calibration
 from mitotype.models.classifier import ModelConfig, build_classifier, build_device
 from mitotype.settings import to_dict
 
@@ -45,11 +46,13 @@ def save_model_artifact(
     domains: list[str] | None = None,
     threshold_tta: float | None = None,
     tensors: dict[str, torch.Tensor] | None = None,
+    calibration: dict[str, Calibration] | None = None,
 ) -> Path:
     """Write ``model.safetensors`` (+ ``model.json``) for a trained :class:`MitoClassifier`.
 
     ``config`` is the whole run configuration (a dataclass, stored for tracing); loading needs only its
-    ``model`` section and ``seed``.
+    ``model`` section and ``seed``. ``calibration``: the Platt map of each way of scoring (``single``, ``tta``)
+    fitted on the validation slides; thresholds stay on the raw scale and are mapped where p is reported.
     """
     meta = {
         "format": ARTIFACT_FORMAT,
@@ -63,12 +66,23 @@ def save_model_artifact(
         "domains": list(domains or []),
         "num_domains": int(getattr(model, "num_domains", 0)),
         "merged": bool(getattr(model, "merged", False)),
+        "calibration": {view: cal.to_dict() for view, cal in (calibration or {}).items()},
     }
     path = Path(out_dir) / MODEL_FILE
     state = tensors if tensors is not None else model.trainable_state_dict()
     atomic_save_safetensors(state, path, {"mitotype": json.dumps(meta)})
     write_json_atomic(Path(out_dir) / META_FILE, meta)
     return path
+
+
+CALIBRATED_VIEWS = ("single", "tta")
+"""The ways of scoring a calibration map is fitted for: one view, 8-view TTA (its scores are pulled inward)."""
+
+
+def stored_calibration(meta: dict[str, Any], tta: bool) -> Calibration | None:
+    """The calibration map a model stores for one way of scoring (``None``: written before calibration)."""
+    entry = meta.get("calibration", {}).get("tta" if tta else "single")
+    return None if entry is None else Calibration.from_dict(entry)
 
 
 def model_config_of(meta: dict[str, Any]) -> ModelConfig:
@@ -146,6 +160,12 @@ def _checked_meta(raw: str, path: Path) -> dict[str, Any]:
     for key, value in (("num_domains", meta.get("num_domains", 0)), ("config.seed", meta["config"].get("seed", 0))):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise MitotypeError(f"{path}: metadata '{key}' must be a whole number >= 0, got {value!r}")
+    calibration = meta.get("calibration", {})  # absent in models written before calibration
+    if not isinstance(calibration, dict) or not set(calibration) <= set(CALIBRATED_VIEWS):
+        raise MitotypeError(f"{path}: metadata 'calibration' must map {list(CALIBRATED_VIEWS)} to fitted maps, "
+                            f"got {calibration!r}")
+    for view, entry in calibration.items():
+        Calibration.from_dict(entry, where=f"{path}: metadata 'calibration.{view}'")
     try:
         model_config_of(meta)  # the stored model section: known backbone, values in range
     except MitotypeError as exc:
@@ -195,6 +215,7 @@ def load_model_artifact(
 
 __all__ = [
     "ARTIFACT_FORMAT",
+    "CALIBRATED_VIEWS",
     "META_FILE",
     "MODEL_FILE",
     "LoadedModel",
@@ -203,4 +224,5 @@ __all__ = [
     "model_config_of",
     "read_artifact_meta",
     "save_model_artifact",
+    "stored_calibration",
 ]

@@ -26,11 +26,13 @@ from safetensors.torch import load_file
 
 from mitotype.data.records import FigureRecord, require_labels
 from mitotype.errors import ConfigError, MitotypeError
+from mitotype.evaluation.calibration import fit_calibration
 from mitotype.evaluation.metrics import best_threshold, binary_metrics
 from mitotype.evaluation.splits import assert_no_leak
 from mitotype.evaluation.transfer import platt_threshold
 from mitotype.models.allocator import retain_freed_memory
-from mitotype.models.artifact import MODEL_FILE, save_model_artifact
+from mitotype.models.artifact import CALIBRATED_VIEWS, MODEL_FILE, save_model_artifact
+from mitotype.models.calibration import Calibration
 from mitotype.models.classifier import build_classifier, build_device
 from mitotype.models.device import autocast_dtype, resolve_device, to_float_batch
 from mitotype.models.embedding_cache import EmbeddingTable
@@ -499,10 +501,10 @@ class Trainer:
             return TrainResult(out_dir=self.out_dir, threshold=float("nan"), best_epoch=0, val_metrics={},
                                history=history, wall_seconds=time.perf_counter() - start_time)
         if is_main and "threshold_tta" not in best:
-            best["threshold_tta"] = self._tta_threshold()
+            best["threshold_tta"], calibration = self._final_thresholds_and_calibration()
             save_model_artifact(self.out_dir, self.model, cfg, threshold=best["threshold"],
                                 threshold_tta=best["threshold_tta"], metrics=best, domains=self.domain_names,
-                                tensors=self._best_state)
+                                tensors=self._best_state, calibration=calibration)
         return TrainResult(out_dir=self.out_dir, threshold=float(best["threshold"]),
                            best_epoch=int(best["epoch"]), val_metrics=best, history=history,
                            wall_seconds=time.perf_counter() - start_time)
@@ -607,14 +609,17 @@ class Trainer:
         """This run's :func:`run_fingerprint` (written with every resume state, checked on resume)."""
         return run_fingerprint(self.config, self.records, self.train_idx, self.val_idx, self.world)
 
-    def _tta_threshold(self) -> float:
-        """Balanced-accuracy threshold of the best model on 8-view TTA validation scores: averaging views
-        pulls probabilities inward, so the single-view threshold would misplace TTA decisions."""
+    def _final_thresholds_and_calibration(self) -> tuple[float, dict[str, Calibration]]:
+        """The kept model's 8-view TTA threshold (averaging views pulls probabilities inward, so the single-view
+        threshold would misplace TTA decisions) and the calibration map of each way of scoring, all fitted on
+        the validation slides' scores of the kept model."""
         if getattr(self, "_best_state", None) is None:  # resumed after the last epoch: reload the best
             self._best_state = load_file(str(self.out_dir / MODEL_FILE))
         self.model.load_trainable_state_dict(self._best_state)
-        p = self.predict(self.val_idx, tta=True)
-        return self._choose_threshold(self.labels[self.val_idx], p)
+        y = self.labels[self.val_idx]
+        p = {view: self.predict(self.val_idx, tta=view == "tta") for view in CALIBRATED_VIEWS}
+        calibration = {view: cal for view in CALIBRATED_VIEWS if (cal := fit_calibration(y, p[view])) is not None}
+        return self._choose_threshold(y, p["tta"]), calibration
 
     def _choose_threshold(self, y: np.ndarray, p: np.ndarray) -> float:
         """The decision threshold that ``threshold`` asks for, from validation labels and scores."""
