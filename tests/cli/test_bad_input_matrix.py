@@ -407,9 +407,14 @@ CASES: dict[str, dict[str, Breaker]] = {
 }
 
 
+NOT_A_MISTAKE = {("predict", "csv-missing-majority")}
+"""(command, case) pairs that are fine input for that command: predict classifies figures without labels, so a
+label file without its label column is what it is for (issue 37; tests/data/test_unlabelled_figures.py)."""
+
+
 def _matrix() -> list[tuple[str, str, str, str]]:
     return [(cmd, slot, kind, case) for cmd, spec in COMMANDS.items() for slot, kind in spec.slots.items()
-            for case in CASES[kind]]
+            for case in CASES[kind] if (cmd, case) not in NOT_A_MISTAKE]
 
 
 MATRIX = _matrix()
