@@ -190,9 +190,9 @@ def analyse_slides(
     options = options or SlideOptions()
     say = log or (lambda _message: None)
     inputs = [slides] if isinstance(slides, str | Path) else list(slides)
-    pairing = pair_points(find_slides(inputs), points, options.points_format)
-    chosen = shard_slides(pairing.slides, shard)
     out_dir = Path(out) if out is not None else None
+    pairing = pair_points(find_slides(inputs), points, options.points_format, exclude=out_dir)
+    chosen = shard_slides(pairing.slides, shard)
     identity = {"version": RESULTS_VERSION, "mitotype": __version__, "model": model_identity(model),
                 "options": options.identity(), "field": {"um": FIELD_UM, "target_mpp": TARGET_MPP}}
     loaded: list[Classifier] = []

@@ -109,14 +109,17 @@ def _owner(path: Path, root: Path, names: list[str]) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-def pair_points(slides: Sequence[Path], points: str | Path, fmt: str = "auto") -> Pairing:
-    """Pair ``slides`` with the points under ``points`` (a file or a folder); see the module docstring."""
+def pair_points(slides: Sequence[Path], points: str | Path, fmt: str = "auto", exclude: Path | None = None
+                ) -> Pairing:
+    """Pair ``slides`` with the points under ``points`` (a file or a folder); see the module docstring.
+    ``exclude``: a folder whose files are never points (the output folder, if it lies under ``points``)."""
     points = Path(points)
     names = [slide_name(s) for s in slides]
     items = [SlideInput(n, s) for n, s in zip(names, slides)]
     if points.is_dir():
+        skip = exclude.resolve() if exclude is not None else None
         files = sorted(p for p in points.rglob("*") if p.is_file() and p.suffix.lower() in POINT_SUFFIXES
-                       and not p.name.startswith("."))
+                       and not p.name.startswith(".") and not (skip is not None and p.resolve().is_relative_to(skip)))
         owned: dict[str, list[Path]] = {}
         unpaired = []
         for file in files:

@@ -140,7 +140,7 @@ class TiffSlide(Slide):
 
         self._tif = tifffile.TiffFile(path)
         if not self._tif.series:
-            raise DataError(f"{path}: a TIFF without an image")
+            raise DataError(f"{path}: cannot read the slide (a TIFF without an image)")
         levels = self._tif.series[0].levels
         self._pages = [level.keyframe for level in levels]
         dims = [_page_size(page) for page in self._pages]
@@ -279,8 +279,8 @@ def choose_backend(path: Path) -> str:
             with openslide.OpenSlide(str(path)) as slide:
                 if slide.level_count >= levels:
                     return "openslide"
-        if levels:
-            return "tifffile"
+        if levels or not vendor:
+            return "tifffile"  # which says why, when it cannot read it either
     if vendor:
         return "openslide"
     if openslide is None and not is_tiff:
