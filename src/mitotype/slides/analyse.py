@@ -26,8 +26,10 @@ from mitotype.slides.stats import DEFAULT_HOTSPOT_MM2, Hotspot, find_hotspot, wi
 from mitotype.slides.tissue import tissue_area_mm2, tissue_mask
 from mitotype.slides.wsi import Slide
 
-THUMBNAIL_SIDE = 2048
-"""The thumbnail the tissue mask is computed on (and the report shows, reduced)."""
+THUMBNAIL_UM_PER_PX = 8.0
+THUMBNAIL_SIDE = (512, 2048)
+"""The thumbnail the tissue mask is computed on (and the report shows, reduced): about 8 µm per pixel (a 20 mm
+section in 2,500 px), at least 512 and at most 2,048 px on its longer side."""
 
 COHORT_COLUMNS = (
     "slide", "status", "figures", "atypical", "normal", "atypical_fraction", "atypical_fraction_ci_low",
@@ -139,7 +141,8 @@ def analyse_slide(name: str, slide: Slide, points: PointSet, options: SlideOptio
     threshold = model.threshold if model is not None else None
     atypical = p >= threshold if threshold is not None else np.zeros(0, dtype=bool)
 
-    thumbnail = slide.thumbnail(THUMBNAIL_SIDE)
+    longest_um = max(w * resolution.mpp_x, h * resolution.mpp_y)
+    thumbnail = slide.thumbnail(int(np.clip(longest_um / THUMBNAIL_UM_PER_PX, *THUMBNAIL_SIDE)))
     um_per_thumb_px = w * resolution.mpp_x / thumbnail.shape[1]
     tissue = tissue_area_mm2(tissue_mask(thumbnail, um_per_thumb_px), um_per_thumb_px)
 
