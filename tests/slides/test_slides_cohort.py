@@ -145,3 +145,23 @@ def test_a_strip_tiff_with_micrometre_csv_points(tmp_path: Path) -> None:
     [result] = analyse_slides([tmp_path / "plain.tif"], tmp_path / "pts.csv").slides
     assert result.ok and result.row["mpp"] == pytest.approx(0.5)
     assert [(f["x_px"], f["y_px"]) for f in result.figures] == [(200.0, 300.0), (400.0, 500.0)]
+
+
+def test_mistakes_before_any_slide_are_one_line_and_leave_nothing(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    _slide(tmp_path / "A.tif")
+    _slide(tmp_path / "B.tif", seed=1)
+    _points(tmp_path / "one.json", [(200.0, 200.0)])
+    out = tmp_path / "out"
+    cases = [
+        ([str(tmp_path / "nowhere.svs"), "--points", str(tmp_path / "one.json")], "nowhere.svs: no such slide"),
+        ([str(tmp_path / "A.tif"), str(tmp_path / "B.tif"), "--points", str(tmp_path / "one.json")],
+         "one points file for 2 slides"),
+        ([str(tmp_path / "A.tif"), "--points", str(tmp_path / "none.json")], "none.json: no such points file"),
+    ]
+    for argv, expected in cases:
+        assert main(["slides", *argv, "--out", str(out), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
+        assert not out.exists()

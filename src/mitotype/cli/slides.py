@@ -59,13 +59,13 @@ def print_cohort(cohort) -> None:  # cohort: mitotype.slides.CohortResult
 
 
 def run_slides(args: argparse.Namespace) -> int:
-    from mitotype.paths import ensure_output_dir
+    from mitotype.paths import check_folder_creatable
     from mitotype.slides import SlideOptions, analyse_slides
 
     options = SlideOptions(mpp=args.mpp, units=args.units, points_format=args.points_format,
                            min_probability=args.min_probability, point_names=tuple(args.points_class),
                            hotspot_area_mm2=args.hotspot_area, tta=args.tta, threshold=args.threshold)
-    out = ensure_output_dir(args.out)
+    out = check_folder_creatable(args.out)  # created once the inputs are read: a refused input leaves nothing
     cohort = analyse_slides(args.slides, args.points, out, model=args.model, options=options, shard=args.shard,
                             resume=not args.restart, report=not args.no_report, device=args.device,
                             runtime=args.runtime, batch_size=args.batch_size,
