@@ -165,3 +165,21 @@ def test_mistakes_before_any_slide_are_one_line_and_leave_nothing(tmp_path: Path
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
         assert not out.exists()
+
+
+def test_a_fold_ensemble_with_tta_and_a_threshold_of_ones_own(tmp_path: Path) -> None:
+    from tests.conftest import make_model_dir
+
+    folds = tmp_path / "cv" / "folds"
+    make_model_dir(folds / "a" / "model", bias=2.0, threshold=0.4)
+    make_model_dir(folds / "b" / "model", bias=-2.0, threshold=0.6)
+    _slide(tmp_path / "S.tif")
+    _points(tmp_path / "S.json", [(200.0, 200.0), (400.0, 300.0)])
+    [result] = analyse_slides([tmp_path / "S.tif"], tmp_path / "S.json", model=[tmp_path / "cv"],
+                              options=SlideOptions(tta=True), device="cpu").slides
+    assert result.ok and result.row["threshold"] == pytest.approx(0.5) and result.row["tta"] is True
+    p = [f["p_atypical"] for f in result.figures]
+    assert all(abs(v - 0.5) < 0.1 for v in p)  # sigmoid(2) and sigmoid(-2) averaged: about 0.5
+    [lowered] = analyse_slides([tmp_path / "S.tif"], tmp_path / "S.json", model=[tmp_path / "cv"],
+                               options=SlideOptions(threshold=0.0), device="cpu").slides
+    assert lowered.row["threshold"] == 0.0 and lowered.row["atypical"] == 2
