@@ -407,9 +407,14 @@ CASES: dict[str, dict[str, Breaker]] = {
 }
 
 
+NOT_A_MISTAKE = {("predict", "csv-missing-majority")}
+"""(command, case) pairs that are fine input for that command: predict classifies figures without labels, so a
+label file without its label column is what it is for (issue 37; tests/data/test_unlabelled_figures.py)."""
+
+
 def _matrix() -> list[tuple[str, str, str, str]]:
     return [(cmd, slot, kind, case) for cmd, spec in COMMANDS.items() for slot, kind in spec.slots.items()
-            for case in CASES[kind]]
+            for case in CASES[kind] if (cmd, case) not in NOT_A_MISTAKE]
 
 
 MATRIX = _matrix()
@@ -552,5 +557,7 @@ def test_the_good_inputs_work(command, synth_dir, backbone_weights, tmp_path, ca
 
 def test_matrix_size():
     """The note in issue 20 names the matrix size; keep it honest."""
-    assert len(MATRIX) == sum(len(CASES[k]) for spec in COMMANDS.values() for k in spec.slots.values())
+    every = sum(len(CASES[k]) for spec in COMMANDS.values() for k in spec.slots.values())
+    assert len(MATRIX) == every - sum(1 for cmd, case in NOT_A_MISTAKE for spec in [COMMANDS[cmd]]
+                                      for k in spec.slots.values() if case in CASES[k])
     assert len(MATRIX) >= 150

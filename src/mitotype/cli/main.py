@@ -28,6 +28,7 @@ SUBCOMMAND_MODULES = (
     "mitotype.cli.holdout",
     "mitotype.cli.serve",
     "mitotype.cli.deploy",
+    "mitotype.cli.slides",
 )
 
 

@@ -71,8 +71,9 @@ def read_dataset(path: str | Path, fmt: str = "auto", domain: Sequence[str] | st
 
     ``domain``: metadata fields to build the domain from (e.g. ``["scanner"]``, ``["tumor", "species"]``);
     ``None`` keeps the reader's default. ``labels_optional`` (figures to classify): a label that cannot be
-    read leaves the figure unlabelled with a warning instead of an error; mappings without a label column
-    give unlabelled figures either way. ``on_error``: ``"fail"`` raises :class:`DataError` at the first
+    read leaves the figure unlabelled with a warning instead of an error, and a reader's label columns
+    (label, votes, majority) may be missing; without it a missing label column is an error. Mappings without a
+    label column give unlabelled figures either way. ``on_error``: ``"fail"`` raises :class:`DataError` at the first
     error (one line naming the file and row); ``"skip"`` drops the record and reports it. Common options:
     ``check`` (``full``/``header``/``exists``/``none``), ``size`` (128), ``size_policy``
     (``center-crop``/``resize``/``reject``), ``workers``; the rest are the format's own (``images_dir``,

@@ -5,7 +5,9 @@ Scanner and benchmark split come from ``labels.csv`` when it is there; otherwise
 slide follows from its number (MIDOG 2021: 001-050 Hamamatsu XR, 051-100 Hamamatsu S360, 101-150 Aperio
 CS2, 151-200 Leica GT450); TUPAC16 has no scanner. Default domain: the scanner for MIDOG21, ``TUPAC16``
 for TUPAC16 (four domains on the real data). Slide coordinates go to ``meta`` (``slide_x``/``slide_y``),
-not to ``x``/``y``: the pixels come from the patch files.
+not to ``x``/``y``: the pixels come from the patch files. Figures to classify (``labels_optional``:
+``predict``) need no labels: the vote and majority columns may be missing, and a majority that cannot be read
+leaves the figure unlabelled with a warning (its patch is looked for under both class folders).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from mitotype.data.readers._common import (
     read_table,
     require_columns,
     unique_uids,
+    vote_majority,
 )
 from mitotype.data.records import ATYPICAL, FigureRecord
 
@@ -33,7 +36,9 @@ OPTIONS = frozenset({"images_dir"})
 LABEL_FILE = "AMI-BR.csv"
 EXTRA_FILE = "labels.csv"
 VOTE_COLUMNS = ("expert1_atypical", "expert2_atypical", "expert3_atypical")
-REQUIRED = ("slide", "dataset", "uid", *VOTE_COLUMNS, "majority_atypical")
+LABEL_COLUMNS = (*VOTE_COLUMNS, "majority_atypical")
+"""Required for training and evaluation, optional for figures to classify."""
+REQUIRED = ("slide", "dataset", "uid", *LABEL_COLUMNS)
 MIDOG21_SCANNERS = ((1, 50, "Hamamatsu XR"), (51, 100, "Hamamatsu S360"), (101, 150, "Aperio CS2"),
                     (151, 200, "Leica GT450"))
 
@@ -84,7 +89,12 @@ def read(path: Path, log: ProblemLog, *, images_dir: str | Path | None = None) -
     csv_path = label_file(path) or (path / LABEL_FILE if path.is_dir() else path)
     root = csv_path.parent
     table = read_table(csv_path, log)
-    cols = require_columns(table, REQUIRED)
+    if log.labels_optional:
+        cols = require_columns(table, [c for c in REQUIRED if c not in LABEL_COLUMNS])
+        cols.update({c: actual for c in LABEL_COLUMNS if (actual := table.column(c)) is not None})
+    else:
+        cols = require_columns(table, REQUIRED)
+    vote_columns = [cols[c] for c in VOTE_COLUMNS if c in cols]
     x_col, y_col = table.column("x"), table.column("y")
     sub1, sub2 = table.column("expert1_label"), table.column("expert2_label")
     extra = _extra(root, log)
@@ -95,25 +105,35 @@ def read(path: Path, log: ProblemLog, *, images_dir: str | Path | None = None) -
         if not dataset or not uid:
             log.error(csv_path, line, P.BAD_VALUE, "empty dataset or uid")
             continue
-        raw = row[cols["majority_atypical"]]
+        raw = row[cols["majority_atypical"]] if "majority_atypical" in cols else ""
         label = parse_label(raw, BOOL_WORDS)
-        if label is None:
+        if label is None and not log.labels_optional:
             log.error(csv_path, line, P.UNKNOWN_LABEL, f"majority_atypical value {raw!r} is not True/False")
             continue
-        votes, bad = parse_votes([row[cols[c]] for c in VOTE_COLUMNS], BOOL_WORDS)
+        if label is None and "majority_atypical" in cols:
+            log.warn(csv_path, line, P.UNKNOWN_LABEL,
+                     f"majority_atypical value {raw!r} is not True/False: the figure is kept without a label")
+        votes, bad = parse_votes([row[c] for c in vote_columns], BOOL_WORDS)
         if bad is not None:
-            col = cols[VOTE_COLUMNS[bad]]
+            col = vote_columns[bad]
             log.error(csv_path, line, P.UNKNOWN_LABEL, f"{col} value {row[col]!r} is not True/False")
             continue
-        check_majority(log, csv_path, line, label, votes, "majority_atypical")
+        if label is not None:
+            check_majority(log, csv_path, line, label, votes, "majority_atypical")
+        elif "majority_atypical" not in cols:  # figures to classify without the majority column: the votes, if any
+            label = vote_majority(votes)
 
         name = f"{dataset}_{uid}.png"
-        folder, other = ("atypical", "normal") if label == ATYPICAL else ("normal", "atypical")
-        image = patches / folder / name
-        if not image.exists() and (patches / other / name).exists():
-            log.warn(csv_path, line, P.FOLDER_LABEL_MISMATCH,
-                     f"{name} lies in {other}/ but majority_atypical={raw}; label follows the CSV")
-            image = patches / other / name
+        if label is None:  # unlabelled: wherever the patch is
+            image = next((p for p in (patches / "normal" / name, patches / "atypical" / name) if p.exists()),
+                         patches / "normal" / name)
+        else:
+            folder, other = ("atypical", "normal") if label == ATYPICAL else ("normal", "atypical")
+            image = patches / folder / name
+            if not image.exists() and (patches / other / name).exists():
+                log.warn(csv_path, line, P.FOLDER_LABEL_MISMATCH,
+                         f"{name} lies in {other}/ but majority_atypical={raw}; label follows the CSV")
+                image = patches / other / name
 
         more = extra.get((dataset, uid), {})
         meta = {"source": dataset, "slide": slide}

@@ -1,9 +1,11 @@
 """Any CSV, through the user's column mapping (format ``csv``).
 
 Auto-detected only in its plainest form: a CSV whose header has an image column (``image``, ``file``,
-``filename``, ``path``, ...) and a label column (``label``, ``class``, ``majority``), e.g. ``image,label``
-with NMF/AMF values; then those two columns (and a group column, domain fields, if present) are used
-without a mapping. Detected after every specific format, so their CSVs keep their own readers.
+``filename``, ``path``, ...) and usually a label column (``label``, ``class``, ``majority``), e.g.
+``image,label`` with NMF/AMF values; then those columns (and a group column, domain fields, if present) are
+used without a mapping. Detected after every specific format, so their CSVs keep their own readers. A CSV
+of images without a label column gives figures to classify: read with ``labels_optional`` (``predict``) they
+are unlabelled, otherwise (train, cv, evaluate) the missing label column is refused in one line.
 
 ``columns={"image": ..., "label": ..., "votes": [...] or "a,b,c", "group": ..., "x": ..., "y": ...,
 "uid": ..., "domain": ..., "scanner"/"tumor"/"lab"/"species"/"source": ...}`` (``image`` and one of
@@ -38,7 +40,8 @@ OPTIONS = frozenset({"images_dir", "columns", "labels", "dataset"})
 
 
 def _plain(header: list[str]) -> bool:
-    return find_column(header, *IMAGE_COLUMNS) is not None and find_column(header, *LABEL_COLUMNS) is not None
+    """An image column (a label column is what training needs, not what makes the format)."""
+    return find_column(header, *IMAGE_COLUMNS) is not None
 
 
 def label_files(path: Path) -> list[Path]:
@@ -51,10 +54,15 @@ def detect(path: Path) -> bool:
     return len(label_files(path)) == 1
 
 
-def detected_map(table: Table) -> ColumnMap:
+def detected_map(table: Table, labels_optional: bool = False) -> ColumnMap:
+    """The columns found by name; the label column is required unless ``labels_optional``."""
+    label = find_column(table.header, *LABEL_COLUMNS)
+    if label is None and not labels_optional:
+        raise DataError(f"{table.path}, row 1: missing column(s) ['label'] (found {table.header}) [missing-columns]; "
+                        "figures without labels can only be predicted (mitotype predict), or map the label column "
+                        "(--column label=COLUMN)")
     return ColumnMap(image=find_column(table.header, *IMAGE_COLUMNS),  # type: ignore[arg-type]
-                     label=find_column(table.header, *LABEL_COLUMNS),
-                     group=find_column(table.header, *GROUP_COLUMNS), meta=domain_columns(table))
+                     label=label, group=find_column(table.header, *GROUP_COLUMNS), meta=domain_columns(table))
 
 
 def read(path: Path, log: ProblemLog, *, columns: Mapping[str, object] | None = None,
@@ -71,7 +79,7 @@ def read(path: Path, log: ProblemLog, *, columns: Mapping[str, object] | None = 
     if images_dir and not Path(images_dir).is_dir():
         raise DataError(f"{images_dir}: images folder not found")
     table = read_table(path, log)
-    cmap = column_map_from(columns) if columns else detected_map(table)
+    cmap = column_map_from(columns) if columns else detected_map(table, log.labels_optional)
     dirs = [Path(images_dir)] if images_dir else [path.parent]
     return read_mapped(table, log, cmap, dirs=dirs, dataset=dataset or path.stem,
                        words=label_words(labels), group_from_image=cmap.x is not None)

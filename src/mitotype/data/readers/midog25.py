@@ -6,7 +6,9 @@ because experts 1 and 2 agreed); group = ``filename`` (the slide); meta tumor/sc
 species; default domain = tumor. An ``image_id`` that occurs more than once (``8925.png`` in the real
 file) keeps every row, as ``8925.png#row<line>``, with a ``duplicate-id`` warning.
 Images: option ``images_dir``; default ``images/`` beside the CSV when that folder exists, else the
-CSV's own folder.
+CSV's own folder. Figures to classify (``labels_optional``: ``predict``) need no labels: the expert and
+``majority`` columns may be missing (a test set's CSV), and a ``majority`` that cannot be read leaves the
+figure unlabelled with a warning.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from mitotype.data.readers._common import (
     require_columns,
     resolve_image,
     unique_uids,
+    vote_majority,
 )
 from mitotype.data.records import FigureRecord
 from mitotype.errors import DataError
@@ -34,6 +37,8 @@ OPTIONS = frozenset({"images_dir"})
 COLUMNS = ("image_id", "filename", "coordinateX", "coordinateY", "Tumor", "Scanner", "Origin", "Species",
            "expert1", "expert2", "expert3", "majority")
 VOTES = ("expert1", "expert2", "expert3")
+LABEL_COLUMNS = (*VOTES, "majority")
+"""The columns that hold labels: required for training and evaluation, optional for figures to classify."""
 META = {"tumor": "Tumor", "scanner": "Scanner", "lab": "Origin", "species": "Species"}
 _SIGNATURE_ANY = {"expert1", "coordinatex", "majority"}
 """``image_id`` plus one of these: the MIDOG25 schema (its other columns may be missing: then say so)."""
@@ -82,7 +87,12 @@ def read(path: Path, log: ProblemLog, *, images_dir: str | Path | None = None) -
         raise DataError(f"{path}: expected one MIDOG25 label CSV, found {[p.name for p in found]}{why}")
     csv_path = found[0] if found else path
     table = read_table(csv_path, log)
-    cols = require_columns(table, COLUMNS)
+    if log.labels_optional:
+        cols = require_columns(table, [c for c in COLUMNS if c not in LABEL_COLUMNS])
+        cols.update({c: actual for c in LABEL_COLUMNS if (actual := table.column(c)) is not None})
+    else:
+        cols = require_columns(table, COLUMNS)
+    vote_columns = [cols[c] for c in VOTES if c in cols]
     dirs = image_dirs(csv_path, images_dir)
     if images_dir and not dirs[0].is_dir():
         raise DataError(f"{images_dir}: images folder not found")
@@ -92,17 +102,25 @@ def read(path: Path, log: ProblemLog, *, images_dir: str | Path | None = None) -
         if not image_id:
             log.error(csv_path, line, P.BAD_VALUE, "empty image_id")
             continue
-        raw = row[cols["majority"]]
-        label = parse_label(raw, LABEL_WORDS)
-        if label is None:
-            log.error(csv_path, line, P.UNKNOWN_LABEL, f"majority value {raw!r} is not NMF/AMF")
-            continue
-        votes, bad = parse_votes([row[cols[c]] for c in VOTES], LABEL_WORDS)
+        label = None
+        if "majority" in cols:
+            raw = row[cols["majority"]]
+            label = parse_label(raw, LABEL_WORDS)
+            if label is None and not log.labels_optional:
+                log.error(csv_path, line, P.UNKNOWN_LABEL, f"majority value {raw!r} is not NMF/AMF")
+                continue
+            if label is None:
+                log.warn(csv_path, line, P.UNKNOWN_LABEL,
+                         f"majority value {raw!r} is not NMF/AMF: the figure is kept without a label")
+        votes, bad = parse_votes([row[c] for c in vote_columns], LABEL_WORDS)
         if bad is not None:
-            col = cols[VOTES[bad]]
+            col = vote_columns[bad]
             log.error(csv_path, line, P.UNKNOWN_LABEL, f"{col} value {row[col]!r} is not NMF/AMF")
             continue
-        check_majority(log, csv_path, line, label, votes, "majority")
+        if label is not None:
+            check_majority(log, csv_path, line, label, votes, "majority")
+        elif "majority" not in cols:  # figures to classify whose CSV has no majority column: the votes, if any
+            label = vote_majority(votes)
         meta = {field: row[cols[col]] for field, col in META.items() if row[cols[col]]}
         slide = row[cols["filename"]]
         meta.update(slide=slide, slide_x=row[cols["coordinateX"]], slide_y=row[cols["coordinateY"]],

@@ -1,7 +1,9 @@
 """Per-expert vote CSVs (AtNorM style): ``Filename, Expert_1..Expert_n, Majority``.
 
 Values Normal/Atypical (also NMF/AMF, 0/1), case-insensitive; an empty vote is a vote not cast.
-Label = ``Majority`` (a disagreement with the vote count is a warning; the label follows ``Majority``).
+Label = ``Majority`` (a disagreement with the vote count is a warning; the label follows ``Majority``);
+without a ``Majority`` column, the plain majority of the votes (a tie is an error, or, for figures to
+classify (``labels_optional``), a figure kept without a label).
 Images beside the CSV, in ``images/`` beside it, or in ``images_dir``. Optional columns: a group
 (``group``/``slide``/``patient``/``case``), domain fields (``scanner``, ``tumor``, ``lab``, ``species``,
 ``source``) and a free ``domain``. ``columns={role: column}`` overrides the detected columns and
@@ -41,8 +43,9 @@ def expert_columns(header: list[str]) -> list[str]:
 def _matches(header: list[str]) -> bool:
     if midog25.is_header(header):  # the MIDOG25 schema has its own reader
         return False
-    return (find_column(header, "filename", "file", "image") is not None
-            and find_column(header, "majority") is not None and bool(expert_columns(header)))
+    if find_column(header, "x", "coordinatex") and find_column(header, "y", "coordinatey"):
+        return False  # figures as x/y on larger images: the coords reader (which takes votes too)
+    return find_column(header, "filename", "file", "image") is not None and bool(expert_columns(header))
 
 
 def label_files(path: Path) -> list[Path]:
@@ -57,12 +60,13 @@ def detect(path: Path) -> bool:
 
 def detected_map(table: Table) -> ColumnMap:
     image = find_column(table.header, "filename", "file", "image")
-    majority = find_column(table.header, "majority")
-    if image is None or majority is None:
-        missing = [n for n, c in (("Filename", image), ("Majority", majority)) if c is None]
+    majority = find_column(table.header, "majority")  # optional: the votes give the label without it
+    votes = expert_columns(table.header)
+    if image is None or (majority is None and not votes):
+        missing = [n for n, c in (("Filename", image), ("Majority", majority or votes)) if not c]
         raise DataError(f"{table.path}, row 1: missing column(s) {missing} (found {table.header}) "
                         "[missing-columns]")
-    return ColumnMap(image=image, label=majority, votes=expert_columns(table.header),
+    return ColumnMap(image=image, label=majority, votes=votes,
                      group=find_column(table.header, *GROUP_COLUMNS), meta=domain_columns(table))
 
 
