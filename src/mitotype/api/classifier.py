@@ -1,11 +1,11 @@
 """``mitotype.load()`` and the classifier it returns: trained models on figures a program holds.
 
 The command line's ``mitotype predict`` is a thin layer over this module (it reads its input with
-:func:`~mitotype.api.figures.read_figures`, classifies with :meth:`Classifier.predict` and writes
-:meth:`Predictions.rows`), so both give the same p(atypical), classes and thresholds. Where every model
+`read_figures`, classifies with `Classifier.predict` and writes
+`Predictions.rows`), so both give the same p(atypical), classes and thresholds. Where every model
 has a current ONNX graph and the device is the CPU, nothing here imports torch
-(:mod:`mitotype.models.inference`); nothing here prints: problems are raised as one-line
-:class:`~mitotype.errors.MitotypeError` subclasses.
+(`mitotype.models.inference`); nothing here prints: problems are raised as one-line
+`MitotypeError` subclasses.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from mitotype.serving.challenge import MANIFEST, read_export
 __all__ = ["Classifier", "Predictions", "load"]
 
 ModelSpec = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None
-"""What :func:`load` takes: ``None`` (the shipped model), a shipped model's name, a model folder, a folder of
+"""What `load` takes: ``None`` (the shipped model), a shipped model's name, a model folder, a folder of
 fold models (a cross-validation run), an exported model (``.tar.gz`` or its unpacked folder), or a list of
 model folders to ensemble."""
 
@@ -48,7 +48,7 @@ class Predictions:
     """
 
     ids: list[str]
-    """One id per figure (see :attr:`mitotype.api.FigureBatch.ids`)."""
+    """One id per figure (see `mitotype.api.FigureBatch.ids`)."""
     p_atypical: np.ndarray
     """float64 (N,): the probability that each figure is atypical, whatever the decision."""
     threshold: float
@@ -87,7 +87,7 @@ class Predictions:
         return rows
 
     def to_pandas(self) -> Any:
-        """The :meth:`rows` as a ``pandas.DataFrame`` (pandas is not a dependency of mitotype: install it)."""
+        """The `rows` as a ``pandas.DataFrame`` (pandas is not a dependency of mitotype: install it)."""
         try:
             import pandas
         except ImportError:
@@ -97,7 +97,7 @@ class Predictions:
 
 
 class Classifier:
-    """Trained model(s) ready to classify mitotic figures; made by :func:`load`.
+    """Trained model(s) ready to classify mitotic figures; made by `load`.
 
     Fold models are ensembled by averaging their probabilities; the threshold is their mean validation
     threshold (an exported model's packed one where it has it).
@@ -112,8 +112,12 @@ class Classifier:
         self._device, self._runtime = device, runtime
         self._allow_unfinished, self._base_weights = allow_unfinished, base_weights
         self._manifest = manifest or {}
-        self.name = name or ", ".join(str(m) for m in members)
-        """What was loaded (a shipped model's name, or the paths)."""
+        self._name = name or ", ".join(str(m) for m in members)
+
+    @property
+    def name(self) -> str:
+        """What was loaded: a shipped model's name, or the path(s) given."""
+        return self._name
 
     @property
     def models(self) -> list[Path]:
@@ -126,7 +130,7 @@ class Classifier:
         return "onnx" if isinstance(self._predictor, OnnxEnsemble) else "torch"
 
     def threshold(self, tta: bool = False) -> float:
-        """The decision threshold on p(atypical) that :meth:`predict` applies (with or without TTA)."""
+        """The decision threshold on p(atypical) that `predict` applies (with or without TTA)."""
         packed = self._manifest.get("threshold_tta" if tta else "threshold")
         return float(packed) if packed is not None else self._predictor.threshold(tta)
 
@@ -137,7 +141,7 @@ class Classifier:
         Args:
             figures: a uint8 numpy array (H, W, 3) or batch (N, H, W, 3); a PIL image; a path to an image, a
                 TIFF stack (every page a figure), a folder of patches (any depth), a ``.txt`` list or any
-                dataset the readers understand; a :class:`~mitotype.api.FigureBatch`; or a list of these.
+                dataset the readers understand; a `FigureBatch`; or a list of these.
                 Any size: figures that are not 128 x 128 go through ``size_policy``.
             tta: average p(atypical) over the 8 dihedral views (flips and quarter turns).
             batch_size: figures per forward pass (with TTA, views per forward pass).
@@ -193,7 +197,7 @@ def load(model: ModelSpec = None, *, device: str = "auto", runtime: str = "auto"
         allow_unfinished: accept a model folder whose training did not finish (its best epoch so far).
 
     Returns:
-        A :class:`Classifier`; call :meth:`Classifier.predict` on figures.
+        A `Classifier`; call `Classifier.predict` on figures.
 
     Raises:
         MitotypeError: no model at that path, a damaged model, an unknown device or runtime; a

@@ -1,12 +1,12 @@
 """Whatever figures a user holds, as the 128 x 128 RGB uint8 patches a model takes, each with an id.
 
-:func:`read_figures` reads a path exactly as ``mitotype predict`` reads its input (it is the same code: a
+`read_figures` reads a path exactly as ``mitotype predict`` reads its input (it is the same code: a
 TIFF stack page by page, anything else through the dataset readers and the patch store), and
-:func:`as_figures` accepts what a notebook holds besides: uint8 numpy arrays (one H x W x 3 figure or an
+`as_figures` accepts what a notebook holds besides: uint8 numpy arrays (one H x W x 3 figure or an
 N x H x W x 3 batch), PIL images, paths, folders, and lists of these. Every figure of another size goes
-through the readers' size policy (:func:`mitotype.data.images.fit_to_size`: centre-crop or black-pad by
+through the readers' size policy (`mitotype.data.images.fit_to_size`: centre-crop or black-pad by
 default), so an array, its PIL image and its PNG file give the same pixels and the same p(atypical).
-Anything unusable raises a one-line :class:`~mitotype.errors.DataError` naming the figure and the problem.
+Anything unusable raises a one-line `DataError` naming the figure and the problem.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ PathLike = str | os.PathLike[str]
 class FigureBatch:
     """Figures ready to classify: their pixels, one id each, and what reading them found.
 
-    Made by :func:`read_figures` or :func:`as_figures`; :meth:`mitotype.Classifier.predict` takes it as it is.
+    Made by `read_figures` or `as_figures`; `mitotype.Classifier.predict` takes it as it is.
     """
 
     ids: list[str]
@@ -102,10 +102,10 @@ def read_figures(source: PathLike, *, format: str = "auto", domain: Sequence[str
 
 
 def as_figures(figures: Any, *, size_policy: str = DEFAULT_SIZE_POLICY) -> FigureBatch:
-    """Any figures :meth:`mitotype.Classifier.predict` accepts, as one :class:`FigureBatch` in the order given.
+    """Any figures `mitotype.Classifier.predict` accepts, as one `FigureBatch` in the order given.
 
     ``figures``: a uint8 numpy array (H, W, 3) or batch (N, H, W, 3), a PIL image, a path (an image, a TIFF
-    stack, a folder, a ``.txt`` list or any dataset, read by :func:`read_figures`), a :class:`FigureBatch`,
+    stack, a folder, a ``.txt`` list or any dataset, read by `read_figures`), a `FigureBatch`,
     or a list or tuple of these. Figures of any size are brought to 128 x 128 by ``size_policy``
     (``center-crop``, the default; ``resize``; ``reject``).
     """
