@@ -73,8 +73,10 @@ def synth_figures(synth_dir, tmp_path_factory):
     return load_figures(synth_dir, fmt="midog25", domain=["scanner"], cache_dir=tmp_path_factory.mktemp("cache"))
 
 
-def make_model_dir(path: Path, bias: float | None = None, threshold: float = 0.5, overrides=()) -> Path:
-    """An untrained tiny model artifact; ``bias`` forces the head toward atypical (+) or normal (-)."""
+def make_model_dir(path: Path, bias: float | None = None, threshold: float = 0.5, overrides=(),
+                   calibration: dict | None = None, threshold_tta: float | None = None) -> Path:
+    """An untrained tiny model artifact; ``bias`` forces the head toward atypical (+) or normal (-);
+    ``calibration``: ``{"single" | "tta": Calibration}`` stored as a trained model stores it."""
     import torch
 
     from mitotype.models.artifact import save_model_artifact
@@ -90,5 +92,6 @@ def make_model_dir(path: Path, bias: float | None = None, threshold: float = 0.5
                 p.zero_()
             last = [m for m in model.head.modules() if isinstance(m, torch.nn.Linear)][-1]
             last.bias.fill_(bias)
-    save_model_artifact(path, model, config, threshold=threshold, metrics={}, domains=[])
+    save_model_artifact(path, model, config, threshold=threshold, metrics={}, domains=[], calibration=calibration,
+                        threshold_tta=threshold_tta)
     return path

@@ -319,7 +319,7 @@ def ensemble_scores(recipe: str, members: list[dict],
         column = "p_atypical_tta" if tta else "p_atypical"
         y = np.array([row["label"] for row in rows[0]])
         p = np.mean([[float(row[column]) for row in x] for x in rows], axis=0)
-        threshold = ensemble_threshold(members, tta)
+        threshold = ensemble_threshold(members, tta, calibrated=False)  # the members' raw scores are averaged
         m = binary_metrics(y, p, threshold)
         suffix = "_tta" if tta else ""
         entry[f"threshold{suffix}"] = threshold

@@ -37,7 +37,7 @@ from mitotype.models.artifact import (
 )
 from mitotype.models.classifier import build_classifier
 from mitotype.models.onnx_runtime import ONNX_FILE, SOURCE_FILE, current_graph, write_onnx_beside
-from mitotype.models.predict import find_model_dirs, threshold_of
+from mitotype.models.predict import ensemble_threshold, find_model_dirs
 from mitotype.models.registry import get_backbone_spec
 from mitotype.models.weights import check_weights_file, resolve_weights
 from mitotype.serving.challenge import MANIFEST, PACKED_BASE_DIR
@@ -170,8 +170,8 @@ def export_model(
     manifest = {
         "format": 1,
         "members": [f"member-{i}" for i in range(len(dirs))],
-        "threshold": sum(threshold_of(m, False) for m in metas) / len(metas),
-        "threshold_tta": sum(threshold_of(m, True) for m in metas) / len(metas),
+        "threshold": ensemble_threshold(metas, False),  # on the scale the ensemble reports (calibrated where
+        "threshold_tta": ensemble_threshold(metas, True),  # every member is), as the container compares it
         "tta": tta,
         "base_weights": f"{PACKED_BASE_DIR}/{base_file.name}" if base_file else base_ref,
         "backbone": metas[0]["config"]["model"]["backbone"],
