@@ -7,6 +7,8 @@ The public Python API (:mod:`mitotype.api`), importable from here without loadin
     classifier = mitotype.load()                 # the shipped model, a model folder, a cv run or a tarball
     result = classifier.predict(figures)         # uint8 arrays, PIL images, paths, a folder, lists of these
     result.p_atypical, result.atypical, result.threshold
+    cohort = mitotype.analyse_slides("slides/", "points/", "results/")   # whole slides + a detector's points
+    cohort.to_pandas()                           # a row per slide: counts, atypical fraction, hotspot
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:  # the names below are loaded on first use (``mitotype.load``), so ``import mitotype`` stays light
     from mitotype.api import Classifier, FigureBatch, Predictions, load, read_figures
     from mitotype.errors import DataError, MissingExtraError, MitotypeError
+    from mitotype.slides import CohortResult, SlideOptions, analyse_slides
 
 _PUBLIC = {
     "load": "mitotype.api",
@@ -29,17 +32,22 @@ _PUBLIC = {
     "MitotypeError": "mitotype.errors",
     "DataError": "mitotype.errors",
     "MissingExtraError": "mitotype.errors",
-    # slides: the whole-slide call of `mitotype slides` (mitotype.slides) joins here when it is merged
+    "analyse_slides": "mitotype.slides",
+    "SlideOptions": "mitotype.slides",
+    "CohortResult": "mitotype.slides",
 }
 
 __all__ = [
     "Classifier",
+    "CohortResult",
     "DataError",
     "FigureBatch",
     "MissingExtraError",
     "MitotypeError",
     "Predictions",
+    "SlideOptions",
     "__version__",
+    "analyse_slides",
     "load",
     "read_figures",
 ]

@@ -44,6 +44,7 @@ __all__ = [
     "read_meta_fields",
     "stored_calibration",
     "threshold_of",
+    "write_calibration",
 ]
 
 
@@ -175,3 +176,33 @@ def read_members(paths: Sequence[str | Path], allow_unfinished: bool = False,
     if len(sizes) > 1:
         raise MitotypeError(f"ensemble members disagree on input size: {sorted(sizes)}")
     return dirs, metas
+
+
+def write_calibration(model_dir: str | Path, calibration: dict[str, Calibration]) -> Path:
+    """Store calibration maps in a trained model folder's metadata (``model.safetensors`` and ``model.json``),
+    its tensors unchanged: a model trained before calibration, or one calibrated again on other labelled slides.
+
+    The ONNX graph beside it, made from those same tensors, stays current (its record names the new file).
+    Without torch: the tensors are read and written through safetensors' numpy API.
+    """
+    from safetensors.numpy import load_file, save_file
+
+    from mitotype.ioutils import atomic_write, write_json_atomic
+    from mitotype.models.onnx_graph import SOURCE_FILE, current_graph, sha256_of
+
+    model_dir = Path(model_dir)
+    unknown = sorted(set(calibration) - set(CALIBRATED_VIEWS))
+    if unknown:
+        raise MitotypeError(f"calibration views must be among {list(CALIBRATED_VIEWS)}, got {unknown}")
+    raw, path = read_raw_meta(model_dir)
+    meta = check_meta_fields(raw, path)
+    graph_current = current_graph(model_dir) is not None
+    meta["calibration"] = {view: cal.to_dict() for view, cal in calibration.items()}
+    tensors = load_file(str(path))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={META_KEY: json.dumps(meta)}))
+    write_json_atomic(model_dir / META_FILE, meta)
+    if graph_current:
+        record = model_dir / SOURCE_FILE
+        source = json.loads(record.read_text())
+        write_json_atomic(record, source | {"source_sha256": sha256_of(path)})
+    return path

@@ -1,8 +1,9 @@
 """The one place the slides part calls the models layer: p(atypical) and the threshold for patches.
 
-:func:`load_classifier` is the switch point for the models layer's entry (today ``load_ensemble`` /
-``Ensemble.predict`` / ``Ensemble.threshold``); nothing else in :mod:`mitotype.slides` imports it. It is called
-only when a slide has figures to classify, so a cohort whose results are all reused never imports torch.
+:func:`load_classifier` is the one entry to the models layer (``load_predictor``: ONNX Runtime without torch
+where every model has a current graph, PyTorch otherwise, as ``mitotype predict`` runs them); nothing else in
+:mod:`mitotype.slides` imports it. p(atypical) and the threshold are calibrated where the models store a
+calibration, as everywhere. It is called only when a slide has figures to classify.
 :func:`model_identity` says which weights a result came from without loading them (a hash of each member's
 ``model.safetensors``, whose metadata holds its thresholds and configuration).
 """
@@ -71,7 +72,7 @@ def load_classifier(models: Sequence[str | Path] | None = None, *, tta: bool = F
                     allow_unfinished: bool = False) -> Classifier:
     """The shipped model (``models`` None) or the model folders / fold ensembles under ``models``, with their
     own threshold for the way they are applied (``tta``: 8 dihedral views) unless ``threshold`` is given."""
-    from mitotype.models.predict import load_ensemble
+    from mitotype.models.inference import load_predictor
     from mitotype.runs import require_finished
 
     if models:
@@ -82,7 +83,7 @@ def load_classifier(models: Sequence[str | Path] | None = None, *, tta: bool = F
 
         shipped = get_shipped_model()
         dirs, name = [shipped.folder], shipped.name
-    ensemble, _ = load_ensemble(dirs, device=device, allow_unfinished=allow_unfinished, runtime=runtime)
+    ensemble = load_predictor(dirs, device=device, allow_unfinished=allow_unfinished, runtime=runtime)
     notes = require_finished(ensemble.dirs, allow_unfinished=True) if allow_unfinished else []
     chosen = ensemble.threshold(tta) if threshold is None else float(threshold)
 

@@ -85,6 +85,23 @@ class CohortResult:
         """One line per slide that failed and per points file without a slide."""
         return [f"{s.name}: {s.problem}" for s in self.failed] + list(self.unpaired_points)
 
+    def rows(self) -> list[dict[str, Any]]:
+        """The cohort table: one row per slide with the columns of ``cohort.csv`` (failed slides with their reason)."""
+        return [dict(s.row) for s in self.slides]
+
+    def figure_rows(self) -> list[dict[str, Any]]:
+        """Every classified figure of every slide, with the columns of ``figures.csv``."""
+        return [dict(f) for s in self.slides for f in (s.figures or [])]
+
+    def to_pandas(self, figures: bool = False) -> Any:
+        """The cohort table (or, with ``figures``, the figure table) as a ``pandas.DataFrame`` (install pandas)."""
+        try:
+            import pandas
+        except ImportError:
+            raise MitotypeError("CohortResult.to_pandas needs pandas: pip install pandas") from None
+        return pandas.DataFrame(self.figure_rows() if figures else self.rows(),
+                                columns=list(FIGURE_COLUMNS if figures else COHORT_COLUMNS))
+
 
 def shard_slides(items: Sequence[SlideInput], shard: tuple[int, int] | None) -> list[SlideInput]:
     """This shard's slides: sorted by name, every n-th from the i-th (deterministic, no coordination)."""
