@@ -37,12 +37,14 @@ def probability(text: str) -> float:
 def _load_inputs(args: argparse.Namespace):  # -> (ids, images, records or None)
     """Patches from a TIFF stack, or any dataset a reader understands (labels optional)."""
     from mitotype.paths import ensure_output_file
-    from mitotype.serving.stack import read_stack
+    from mitotype.serving.stack import blank_page_notes, page_ids, read_stack
 
     src = Path(args.input)
     if src.is_file() and src.suffix.lower() in (".tif", ".tiff") and args.data_format == "auto":
         images = read_stack(src, max_pages=None)
-        return [f"{src.name}#{i}" for i in range(len(images))], images, None
+        for note in blank_page_notes(src, images):
+            print(f"warning: {note}")
+        return page_ids(src, len(images)), images, None
     from mitotype.training.inputs import load_figures, reading_notes
 
     figures = load_figures(src, fmt=args.data_format, domain=args.domain, on_error=args.on_error,
@@ -77,7 +79,7 @@ def add_allow_unfinished(parser: argparse.ArgumentParser) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from mitotype.ioutils import atomic_write_text, write_json_atomic
+    from mitotype.ioutils import atomic_write_text, replaced_together, write_json_atomic
     from mitotype.models.predict import load_ensemble
     from mitotype.paths import ensure_output_file
 
@@ -112,28 +114,30 @@ def run_predict(args: argparse.Namespace) -> int:
         for row, r in zip(rows, records):  # labels where the input has them: kept, never required
             row["label"] = "" if r.label is None else ("atypical" if r.label else "normal")
     out = Path(args.out)
-    if out.suffix.lower() == ".json":
-        write_json_atomic(out, rows)
-    else:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["id"])
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(out, buf.getvalue())
+    report = None if args.report is None else Path(args.report) if args.report else out.with_suffix(".html")
+    with replaced_together([out] if report is None else [out, report]) as staged:  # the CSV and HTML as one
+        if out.suffix.lower() == ".json":
+            write_json_atomic(staged[0], rows)
+        else:
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["id"])
+            writer.writeheader()
+            writer.writerows(rows)
+            atomic_write_text(staged[0], buf.getvalue())
+        if report is not None:
+            from mitotype.evaluation.gallery import write_gallery
+
+            labels = [None if r is None or r.label is None else r.label for r in records] if records else None
+            write_gallery(staged[1], images, p, threshold, ids, labels=labels,
+                          domains=[r.domain for r in records] if records else None,
+                          votes=[votes_text(r) for r in records] if records else None,
+                          title=f"mitotype predict: {args.input}",
+                          meta_lines=[f"models: {', '.join(str(d) for d in ensemble.dirs)}",
+                                      f"threshold {threshold:.3f}{', 8-view TTA' if args.tta else ''}"])
     n_atyp = sum(r["class"] == "atypical" for r in rows)
     print(f"{len(rows)} figures: {n_atyp} atypical, {len(rows) - n_atyp} normal "
           f"(threshold {threshold:.3f}{', 8-view TTA' if args.tta else ''}) -> {out}")
-    if args.report is not None:
-        from mitotype.evaluation.gallery import write_gallery
-
-        report = Path(args.report) if args.report else out.with_suffix(".html")
-        labels = [None if r is None or r.label is None else r.label for r in records] if records else None
-        write_gallery(report, images, p, threshold, ids, labels=labels,
-                      domains=[r.domain for r in records] if records else None,
-                      votes=[votes_text(r) for r in records] if records else None,
-                      title=f"mitotype predict: {args.input}",
-                      meta_lines=[f"models: {', '.join(str(d) for d in ensemble.dirs)}",
-                                  f"threshold {threshold:.3f}{', 8-view TTA' if args.tta else ''}"])
+    if report is not None:
         print(f"gallery: {report}")
     return 0
 
@@ -154,7 +158,7 @@ def run_challenge_command(args: argparse.Namespace) -> int:
         paths.model_dirs = [model_dir_from(args.model_dir)]
     out = run_challenge(paths, device=args.device, tta=None if args.tta is None else args.tta == "on",
                         runtime=args.runtime, adapt_bn=args.adapt_bn == "stack",
-                        allow_unfinished=args.allow_unfinished)
+                        allow_unfinished=args.allow_unfinished, warn=lambda note: print(f"warning: {note}"))
     if args.allow_unfinished:
         from mitotype.models.predict import find_model_dirs
         from mitotype.serving.challenge import find_model_root

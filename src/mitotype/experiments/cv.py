@@ -26,7 +26,7 @@ from mitotype.errors import ConfigError, MitotypeError
 from mitotype.evaluation.metrics import bootstrap_ci, per_domain_metrics
 from mitotype.evaluation.report import write_ablation_report, write_predictions_csv, write_report
 from mitotype.evaluation.splits import assert_no_leak, grouped_stratified_kfold, leave_one_domain_out, validation_split
-from mitotype.ioutils import write_json_atomic
+from mitotype.ioutils import replaced_together, write_json_atomic
 from mitotype.models.artifact import load_model_artifact
 from mitotype.models.device import resolve_device
 from mitotype.models.predict import predict_proba, threshold_of
@@ -220,11 +220,34 @@ def run_cv(
         "wall_seconds": time.perf_counter() - start,
         "tta": tta,
     }
-    write_json_atomic(out_dir / "results.json", results)
-    write_predictions_csv(out_dir / "predictions.csv", rows)
-    if report:
-        write_report(out_dir / "report.html", results, rows, title=f"mitotype {scheme} cross-validation")
+    names = ["results.json", "predictions.csv", *(["report.html"] if report else [])]
+    with replaced_together([out_dir / name for name in names]) as staged:  # one set: never an old report beside
+        write_json_atomic(staged[0], results)                              # new results
+        write_predictions_csv(staged[1], rows)
+        if report:
+            write_report(staged[2], results, rows, title=f"mitotype {scheme} cross-validation")
     return results
+
+
+def check_evaluation_folder(out_dir: str | Path, models: Sequence[str | Path]) -> None:
+    """Refuse an ``evaluate`` output folder that is one of its model folders or holds the results of a
+    cross-validation or ablation: its results.json, predictions.csv and report.html would be replaced by the
+    evaluation's without a word (``evaluate --model CV --out CV``)."""
+    out = Path(out_dir)
+    for model in models:
+        if out.exists() and Path(model).exists() and out.resolve() == Path(model).resolve():
+            raise ConfigError(f"{out}: is also a --model folder of this command; write the evaluation to another "
+                              "folder (e.g. a sub-folder of it)")
+    try:
+        previous = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        previous = None
+    made_by = ("cross-validation" if isinstance(previous, dict) and "scheme" in previous
+               else "cross-validation" if (out / "folds").is_dir()
+               else "ablation" if (out / "ablation.json").is_file() else None)
+    if made_by is not None:
+        raise ConfigError(f"{out}: holds the results of a {made_by}, which the evaluation would overwrite; "
+                          "write it to another folder (e.g. a sub-folder)")
 
 
 def _fold_split(config: TrainConfig, records: list[FigureRecord], fold: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -354,8 +377,9 @@ def run_ablation(
         "config": base_dict,
         "environment": environment(),
     }
-    write_json_atomic(out_dir / "ablation.json", table)
-    write_ablation_report(out_dir / "ablation.html", table)
+    with replaced_together([out_dir / "ablation.json", out_dir / "ablation.html"]) as staged:
+        write_json_atomic(staged[0], table)
+        write_ablation_report(staged[1], table)
     return table
 
 
