@@ -791,6 +791,12 @@ def test_linked_folders_are_followed_and_broken_links_reported(tmp_path, capsys)
                  "--device", "cpu", "--on-error", "skip"]) == 0
     assert "skipped" in capsys.readouterr().out
     assert len(list(csv.DictReader((tmp_path / "p.csv").open()))) == 5
+    only_links = tmp_path / "only-links"
+    only_links.mkdir()
+    (only_links / "a.png").symlink_to(tmp_path / "deleted.png")
+    assert main(["data", "inspect", str(only_links)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "no images in" in line and "a.png: broken link" in line
 
 
 def test_names_that_are_not_utf8_are_read_and_written_escaped(tmp_path, capsys):

@@ -68,9 +68,11 @@ def detect_format(path: str | Path) -> str:
             raise DataError(f"{label_file}: {problem}")
     if path.is_dir():
         seen = sorted(printable(p.name) for p in path.iterdir())[:12]
-        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in walk_files(path)):
+        scan = ProblemLog("skip")
+        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in walk_files(path, scan)):
             found = f"no image file at any depth; found {seen}" if seen else "the folder is empty"
-            raise DataError(f"no images in {printable(path)} ({found})")
+            broken = scan.problems[0] if scan.problems else None  # e.g. every figure a broken link
+            raise DataError(f"no images in {printable(path)} ({found})" + (f"; {broken}" if broken else ""))
         raise DataError(f"{printable(path)}: cannot tell the dataset format (found {seen}); pass fmt/--format, one "
                         f"of {list(FORMATS)}")
     raise DataError(f"{path}: cannot tell the format of this file; pass fmt='csv' with a column mapping "
