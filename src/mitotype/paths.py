@@ -12,9 +12,46 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from mitotype.errors import MitotypeError, path_error
+from mitotype.errors import MitotypeError, PathError, path_error, printable, special_file_kind
 
-__all__ = ["check_folder_creatable", "ensure_output_dir", "ensure_output_file"]
+__all__ = ["cache_root", "check_folder_creatable", "ensure_output_dir", "ensure_output_file", "refuse_special_file",
+           "special_file_kind"]
+
+
+def refuse_special_file(path: str | os.PathLike[str], what: str = "input") -> None:
+    """Refuse a FIFO, socket or device named as an input: reading one waits for a writer that may never come
+    (the command would hang without a word) or never ends."""
+    kind = special_file_kind(path)
+    if kind is not None:
+        raise PathError(f"{printable(os.fspath(path))}: is {kind}, not a file; give the {what} as a regular file "
+                        "or folder")
+
+
+def cache_root() -> Path:
+    """Where mitotype keeps its caches (patch stores, embeddings): the first of ``$MITOTYPE_CACHE``,
+    ``$XDG_CACHE_HOME/mitotype`` (when absolute), ``$HOME/.cache/mitotype`` (when ``HOME`` is an absolute path
+    to an existing folder) and ``<system temp folder>/mitotype-cache-<user id>``.
+
+    A service account's ``HOME`` is often empty or missing (``/nonexistent``): ``Path.home()`` would then put
+    the cache at ``/.cache`` or try to create ``/nonexistent``, which fails or litters the root folder.
+    """
+    root = os.environ.get("MITOTYPE_CACHE")
+    if root:
+        return Path(root).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):
+        return Path(xdg) / "mitotype"
+    home = os.environ.get("HOME")
+    if home is None:  # unset: the password database's entry, as Path.home() would use
+        with contextlib.suppress(KeyError, ImportError):
+            # platform: pwd exists on POSIX only
+            import pwd
+
+            home = pwd.getpwuid(os.getuid()).pw_dir
+    if home and os.path.isabs(home) and home != "/" and os.path.isdir(home):
+        return Path(home) / ".cache" / "mitotype"
+    user = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"mitotype-cache-{user}"
 
 
 def ensure_output_dir(path: str | os.PathLike[str], what: str = "output folder") -> Path:
@@ -40,6 +77,8 @@ def ensure_output_file(path: str | os.PathLike[str], suffixes: Sequence[str] = (
     """Check an output file can be written: not a folder, not one of the command's ``inputs`` (files it
     reads, which writing would overwrite), an accepted suffix, a writable folder."""
     target = Path(path)
+    if special_file_kind(target) is not None or (str(target).startswith(("/dev/", "/proc/")) and target.exists()):
+        return target  # a stream (/dev/stdout, a FIFO, a terminal): written in place, not replaced
     if target.is_dir():
         raise MitotypeError(f"{target}: is a folder; name the output file")
     for source in inputs:

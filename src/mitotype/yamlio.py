@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from mitotype.errors import ConfigError
+from mitotype.errors import ConfigError, special_file_kind
 
 __all__ = ["UserYamlLoader", "parse_yaml_file", "parse_yaml_value"]
 
@@ -70,6 +70,8 @@ def _load(text: str, source: str) -> Any:
 def parse_yaml_file(path: str | Path) -> Any:
     """The YAML document in ``path``; a missing, unreadable or invalid file is a ``ConfigError``."""
     path = Path(path)
+    if (kind := special_file_kind(path)) is not None:  # reading it would wait for a writer
+        raise ConfigError(f"{path}: is {kind}, not a configuration file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -57,7 +57,8 @@ def animate(root: Path) -> None:
     """An animated PNG of 3 frames (a stack of figures) under the patch's name."""
     from PIL import Image
 
-    frames = [Image.fromarray(np.full((128, 128, 3), 60 * k, np.uint8)) for k in range(3)]
+    stripes = (np.arange(128)[:, None, None] % 2 * 7).astype(np.uint8)  # not blank: blank frames are warned of
+    frames = [Image.fromarray(np.full((128, 128, 3), 60 * k, np.uint8) + stripes) for k in range(3)]
     frames[0].save(root / "images" / TARGET, save_all=True, append_images=frames[1:])
 
 

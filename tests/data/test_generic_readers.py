@@ -160,8 +160,12 @@ def test_identical_patches_with_conflicting_labels(tmp_path: Path) -> None:
 def test_detection_errors_and_options(tmp_path: Path) -> None:
     assert set(FORMATS) == {"amibr", "midog25", "votes-csv", "folder", "images", "csv", "coords"}
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="cannot tell the dataset format"):
+    with pytest.raises(DataError, match=r"no images in .*empty \(the folder is empty\)"):
         read_dataset(tmp_path / "empty")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("figures to come")
+    with pytest.raises(DataError, match=r"no images in .*notes \(no image file at any depth; found \['readme.txt'\]"):
+        read_dataset(tmp_path / "notes")
     with pytest.raises(DataError, match="no such file"):
         read_dataset(tmp_path / "nowhere")
     csv_path = votes_dataset(tmp_path / "v")

@@ -94,8 +94,28 @@ def test_failed_build_leaves_nothing(records: list[FigureRecord], tmp_path: Path
         PatchStore.open_or_build([], cache)
 
 
+def test_a_store_left_half_built_by_a_killed_run_is_removed(records: list[FigureRecord], tmp_path: Path) -> None:
+    """Issue 35: a build killed (or out of space) left a multi-MB temporary store behind for good."""
+    import subprocess
+    import sys
+
+    from mitotype.ioutils import writer_tag
+
+    cache = tmp_path / "cache"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    dead = cache / f".tmp-{writer_tag().split('-')[0]}-{gone}.0123456789abcdef-12345678"
+    other_host = cache / ".tmp-0000ff-1.0123456789abcdef-12345678"
+    for folder in (dead, other_host):
+        folder.mkdir(parents=True)
+        (folder / "images.npy").write_bytes(b"\0" * 1000)
+    PatchStore.open_or_build(records, cache)
+    assert not dead.exists() and other_host.exists()  # another host's builder may still be running
+
+
 def test_default_cache_dir_follows_mitotype_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("MITOTYPE_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     assert default_cache_dir() == Path.home() / ".cache" / "mitotype" / "patches"
     monkeypatch.setenv("MITOTYPE_CACHE", str(tmp_path / "c"))
     assert default_cache_dir() == tmp_path / "c" / "patches"

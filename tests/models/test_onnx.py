@@ -84,5 +84,10 @@ def test_export_packs_graphs_that_the_container_runs(tmp_path: Path) -> None:
     for runtime in ("onnx", "torch"):
         paths = ChallengePaths(tmp_path / "input", tmp_path / f"out-{runtime}", [unpacked])
         outs[runtime] = json.loads(run_challenge(paths, device="cpu", runtime=runtime).read_text())
-    assert [e["class"] for e in outs["onnx"]] == [e["class"] for e in outs["torch"]]
     assert max(abs(a["confidence"] - b["confidence"]) for a, b in zip(outs["onnx"], outs["torch"])) < 1e-5
+    # the same classes where a figure is clear of the threshold (0.5, so either reading of confidence says
+    # which): the two runtimes round differently, on some CPUs enough to decide a figure at 0.5 otherwise
+    clear = [abs(e["confidence"] - 0.5) > 1e-4 for e in outs["torch"]]
+    assert sum(clear) >= 3
+    assert [e["class"] for e, c in zip(outs["onnx"], clear) if c] == [e["class"] for e, c in zip(outs["torch"], clear)
+                                                                     if c]

@@ -58,6 +58,9 @@ class FigureBatch:
     notes: list[str] = field(default_factory=list)
     """What reading found worth saying once (records skipped, images converted or resized, warnings)."""
     sources: list[Path] = field(default_factory=list)
+    """Label files the readers found inside the input (an output must never overwrite one)."""
+    warnings: list[str] = field(default_factory=list)
+    """One line per figure whose score means nothing (a blank page of a stack: every pixel one colour)."""
     """Label files the readers found (an output must never overwrite one)."""
 
     def __len__(self) -> int:
@@ -87,10 +90,10 @@ def read_figures(source: PathLike, *, format: str = "auto", domain: Sequence[str
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_file() and path.suffix.lower() in TIFF_SUFFIXES and format == "auto":
-        from mitotype.serving.stack import read_stack
+        from mitotype.serving.stack import blank_page_notes, page_ids, read_stack
 
         images = read_stack(path, max_pages=None)
-        return FigureBatch([f"{path.name}#{i}" for i in range(len(images))], images)
+        return FigureBatch(page_ids(path, len(images)), images, warnings=blank_page_notes(path, images))
     options = dict(reader_options or {})
     if size_policy is not None:
         options["size_policy"] = size_policy

@@ -54,6 +54,8 @@ def _load_inputs(args: argparse.Namespace):  # -> FigureBatch
 
     figures = read_figures(args.input, format=args.data_format, domain=args.domain, on_error=args.on_error,
                            reader_options=reader_options(args))
+    for warning in figures.warnings:
+        print(f"warning: {warning}")
     for note in figures.notes:
         print(f"note: {note}")
     for out, suffixes in ((args.out, (".csv", ".json")), (args.report, (".html", ".htm"))):
@@ -84,7 +86,7 @@ def add_allow_unfinished(parser: argparse.ArgumentParser) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     from mitotype.api import load
-    from mitotype.ioutils import atomic_write_text, write_json_atomic
+    from mitotype.ioutils import atomic_write_text, replaced_together, write_json_atomic
     from mitotype.models.inference import check_adaptation
     from mitotype.paths import ensure_output_file
 
@@ -117,29 +119,31 @@ def run_predict(args: argparse.Namespace) -> int:
               "networks only")
     rows = result.rows()
     out = Path(args.out)
-    if out.suffix.lower() == ".json":
-        write_json_atomic(out, rows)
-    else:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["id"])
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(out, buf.getvalue())
+    report = None if args.report is None else Path(args.report) if args.report else out.with_suffix(".html")
+    with replaced_together([out] if report is None else [out, report]) as staged:  # the CSV and HTML as one
+        if out.suffix.lower() == ".json":
+            write_json_atomic(staged[0], rows)
+        else:
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["id"])
+            writer.writeheader()
+            writer.writerows(rows)
+            atomic_write_text(staged[0], buf.getvalue())
+        if report is not None:
+            from mitotype.evaluation.gallery import write_gallery
+
+            records = figures.records
+            write_gallery(staged[1], figures.images, result.p_atypical, threshold, result.ids, labels=result.labels,
+                          domains=[r.domain if r else None for r in records] if records else None,
+                          votes=[votes_text(r) if r else None for r in records] if records else None,
+                          title=f"mitotype predict: {args.input}",
+                          meta_lines=[f"models: {', '.join(str(d) for d in classifier.models)}",
+                                      f"threshold {threshold:.3f}{', 8-view TTA' if args.tta else ''}"])
     n_atyp = int(result.atypical.sum())
     scale = f"p calibrated at {result.prevalence:.0%} atypical" if result.calibrated else "raw scores"
     print(f"{len(rows)} figures: {n_atyp} atypical, {len(rows) - n_atyp} normal "
           f"(threshold {threshold:.3f}{', 8-view TTA' if args.tta else ''}; {scale}) -> {out}")
-    if args.report is not None:
-        from mitotype.evaluation.gallery import write_gallery
-
-        report = Path(args.report) if args.report else out.with_suffix(".html")
-        records = figures.records
-        write_gallery(report, figures.images, result.p_atypical, threshold, result.ids, labels=result.labels,
-                      domains=[r.domain if r else None for r in records] if records else None,
-                      votes=[votes_text(r) if r else None for r in records] if records else None,
-                      title=f"mitotype predict: {args.input}",
-                      meta_lines=[f"models: {', '.join(str(d) for d in classifier.models)}",
-                                  f"threshold {threshold:.3f}{', 8-view TTA' if args.tta else ''}"])
+    if report is not None:
         print(f"gallery: {report}")
     return 0
 
@@ -160,7 +164,7 @@ def run_challenge_command(args: argparse.Namespace) -> int:
         paths.model_dirs = [model_dir_from(args.model_dir)]
     out = run_challenge(paths, device=args.device, tta=None if args.tta is None else args.tta == "on",
                         runtime=args.runtime, adapt_bn=args.adapt_bn == "stack",
-                        allow_unfinished=args.allow_unfinished)
+                        allow_unfinished=args.allow_unfinished, warn=lambda note: print(f"warning: {note}"))
     if args.allow_unfinished:
         from mitotype.models.predict import find_model_dirs
         from mitotype.serving.challenge import find_model_root

@@ -77,11 +77,12 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     from mitotype.data.records import require_labels
     from mitotype.evaluation.gallery import write_gallery
     from mitotype.evaluation.report import PLOTS_MISSING, plots_available, write_predictions_csv, write_report
-    from mitotype.evaluation.summary import environment, prediction_rows, summarise
-    from mitotype.ioutils import write_json_atomic
+    from mitotype.evaluation.summary import check_evaluation_folder, environment, prediction_rows, summarise
+    from mitotype.ioutils import replaced_together, write_json_atomic
     from mitotype.models.inference import load_predictor
     from mitotype.paths import ensure_output_dir
 
+    check_evaluation_folder(args.out, args.model)
     out = ensure_output_dir(args.out)
     ensemble = load_predictor(args.model, device=args.device, allow_unfinished=args.allow_unfinished,
                               runtime=args.runtime)
@@ -98,15 +99,17 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     results = {"summary": summarise(rows), "models": [str(d) for d in ensemble.dirs],
                "threshold": threshold, "tta": args.tta, "data": str(args.data), "environment": environment(),
                "config": ensemble.metas[0]["config"]}
-    write_json_atomic(out / "results.json", results)
-    write_predictions_csv(out / "predictions.csv", rows)
-    write_report(out / "report.html", results, rows, title="mitotype evaluation")
-    write_gallery(out / "gallery.html", figures.images, p, threshold, [r.uid for r in figures.records],
-                  labels=[r.label for r in figures.records], domains=[r.domain for r in figures.records],
-                  votes=[votes_text(r) for r in figures.records],
-                  title=f"mitotype evaluate: {args.data}",
-                  meta_lines=[f"models: {', '.join(str(d) for d in ensemble.dirs)}",
-                              f"threshold {threshold:.3f}{', 8-view TTA' if args.tta else ''}"])
+    names = ("results.json", "predictions.csv", "report.html", "gallery.html")
+    with replaced_together([out / name for name in names]) as staged:  # replaced as one set, never a mix
+        write_json_atomic(staged[0], results)
+        write_predictions_csv(staged[1], rows)
+        write_report(staged[2], results, rows, title="mitotype evaluation")
+        write_gallery(staged[3], figures.images, p, threshold, [r.uid for r in figures.records],
+                      labels=[r.label for r in figures.records], domains=[r.domain for r in figures.records],
+                      votes=[votes_text(r) for r in figures.records],
+                      title=f"mitotype evaluate: {args.data}",
+                      meta_lines=[f"models: {', '.join(str(d) for d in ensemble.dirs)}",
+                                  f"threshold {threshold:.3f}{', 8-view TTA' if args.tta else ''}"])
     if not plots_available():
         print(f"note: report.html holds the tables only: {PLOTS_MISSING}")
     print_summary(results)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mitotype.data.images import DEFAULT_SIZE_POLICY
-from mitotype.data.problems import CONVERTED_MODE, WRONG_SIZE, ReadResult
+from mitotype.data.problems import BLANK_IMAGE, CONVERTED_MODE, WRONG_SIZE, ReadResult
 from mitotype.data.readers import read_dataset
 from mitotype.data.records import FigureRecord
 from mitotype.data.store import PatchStore
@@ -117,8 +117,22 @@ def skipped_note(figures: Figures, shown: int = 3) -> str | None:
             f"{first}{more}; `mitotype data inspect` lists each one")
 
 
-QUIET_WARNINGS = (CONVERTED_MODE, WRONG_SIZE, DUPLICATE_ACROSS)
-"""Warning kinds that have a note of their own (:func:`adaptation_note`, :func:`duplicates_note`)."""
+QUIET_WARNINGS = (CONVERTED_MODE, WRONG_SIZE, DUPLICATE_ACROSS, BLANK_IMAGE)
+"""Warning kinds that have a note of their own (:func:`adaptation_note`, :func:`duplicates_note`,
+:func:`blank_notes`)."""
+BLANK_NOTES_SHOWN = 20
+
+
+def blank_notes(figures: Figures) -> list[str]:
+    """One line per blank figure (every pixel one colour: nothing to classify, yet it gets a score), the
+    first :data:`BLANK_NOTES_SHOWN` of them, then a count of the rest."""
+    if figures.read_result is None:
+        return []
+    found = figures.read_result.of_kind(BLANK_IMAGE)
+    notes = [str(p) for p in found[:BLANK_NOTES_SHOWN]]
+    if len(found) > BLANK_NOTES_SHOWN:
+        notes.append(f"{len(found) - BLANK_NOTES_SHOWN} more blank figure(s); `mitotype data inspect` lists each one")
+    return notes
 
 
 def warnings_note(figures: Figures) -> str | None:
@@ -138,7 +152,7 @@ def warnings_note(figures: Figures) -> str | None:
 def reading_notes(figures: Figures) -> list[str]:
     """Every note on how a dataset was read: records skipped, images adapted, warnings, duplicates."""
     notes = (skipped_note(figures), adaptation_note(figures), warnings_note(figures), duplicates_note(figures))
-    return [note for note in notes if note]
+    return [note for note in notes if note] + blank_notes(figures)
 
 
 def duplicates_note(figures: Figures) -> str | None:

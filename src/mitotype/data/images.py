@@ -26,6 +26,7 @@ import hashlib
 import io
 import os
 import re
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -35,7 +36,14 @@ from typing import Literal
 
 import numpy as np
 
-from mitotype.data.problems import CONVERTED_MODE, CORRUPT_IMAGE, MULTI_PAGE, UNSUPPORTED_IMAGE, WRONG_SIZE
+from mitotype.data.problems import (
+    BLANK_IMAGE,
+    CONVERTED_MODE,
+    CORRUPT_IMAGE,
+    MULTI_PAGE,
+    UNSUPPORTED_IMAGE,
+    WRONG_SIZE,
+)
 from mitotype.data.records import FigureRecord
 from mitotype.errors import ConfigError, DataError
 
@@ -54,6 +62,11 @@ Note = tuple[str, str]
 """A warning found while decoding: ``(problem kind, message)``."""
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# Pillow warns (DecompressionBombWarning, printed as raw lines with its own file and line number) for any
+# image over 89 M pixels; this module has its own size policy (MAX_WHOLE_IMAGE_PIXELS, wrong-size notes), and
+# Pillow still refuses images over twice its limit, which becomes a corrupt-image error naming the file.
+warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit", module=r"PIL\.Image")
 
 
 class ImageProblem(Exception):
@@ -191,6 +204,20 @@ def pages_note(image) -> list[Note]:  # image: PIL.Image.Image
         return []
     return [(MULTI_PAGE, f"{n} pages or frames: only the first is used as the figure (a stack of figures? "
                          "give it to `mitotype predict` on its own to classify every page)")]
+
+
+def blank_colour(pixels: np.ndarray) -> tuple[int, ...] | None:
+    """The one colour of an image whose every pixel is the same (all black, all white, one flat colour), else
+    ``None``: such an image holds no figure, yet a model still gives it a score (often a confident one)."""
+    flat = pixels.reshape(-1, pixels.shape[-1]) if pixels.ndim == 3 else pixels.reshape(-1, 1)
+    if flat.size == 0 or not (flat == flat[0]).all():
+        return None
+    return tuple(int(v) for v in flat[0])
+
+
+def blank_message(colour: tuple[int, ...]) -> str:
+    shown = colour[0] if len(set(colour)) == 1 else colour
+    return f"blank: every pixel is {shown}, so there is no figure; its score means nothing"
 
 
 # ----------------------------------------------------------------------------------------------- size
@@ -459,6 +486,8 @@ def check_image(path: str | Path, *, full: bool, crop: bool, size: int = PATCH_S
         data = path.read_bytes()
         if full:
             arr, result.notes = decode_patch_bytes(data, path.suffix, size, policy)
+            if (colour := blank_colour(arr)) is not None:
+                result.notes.append((BLANK_IMAGE, blank_message(colour)))
             result.digest = bytes_digest(arr.tobytes())
             result.width = result.height = size
             return result

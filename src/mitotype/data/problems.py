@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from mitotype.data.records import FigureRecord
-from mitotype.errors import ConfigError, DataError
+from mitotype.errors import ConfigError, DataError, printable
 
 Severity = Literal["error", "warning"]
 OnError = Literal["fail", "skip"]
@@ -44,6 +44,8 @@ UNKNOWN_SCANNER = "unknown-scanner"
 UNSUPPORTED_IMAGE = "unsupported-image"
 MULTI_PAGE = "multi-page"
 GROUP_SPANS_DOMAINS = "group-spans-domains"
+BROKEN_LINK = "broken-link"
+BLANK_IMAGE = "blank-image"
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ class ProblemLog:
 
     def error(self, file: str | Path, row: int | None, kind: str, message: str) -> None:
         """Report an error: raise :class:`DataError` under ``"fail"``, else record it (caller drops)."""
-        problem = Problem(str(file), row, kind, _one_line(message), "error")
+        problem = Problem(printable(file), row, kind, _one_line(printable(message)), "error")
         if self.on_error == "fail":
             hint = "on_error='skip' drops such records and reports them"
             if kind == MISSING_FILE:  # a label file without its images: skipping would drop every row
@@ -135,4 +137,4 @@ class ProblemLog:
 
     def warn(self, file: str | Path, row: int | None, kind: str, message: str) -> None:
         """Report a quirk: the record is kept under both policies."""
-        self.problems.append(Problem(str(file), row, kind, _one_line(message), "warning"))
+        self.problems.append(Problem(printable(file), row, kind, _one_line(printable(message)), "warning"))

@@ -9,8 +9,14 @@ old one. A store is written into a temporary folder and renamed into place, so a
 half-written store under a valid key; processes that want the same missing store at once (torchrun ranks,
 parallel benchmark runs) take a lock, so one builds and the others wait, then open it.
 
+The store's whole size is reserved on disk before any pixel is decoded (``posix_fallocate``): a memory map
+written on a full disk would otherwise kill the process with SIGBUS, where a reservation fails as an
+ordinary "No space left on device" naming the cache. A store whose build was killed leaves a temporary
+folder that the next build of the same store, or any build by a later process, removes.
+
 Layout: ``<cache_dir>/<key[:32]>/images.npy`` + ``manifest.json``; locks in ``<cache_dir>/.locks/``.
-Default ``cache_dir``: ``$MITOTYPE_CACHE/patches`` when ``MITOTYPE_CACHE`` is set, else ``~/.cache/mitotype/patches``.
+Default ``cache_dir``: ``<cache root>/patches`` (:func:`mitotype.paths.cache_root`: ``$MITOTYPE_CACHE``, else
+``$XDG_CACHE_HOME/mitotype``, else ``~/.cache/mitotype``, else a folder in the system's temporary folder).
 """
 
 from __future__ import annotations
@@ -39,17 +45,19 @@ from mitotype.data.images import (
     file_digest,
 )
 from mitotype.data.records import FigureRecord
-from mitotype.errors import DataError
+from mitotype.errors import DataError, PathError, describe_os_error
+from mitotype.ioutils import remove_stale, reserve_space, writer_tag
+from mitotype.paths import cache_root
 
 STORE_VERSION = 1
 IMAGES_FILE = "images.npy"
 MANIFEST_FILE = "manifest.json"
+_TMP_PREFIX = ".tmp-"
 
 
 def default_cache_dir() -> Path:
-    """``$MITOTYPE_CACHE/patches`` if that variable is set, else ``~/.cache/mitotype/patches``."""
-    root = os.environ.get("MITOTYPE_CACHE")
-    return Path(root).expanduser() / "patches" if root else Path.home() / ".cache" / "mitotype" / "patches"
+    """``<cache root>/patches`` (:func:`mitotype.paths.cache_root`)."""
+    return cache_root() / "patches"
 
 
 def content_key(records: Sequence[FigureRecord], *, size: int = PATCH_SIZE, policy: str = DEFAULT_SIZE_POLICY,
@@ -68,8 +76,8 @@ def content_key(records: Sequence[FigureRecord], *, size: int = PATCH_SIZE, poli
         digests = dict(zip(paths, pool.map(digest, paths, chunksize=64)))
     h = hashlib.sha256()
     h.update(json.dumps({"version": STORE_VERSION, "size": size, "policy": policy}).encode())
-    for r in records:
-        h.update(f"\n{r.uid}\t{digests[str(r.image)]}\t{r.x}\t{r.y}".encode())
+    for r in records:  # surrogateescape: a uid from a file name that is not UTF-8 keys by its bytes
+        h.update(f"\n{r.uid}\t{digests[str(r.image)]}\t{r.x}\t{r.y}".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 
@@ -110,15 +118,25 @@ class PatchStore:
         images = _open(final, key, records, size)
         built = False
         if images is None:
-            with _build_lock(cache / ".locks" / final.name):
-                images = _open(final, key, records, size)  # another process may have built it meanwhile
-                if images is None:
-                    _build(final, key, records, size=size, policy=policy, workers=workers)
-                    built = True
-                    images = _open(final, key, records, size)
+            try:
+                with _build_lock(cache / ".locks" / final.name):
+                    images = _open(final, key, records, size)  # another process may have built it meanwhile
+                    if images is None:
+                        _build(final, key, records, size=size, policy=policy, workers=workers)
+                        built = True
+                        images = _open(final, key, records, size)
+            except OSError as exc:
+                raise cache_error(exc, cache) from None
             if images is None:
                 raise DataError(f"{final}: patch store could not be read back after building it")
         return cls(images, records, key, final, built=built, seconds=time.perf_counter() - start)
+
+
+def cache_error(exc: OSError, cache: Path) -> PathError:
+    """An operating-system error while writing the patch cache, as one line that says it is the cache and
+    how to move it (the path alone, ``~/.cache/...: Permission denied``, does not say what to change)."""
+    return PathError(f"{describe_os_error(exc, cache)} (the patch cache: set MITOTYPE_CACHE to a writable folder "
+                     "with room for it)")
 
 
 @contextmanager
@@ -159,11 +177,13 @@ def _build(final: Path, key: str, records: Sequence[FigureRecord], *, size: int,
            workers: int | None) -> None:
     start = time.perf_counter()
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    remove_stale(final.parent, _TMP_PREFIX)  # stores whose build was killed
+    tmp = final.parent / f"{_TMP_PREFIX}{writer_tag()}.{final.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        images = np.lib.format.open_memmap(tmp / IMAGES_FILE, mode="w+", dtype=np.uint8,
-                                           shape=(len(records), size, size, 3))
+        shape = (len(records), size, size, 3)
+        images = np.lib.format.open_memmap(tmp / IMAGES_FILE, mode="w+", dtype=np.uint8, shape=shape)
+        reserve_space(tmp / IMAGES_FILE)  # a full disk fails here, as an OSError, not as SIGBUS below
         decode_patches(records, images, size=size, policy=policy, workers=workers)
         images.flush()
         del images

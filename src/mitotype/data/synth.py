@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import numbers
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -270,6 +271,8 @@ def write_synthetic(out_dir: str | Path, n_per_domain: int = 150, domains: int =
         raise ConfigError("n_per_domain and domains must be at least 1")
     if not 0.0 < atypical_fraction < 1.0:
         raise ConfigError(f"atypical_fraction must be in (0, 1), not {atypical_fraction}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:  # numpy seeds: ints >= 0
+        raise ConfigError(f"seed must be a whole number >= 0, not {seed!r}")
     # start-up time: PIL loads only when figures are drawn
     from PIL import Image
 

@@ -8,15 +8,18 @@ ONNX model runs in the base install.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import platform
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mitotype import __version__
 from mitotype.data.records import FigureRecord
+from mitotype.errors import ConfigError
 from mitotype.evaluation.metrics import bootstrap_ci, per_domain_metrics
 
 __all__ = ["environment", "prediction_rows", "summarise"]
@@ -93,3 +96,24 @@ def _installed_version(distribution: str) -> str | None:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def check_evaluation_folder(out_dir: str | Path, models: Sequence[str | Path]) -> None:
+    """Refuse an ``evaluate`` output folder that is one of its model folders or holds the results of a
+    cross-validation or ablation: its results.json, predictions.csv and report.html would be replaced by the
+    evaluation's without a word (``evaluate --model CV --out CV``)."""
+    out = Path(out_dir)
+    for model in models:
+        if out.exists() and Path(model).exists() and out.resolve() == Path(model).resolve():
+            raise ConfigError(f"{out}: is also a --model folder of this command; write the evaluation to another "
+                              "folder (e.g. a sub-folder of it)")
+    try:
+        previous = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        previous = None
+    made_by = ("cross-validation" if isinstance(previous, dict) and "scheme" in previous
+               else "cross-validation" if (out / "folds").is_dir()
+               else "ablation" if (out / "ablation.json").is_file() else None)
+    if made_by is not None:
+        raise ConfigError(f"{out}: holds the results of a {made_by}, which the evaluation would overwrite; "
+                          "write it to another folder (e.g. a sub-folder)")

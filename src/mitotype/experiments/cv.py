@@ -23,7 +23,7 @@ from mitotype.errors import ConfigError, MitotypeError
 from mitotype.evaluation.report import write_ablation_report, write_predictions_csv, write_report
 from mitotype.evaluation.splits import assert_no_leak, grouped_stratified_kfold, leave_one_domain_out, validation_split
 from mitotype.evaluation.summary import environment, prediction_rows, summarise
-from mitotype.ioutils import write_json_atomic
+from mitotype.ioutils import replaced_together, write_json_atomic
 from mitotype.models.artifact import load_model_artifact
 from mitotype.models.device import resolve_device
 from mitotype.models.predict import predict_proba, threshold_of
@@ -156,10 +156,12 @@ def run_cv(
         "wall_seconds": time.perf_counter() - start,
         "tta": tta,
     }
-    write_json_atomic(out_dir / "results.json", results)
-    write_predictions_csv(out_dir / "predictions.csv", rows)
-    if report:
-        write_report(out_dir / "report.html", results, rows, title=f"mitotype {scheme} cross-validation")
+    names = ["results.json", "predictions.csv", *(["report.html"] if report else [])]
+    with replaced_together([out_dir / name for name in names]) as staged:  # one set: never an old report beside
+        write_json_atomic(staged[0], results)                              # new results
+        write_predictions_csv(staged[1], rows)
+        if report:
+            write_report(staged[2], results, rows, title=f"mitotype {scheme} cross-validation")
     return results
 
 
@@ -290,8 +292,9 @@ def run_ablation(
         "config": base_dict,
         "environment": environment(),
     }
-    write_json_atomic(out_dir / "ablation.json", table)
-    write_ablation_report(out_dir / "ablation.html", table)
+    with replaced_together([out_dir / "ablation.json", out_dir / "ablation.html"]) as staged:
+        write_json_atomic(staged[0], table)
+        write_ablation_report(staged[1], table)
     return table
 
 

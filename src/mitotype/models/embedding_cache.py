@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from mitotype.ioutils import write_json_atomic
+from mitotype.ioutils import reserve_space, write_json_atomic
 from mitotype.models.device import to_float_batch
 from mitotype.models.views import dihedral
+from mitotype.paths import cache_root
 
 CACHE_FORMAT = 1
 N_VIEWS = 8
@@ -38,9 +39,8 @@ __all__ = ["EmbeddingTable", "default_embedding_dir", "pixels_digest"]
 
 
 def default_embedding_dir() -> Path:
-    """``$MITOTYPE_CACHE/embeddings`` if that variable is set, else ``~/.cache/mitotype/embeddings``."""
-    root = os.environ.get("MITOTYPE_CACHE")
-    return Path(root).expanduser() / "embeddings" if root else Path.home() / ".cache" / "mitotype" / "embeddings"
+    """``<cache root>/embeddings`` (:func:`mitotype.paths.cache_root`)."""
+    return cache_root() / "embeddings"
 
 
 def pixels_digest(images: np.ndarray, chunk: int = 256) -> str:
@@ -88,6 +88,7 @@ class EmbeddingTable:
                 dim = int(self._embed(np.arange(1), 0).shape[-1])
             np.lib.format.open_memmap(self.folder / EMBEDDINGS_FILE, mode="w+", dtype=np.float32,
                                       shape=(len(images), N_VIEWS, dim)).flush()
+            reserve_space(self.folder / EMBEDDINGS_FILE)  # a full disk: an OSError now, not SIGBUS later
             np.save(self.folder / DONE_FILE, np.zeros((len(images), N_VIEWS), dtype=bool))
             write_json_atomic(manifest, {**parts, "key": key, "figures": len(images), "dim": dim,
                                          "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})

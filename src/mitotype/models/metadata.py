@@ -42,6 +42,7 @@ __all__ = [
     "member_calibrations",
     "read_members",
     "read_meta_fields",
+    "refuse_repeated_members",
     "stored_calibration",
     "threshold_of",
     "write_calibration",
@@ -164,12 +165,45 @@ def find_model_dirs(path: str | Path) -> list[Path]:
     return found
 
 
+def refuse_repeated_members(dirs: list[Path]) -> None:
+    """An ensemble member given twice (the same folder, or a copy with the same weights) doubles the
+    work and silently weights that model twice; almost always a slip on the command line (``--model M M``).
+
+    Copies are told by their bytes, hashed only for files of the same size and the same stored metadata (two
+    trainings differ in their metrics), so fold models of one architecture are not read twice."""
+    from mitotype.models.onnx_graph import sha256_of
+    seen: dict[Path, Path] = {}
+    for d in dirs:
+        key = d.resolve()
+        if key in seen:
+            raise MitotypeError(f"{d}: the same model is given twice; give each ensemble member once")
+        seen[key] = d
+    by_size: dict[tuple[int, str], list[Path]] = {}
+    for d in dirs:
+        file = d / MODEL_FILE
+        if file.is_file():
+            try:
+                meta = json.dumps(read_meta_fields(d), sort_keys=True, default=str)
+            except MitotypeError:  # unreadable: the loader that follows names the problem
+                continue
+            by_size.setdefault((file.stat().st_size, meta), []).append(d)
+    for same_size in (group for group in by_size.values() if len(group) > 1):
+        digests: dict[str, Path] = {}
+        for d in same_size:
+            digest = sha256_of(d / MODEL_FILE)
+            if digest in digests:
+                raise MitotypeError(f"{d}: the same weights as {digests[digest]} (a copy of one model); "
+                                    "give each ensemble member once")
+            digests[digest] = d
+
+
 def read_members(paths: Sequence[str | Path], allow_unfinished: bool = False,
                  read_meta: Any = read_meta_fields) -> tuple[list[Path], list[dict[str, Any]]]:
     """The model folders under ``paths`` and their metadata, as an ensemble takes them: a run whose training
     did not finish is refused unless ``allow_unfinished``, and the members must agree on the input size.
     ``read_meta`` reads one folder's metadata (the PyTorch path also checks the model configuration)."""
     dirs = [d for p in paths for d in find_model_dirs(p)]
+    refuse_repeated_members(dirs)
     require_finished(dirs, allow_unfinished)  # a run stopped half-way is not a model
     metas = [read_meta(d) for d in dirs]
     sizes = {tuple(m["preprocessing"].get("input_size", ())) for m in metas}

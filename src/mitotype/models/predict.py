@@ -19,7 +19,14 @@ from mitotype.errors import MitotypeError
 from mitotype.models.adabn import ADAPT_MODES, adapt_batchnorm, has_batchnorm
 from mitotype.models.artifact import load_model_artifact, read_artifact_meta
 from mitotype.models.device import autocast_dtype, resolve_device, to_float_batch
-from mitotype.models.metadata import ensemble_mean, ensemble_threshold, find_model_dirs, read_members, threshold_of
+from mitotype.models.metadata import (
+    ensemble_mean,
+    ensemble_threshold,
+    find_model_dirs,
+    read_members,
+    refuse_repeated_members,
+    threshold_of,
+)
 from mitotype.models.onnx_runtime import RUNTIMES, OnnxClassifier, current_graph, onnx_available
 from mitotype.models.views import dihedral_mean, dihedral_views
 
@@ -81,6 +88,12 @@ def predict_proba(
     return probs.astype(np.float64)
 
 
+MIN_ADAPT_FIGURES = 8
+"""The fewest figures ``--adapt-bn stack`` re-estimates BatchNorm statistics on: on 32 synthetic figures with
+the shipped EfficientNet, stack-adapted scores correlate with whole-input adaptation 0.32 at 1 figure per stack
+(every score within 0.39-0.52), 0.61 at 2, 0.82 at 4, 0.91 at 8, 0.96 at 16."""
+
+
 @dataclass
 class Ensemble:
     """Trained models whose probabilities are averaged, loaded one at a time.
@@ -133,6 +146,8 @@ class Ensemble:
         if adapt_bn != "off" and self.runtime == "onnx":
             raise MitotypeError("BatchNorm adaptation re-estimates statistics in PyTorch; it cannot run under "
                                 "runtime onnx (choose runtime auto or torch)")
+        if adapt_bn != "off":
+            adaptation_stacks(len(images), adapt_bn, stack_size)  # a refused stack size before any model loads
         probs = []
         self.without_batchnorm = []
         for d in self.dirs:
@@ -153,15 +168,28 @@ class Ensemble:
         return ensemble_mean(self.metas, probs, tta, calibrated)
 
 
+def adaptation_stacks(n: int, mode: str, stack_size: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each group of figures whose BatchNorm statistics are re-estimated together: all of
+    them (``domain``), or consecutive stacks of ``stack_size`` (``stack``), a last stack shorter than
+    :data:`MIN_ADAPT_FIGURES` joining the one before it."""
+    if mode == "domain":
+        return [(0, n)] if n else []
+    if stack_size < MIN_ADAPT_FIGURES:
+        raise MitotypeError(f"--adapt-bn stack needs at least {MIN_ADAPT_FIGURES} figures per stack, got "
+                            f"--stack-size {stack_size}: BatchNorm statistics of fewer figures are noise, and of "
+                            "one figure they give every figure nearly the same score")
+    bounds = [(start, min(start + stack_size, n)) for start in range(0, n, stack_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < MIN_ADAPT_FIGURES:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
 def _adapted_proba(model: torch.nn.Module, images: np.ndarray, batch_size: int, tta: bool, device: torch.device,
                    precision: str, mode: str, stack_size: int) -> np.ndarray:
     """p(atypical) with BatchNorm statistics re-estimated on the whole input or on each stack of it."""
-    if stack_size < 1:
-        raise MitotypeError(f"stack size must be at least 1, got {stack_size}")
-    step = len(images) if mode == "domain" else stack_size
     out = []
-    for start in range(0, len(images), max(1, step)):
-        part = images[start : start + step]
+    for start, stop in adaptation_stacks(len(images), mode, stack_size):
+        part = images[start:stop]
         adapted = adapt_batchnorm(model, part, batch_size=batch_size, device=device)
         out.append(predict_proba(adapted, part, batch_size, tta, device, precision))
     return np.concatenate(out) if out else np.zeros(0)
@@ -179,11 +207,14 @@ def load_ensemble(paths: Sequence[str | Path], device: str = "auto", base_weight
 
 
 __all__ = [
+    "MIN_ADAPT_FIGURES",
     "Ensemble",
+    "adaptation_stacks",
     "ensemble_threshold",
     "find_model_dirs",
     "load_ensemble",
     "predict_proba",
     "raw_probabilities",
+    "refuse_repeated_members",
     "threshold_of",
 ]

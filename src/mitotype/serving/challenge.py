@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,8 @@ STACK_SLOT = "stacked-histopathology-roi-cropouts"
 OUTPUT_NAME = "multiple-mitotic-figure-classification.json"
 MODEL_DIRS = (Path("/opt/ml/model"), Path("/opt/app/model"))
 MANIFEST = "mitotype-export.json"
+MANIFEST_FORMATS = (1,)
+"""The manifest layouts this version reads (``mitotype export`` writes the last one)."""
 PACKED_BASE_DIR = "base"
 """Folder of the export tarball that holds packed base weights (``mitotype export --include-base``)."""
 
@@ -78,6 +81,11 @@ def read_manifest(root: Path) -> dict:
         raise MitotypeError(f"{path}: not UTF-8 text, so not JSON") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("members"), list) or not manifest["members"]:
         raise MitotypeError(f"{path}: not a mitotype export manifest (needs a non-empty 'members' list)")
+    version = manifest.get("format", MANIFEST_FORMATS[-1])  # hand-written ones may leave it out
+    if isinstance(version, bool) or version not in MANIFEST_FORMATS:
+        raise MitotypeError(f"{path}: 'format' {version!r} is not a manifest layout this mitotype reads "
+                            f"({', '.join(map(str, MANIFEST_FORMATS))}): a newer mitotype exported it; update "
+                            "mitotype, or export the model with this one")
     members = manifest["members"]
     if not all(isinstance(m, str) and m and not Path(m).is_absolute() and ".." not in Path(m).parts
                for m in members):
@@ -133,11 +141,13 @@ def is_packed(base_weights: str) -> bool:
 def run_challenge(
     paths: ChallengePaths, device: str = "auto", tta: bool | None = None, batch_size: int = 16,
     allow_unfinished: bool = False, runtime: str = "auto", adapt_bn: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> Path:
     """Classify every page of the input stack; returns the path of the written JSON.
 
     An output left by an earlier run is removed first, so a failing run leaves no JSON at all.
     ``adapt_bn`` re-estimates BatchNorm statistics on the stack's own figures (AdaBN; no labels).
+    ``warn`` is told of each blank page (classified like the others, since the output needs one entry per page).
     """
     # start-up time: tifffile (and torch, where the model needs it) load only when a stack is classified
     from mitotype.errors import path_error
@@ -145,7 +155,7 @@ def run_challenge(
     from mitotype.models.inference import load_predictor
     from mitotype.paths import ensure_output_dir
     from mitotype.serving.outputs import challenge_entries, validate_output
-    from mitotype.serving.stack import find_stack, read_stack
+    from mitotype.serving.stack import blank_page_notes, find_stack, read_stack
 
     out_path = ensure_output_dir(paths.output_dir) / OUTPUT_NAME
     try:
@@ -154,6 +164,8 @@ def run_challenge(
         raise path_error(exc, out_path) from None
     stack_path = find_stack(paths.input_dir / "images" / STACK_SLOT)
     images = read_stack(stack_path)
+    for note in blank_page_notes(stack_path, images):
+        (warn or (lambda _message: None))(note)
     exported = read_export(find_model_root(paths.model_dirs))
     manifest = exported.manifest
     ensemble = load_predictor(exported.members, device=device, base_weights=exported.base_weights,

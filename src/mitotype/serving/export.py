@@ -14,7 +14,6 @@ figures x 8 TTA views; a model whose estimate exceeds the platform's 16 GB is re
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import tarfile
@@ -37,10 +36,10 @@ from mitotype.models.artifact import (
 )
 from mitotype.models.classifier import build_classifier
 from mitotype.models.onnx_runtime import ONNX_FILE, SOURCE_FILE, current_graph, write_onnx_beside
-from mitotype.models.predict import ensemble_threshold, find_model_dirs
+from mitotype.models.predict import ensemble_threshold, find_model_dirs, refuse_repeated_members
 from mitotype.models.registry import get_backbone_spec
 from mitotype.models.weights import check_weights_file, resolve_weights
-from mitotype.serving.challenge import MANIFEST, PACKED_BASE_DIR
+from mitotype.serving.challenge import MANIFEST, MANIFEST_FORMATS, PACKED_BASE_DIR
 
 PLATFORM_GPU_BYTES = 16 * 1024**3
 
@@ -105,30 +104,6 @@ def _base_reference(weights: str | None, backbone: str, include: bool) -> tuple[
     return None, str(Path(source).resolve())
 
 
-def _refuse_repeated_members(dirs: list[Path]) -> None:
-    """An ensemble member given twice (the same folder, or a copy with the same weights) doubles the
-    container's work and silently weights that model twice; almost always a slip on the command line."""
-    seen: dict[Path, Path] = {}
-    for d in dirs:
-        key = d.resolve()
-        if key in seen:
-            raise MitotypeError(f"{d}: the same model is given twice; give each ensemble member once")
-        seen[key] = d
-    by_size: dict[int, list[Path]] = {}
-    for d in dirs:
-        file = d / MODEL_FILE
-        if file.is_file():
-            by_size.setdefault(file.stat().st_size, []).append(d)
-    for same_size in (group for group in by_size.values() if len(group) > 1):
-        digests: dict[str, Path] = {}
-        for d in same_size:
-            digest = hashlib.sha256((d / MODEL_FILE).read_bytes()).hexdigest()
-            if digest in digests:
-                raise MitotypeError(f"{d}: the same weights as {digests[digest]} (a copy of one model); "
-                                    "give each ensemble member once")
-            digests[digest] = d
-
-
 def export_model(
     models: list[str | Path],
     out_path: str | Path,
@@ -145,7 +120,7 @@ def export_model(
     from mitotype.runs import require_finished
 
     dirs = [d for m in models for d in find_model_dirs(m)]
-    _refuse_repeated_members(dirs)
+    refuse_repeated_members(dirs)
     require_finished(dirs, allow_unfinished)
     metas = [read_artifact_meta(d) for d in dirs]
     for d, meta in zip(dirs, metas):  # a diverged, damaged or mislabelled model must not reach the platform
@@ -168,7 +143,7 @@ def export_model(
         )
     base_file, base_ref = _base_reference(base, metas[0]["config"]["model"]["backbone"], include_base)
     manifest = {
-        "format": 1,
+        "format": MANIFEST_FORMATS[-1],
         "members": [f"member-{i}" for i in range(len(dirs))],
         "threshold": ensemble_threshold(metas, False),  # on the scale the ensemble reports (calibrated where
         "threshold_tta": ensemble_threshold(metas, True),  # every member is), as the container compares it

@@ -52,6 +52,7 @@ import numpy as np
 
 from mitotype.errors import DataError
 from mitotype.evaluation.metrics import classification_metrics
+from mitotype.paths import refuse_special_file
 from mitotype.serving.outputs import CLASSES, CONFIDENCE_READINGS, OUTPUT_SLUG, roc_score_from_entry, validate_output
 
 __all__ = [
@@ -99,6 +100,7 @@ class PredictedStack:
 
 
 def _read_json(path: Path) -> Any:
+    refuse_special_file(path, "JSON file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mitotype.errors import DataError
+from mitotype.data.images import blank_colour, blank_message
+from mitotype.errors import DataError, printable
+from mitotype.paths import refuse_special_file
 
-__all__ = ["MAX_PAGES", "PATCH_SIZE", "STACK_SUFFIXES", "find_stack", "read_stack"]
+__all__ = ["MAX_PAGES", "PATCH_SIZE", "STACK_SUFFIXES", "blank_page_notes", "find_stack", "page_ids", "read_stack"]
 
 MAX_PAGES = 16
 """The challenge's stacks hold up to 16 figures."""
@@ -103,6 +105,7 @@ def read_stack(path: str | Path, max_pages: int | None = MAX_PAGES, size: int = 
     import tifffile
 
     path = Path(path)
+    refuse_special_file(path, "stack")
     if not path.is_file():
         raise DataError(f"{path}: stack file not found")
     try:
@@ -148,6 +151,23 @@ def _pillow_page(path: Path, index: int, why: BaseException) -> np.ndarray:
     except Exception as exc:  # Pillow raises many types for undecodable pages
         raise DataError(f"{path}: cannot decode page {index}: {_one_line(why)}; Pillow could not either "
                         f"({_one_line(exc)})") from exc
+
+
+def page_ids(path: str | Path, count: int) -> list[str]:
+    """``<stack file name>#<page>`` for each page: the ids of a stack's figures in outputs (a file name that
+    is not UTF-8 is written escaped, :func:`~mitotype.errors.printable`)."""
+    name = printable(Path(path).name)
+    return [f"{name}#{i}" for i in range(count)]
+
+
+def blank_page_notes(path: str | Path, images: np.ndarray) -> list[str]:
+    """One line per blank page (every pixel one colour, e.g. all 0 or all 255): such a page holds no figure,
+    yet it gets a score like any other (often atypical), so the person reading the output must be told."""
+    notes = []
+    for i, page in enumerate(images):
+        if (colour := blank_colour(page)) is not None:
+            notes.append(f"{printable(path)}: page {i} is {blank_message(colour)}")
+    return notes
 
 
 def _one_line(exc: BaseException) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mitotype.errors import MitotypeError
-from mitotype.ioutils import atomic_write
+from mitotype.ioutils import atomic_torch_save
 
 
 def _plain(value: Any) -> Any:
@@ -57,7 +57,7 @@ def save_resume_state(
         "fingerprint": fingerprint,
         "difficulty": None if difficulty is None else torch.from_numpy(np.asarray(difficulty, dtype=np.float64)),
     }
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    atomic_torch_save(state, path)
 
 
 def read_resume_state(path: Path, fingerprint: str | None = None) -> dict[str, Any]:

@@ -22,12 +22,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from mitotype.data.images import DEFAULT_SIZE_POLICY, PATCH_SIZE, check_size_policy
+from mitotype.data.images import DEFAULT_SIZE_POLICY, IMAGE_SUFFIXES, PATCH_SIZE, check_size_policy
 from mitotype.data.problems import ProblemLog, ReadResult
 from mitotype.data.readers import amibr, coords, folder, generic_csv, images, midog25, votes_csv
-from mitotype.data.readers._common import CHECK_LEVELS, check_images, check_level, check_options, csv_problem
+from mitotype.data.readers._common import (
+    CHECK_LEVELS,
+    check_images,
+    check_level,
+    check_options,
+    csv_problem,
+    walk_files,
+)
 from mitotype.data.records import assign_domains
-from mitotype.errors import ConfigError, DataError
+from mitotype.errors import ConfigError, DataError, printable
+from mitotype.paths import refuse_special_file
 
 READERS: dict[str, ModuleType] = {
     "amibr": amibr,
@@ -48,7 +56,8 @@ def detect_format(path: str | Path) -> str:
     """The format of a dataset folder or label file; :class:`DataError` saying what was found if none fits."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: no such file or folder")
+        raise DataError(f"{printable(path)}: no such file or folder")
+    refuse_special_file(path, "dataset")
     for name in DETECT_ORDER:
         if READERS[name].detect(path):
             return name
@@ -58,9 +67,14 @@ def detect_format(path: str | Path) -> str:
         if problem:
             raise DataError(f"{label_file}: {problem}")
     if path.is_dir():
-        seen = sorted(p.name for p in path.iterdir())[:12]
-        raise DataError(f"{path}: cannot tell the dataset format (found {seen}); pass fmt/--format, one of "
-                        f"{list(FORMATS)}")
+        seen = sorted(printable(p.name) for p in path.iterdir())[:12]
+        scan = ProblemLog("skip")
+        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in walk_files(path, scan)):
+            found = f"no image file at any depth; found {seen}" if seen else "the folder is empty"
+            broken = scan.problems[0] if scan.problems else None  # e.g. every figure a broken link
+            raise DataError(f"no images in {printable(path)} ({found})" + (f"; {broken}" if broken else ""))
+        raise DataError(f"{printable(path)}: cannot tell the dataset format (found {seen}); pass fmt/--format, one "
+                        f"of {list(FORMATS)}")
     raise DataError(f"{path}: cannot tell the format of this file; pass fmt='csv' with a column mapping "
                     "(CLI: --format csv --column image=... --column label=...)")
 
@@ -82,7 +96,10 @@ def read_dataset(path: str | Path, fmt: str = "auto", domain: Sequence[str] | st
     path = Path(path).expanduser()
     log = ProblemLog(on_error, labels_optional=labels_optional)
     if not path.exists():
-        raise DataError(f"{path}: no such file or folder")
+        raise DataError(f"{printable(path)}: no such file or folder")
+    refuse_special_file(path, "dataset")
+    if path.is_dir() and not any(path.iterdir()):  # whatever the format, there is nothing to read
+        raise DataError(f"no images in {printable(path)} (the folder is empty)")
     if fmt == "auto":
         fmt = detect_format(path)
     if fmt not in READERS:

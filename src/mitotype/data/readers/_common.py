@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -11,10 +12,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mitotype.data import problems as P
-from mitotype.data.images import PATCH_SIZE, ImageCheck, check_image, default_workers
+from mitotype.data.images import IMAGE_SUFFIXES, PATCH_SIZE, ImageCheck, check_image, default_workers
 from mitotype.data.problems import ProblemLog
 from mitotype.data.records import ATYPICAL, DOMAIN_FIELDS, NORMAL, FigureRecord
-from mitotype.errors import ConfigError, DataError
+from mitotype.errors import ConfigError, DataError, printable
+from mitotype.paths import special_file_kind
 
 CHECK_LEVELS: tuple[str, ...] = ("full", "header", "exists", "none")
 """How much of each image a reader checks: ``full`` decodes every pixel (finds truncated files and
@@ -37,6 +39,61 @@ IMAGE_COLUMNS = ("image", "filename", "file", "image_id", "path", "file_name")
 LABEL_COLUMNS = ("label", "majority", "class")
 PREFERRED_DOMAIN_FIELDS = ("tumor", "scanner", "lab", "species", "source")
 """Default domain of the generic readers: a ``domain`` column, else the first present field of these."""
+
+
+def walk_files(root: Path, log: ProblemLog | None = None) -> list[Path]:
+    """Every file under ``root`` at any depth (hidden files left out), sorted by path.
+
+    Linked folders are followed, as a user who links a slide's patches into a dataset expects, each real
+    folder at most once (a link back up the tree or to a folder already read is reported and not followed
+    again, so a loop ends). A broken link named like an image or a folder is an error (a figure that cannot be
+    read, or a whole linked folder gone), any other broken link and a FIFO, socket or device a warning; all
+    are reported to ``log`` when given, and none is returned.
+    """
+    found: list[Path] = []
+    seen: dict[tuple[int, int], Path] = {}
+
+    def visit(folder: Path) -> None:
+        try:
+            info = folder.stat()
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            if log is not None:
+                log.error(folder, None, P.MISSING_FILE, f"cannot read this folder ({exc.strerror or exc})")
+            return
+        key = (info.st_dev, info.st_ino)
+        if key in seen:
+            if log is not None:
+                log.warn(folder, None, P.IGNORED_FOLDER, f"a link to a folder already read ({seen[key]}): not "
+                         "read again (a loop, or the same figures twice)")
+            return
+        seen[key] = folder
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()  # follows links
+                is_file = not is_dir and entry.is_file()
+            except OSError:
+                is_dir = is_file = False
+            if is_dir:
+                visit(path)
+            elif entry.name.startswith("."):
+                continue
+            elif is_file:
+                found.append(path)
+            elif log is None:
+                continue
+            elif entry.is_symlink() and not path.exists():
+                message = f"broken link (-> {printable(os.readlink(path))}): its target does not exist"
+                if path.suffix.lower() in IMAGE_SUFFIXES or not path.suffix:  # a figure, or a folder of them
+                    log.error(path, None, P.BROKEN_LINK, message)
+                else:
+                    log.warn(path, None, P.BROKEN_LINK, message)
+            elif (kind := special_file_kind(path)) is not None:
+                log.warn(path, None, P.IGNORED_FILE, f"{kind}, not a file: ignored")
+
+    visit(root)
+    return sorted(found)
 
 
 @dataclass
@@ -321,6 +378,8 @@ def check_images(entries: list[Entry], log: ProblemLog, *, check: str = "full", 
     for e in entries:
         if Path(e.record.image).is_file():
             kept.append(e)
+        elif (kind := special_file_kind(e.record.image)) is not None:  # reading it would wait for a writer
+            log.error(e.source, e.row, P.MISSING_FILE, f"{e.record.image} is {kind}, not an image file")
         else:
             log.error(e.source, e.row, P.MISSING_FILE, f"image file not found: {e.record.image}")
     if check == "exists":

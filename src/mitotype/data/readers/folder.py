@@ -22,9 +22,10 @@ from mitotype.data.readers._common import (
     default_domain,
     domain_columns,
     read_table,
+    walk_files,
 )
 from mitotype.data.records import ATYPICAL, NORMAL, FigureRecord
-from mitotype.errors import ConfigError, DataError
+from mitotype.errors import ConfigError, DataError, printable
 
 NAME = "folder"
 OPTIONS = frozenset({"class_dirs", "labels", "meta_csv", "dataset"})
@@ -96,12 +97,12 @@ def read(path: Path, log: ProblemLog, *, class_dirs: Mapping[str, object] | Sequ
         raise DataError(f"{path}: no class folders found (expected sub-folders named {sorted(words)})")
     for other in sorted(d for d in path.iterdir() if d.is_dir() and d.name.lower() not in words):
         # a class folder under another name (Atypical_figures/) would otherwise vanish without a word
-        n_images = sum(1 for f in other.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        n_images = sum(1 for f in walk_files(other) if f.suffix.lower() in IMAGE_SUFFIXES)
         if n_images:
             log.warn(other, None, P.IGNORED_FOLDER,
                      f"{n_images} image(s) in a folder that is not a class folder ({sorted(words)}): ignored; "
                      "name its class with labels (CLI: --label FOLDER=atypical or FOLDER=normal)")
-    dataset = dataset or path.name
+    dataset = dataset or printable(path.name)
     table = _meta_table(path, meta_csv, log)
     by_key: dict[str, tuple[int, dict[str, str]]] = {}
     cols: dict[str, str] = {}
@@ -116,13 +117,11 @@ def read(path: Path, log: ProblemLog, *, class_dirs: Mapping[str, object] | Sequ
     entries: list[Entry] = []
     no_group = 0
     for folder, label in folders:
-        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-            if file.name.startswith("."):
-                continue
+        for file in walk_files(folder, log):
             if file.suffix.lower() not in IMAGE_SUFFIXES:
                 log.warn(file, None, P.IGNORED_FILE, "not an image file: ignored")
                 continue
-            rel = file.relative_to(path).as_posix()
+            rel = printable(file.relative_to(path).as_posix())
             meta: dict[str, str] = {}
             group = ""
             if table is not None:

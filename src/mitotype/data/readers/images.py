@@ -19,10 +19,10 @@ from pathlib import Path
 from mitotype.data import problems as P
 from mitotype.data.images import IMAGE_SUFFIXES, WSI_SUFFIXES
 from mitotype.data.problems import ProblemLog
-from mitotype.data.readers._common import Entry, resolve_image
+from mitotype.data.readers._common import Entry, resolve_image, walk_files
 from mitotype.data.readers.folder import DEFAULT_CLASS_DIRS
 from mitotype.data.records import FigureRecord
-from mitotype.errors import DataError
+from mitotype.errors import DataError, printable
 
 NAME = "images"
 OPTIONS = frozenset({"images_dir", "dataset"})
@@ -30,9 +30,8 @@ LIST_SUFFIXES = (".txt", ".lst")
 PATCH_SUFFIXES = IMAGE_SUFFIXES - WSI_SUFFIXES
 
 
-def _patch_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
-                  and p.suffix.lower() in IMAGE_SUFFIXES)
+def _patch_files(folder: Path, log: ProblemLog | None = None) -> list[Path]:
+    return [p for p in walk_files(folder, log) if p.suffix.lower() in IMAGE_SUFFIXES]
 
 
 def detect(path: Path) -> bool:
@@ -74,11 +73,11 @@ def _listed(path: Path, images_dir: str | Path | None, log: ProblemLog) -> list[
 
 def read(path: Path, log: ProblemLog, *, images_dir: str | Path | None = None,
          dataset: str | None = None) -> list[Entry]:
-    dataset = dataset or path.stem
+    dataset = dataset or printable(path.stem)
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix in PATCH_SUFFIXES:
-            items = [(path, path.name, None)]
+            items = [(path, printable(path.name), None)]
         elif suffix in LIST_SUFFIXES:
             items = _listed(path, images_dir, log)
         else:
@@ -87,10 +86,10 @@ def read(path: Path, log: ProblemLog, *, images_dir: str | Path | None = None,
         source = str(path)
     else:
         root = Path(images_dir) if images_dir else path
-        items = [(f, f.relative_to(root).as_posix(), None) for f in _patch_files(root)]
+        items = [(f, printable(f.relative_to(root).as_posix()), None) for f in _patch_files(root, log)]
         source = str(root)
-        if not items:
-            raise DataError(f"{root}: no image files found (looked for {sorted(PATCH_SUFFIXES)} at any depth)")
+        if not items and not log.problems:
+            raise DataError(f"no images in {printable(root)} (looked for {sorted(PATCH_SUFFIXES)} at any depth)")
     entries: list[Entry] = []
     for file, uid, line in items:
         if file.suffix.lower() in WSI_SUFFIXES:
