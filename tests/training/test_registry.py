@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import torch
 import yaml
 
 from mitotype.errors import ConfigError
@@ -19,44 +18,22 @@ from mitotype.training import config as config_module
 from mitotype.training.config import PRESETS_DIR, TrainConfig, load_config
 from mitotype.training.sampler import SamplingSettings
 from mitotype.training.strategies import registry
-from mitotype.training.strategies.base import Batch, Strategy
+from mitotype.training.strategies.base import Strategy
 from mitotype.training.strategies.registry import register_strategy, strategy_switches, unregister_strategy
+from tests.training.test_strategies import LogitPenalty, LogitPenaltySettings
 
-
-@dataclass
-class PenaltySettings(Settings):
-    """A plug-in's settings: on by default, a weight in [0, 1]."""
-
-    enabled: bool = True
-    """Add the penalty."""
-    weight: float = field(default=0.01, metadata=value_range(0.0, 1.0))
-    """Its weight in the loss."""
-
-
-class Penalty(Strategy):
-    """A plug-in strategy, on by default, with a loss term and state."""
-
-    name = "penalty"
-    section = "penalty"
-    settings_type = PenaltySettings
-    loss_name = "penalty"
-    state_key = "penalty"
-
-    def loss_term(self, out: Any, batch: Batch) -> tuple[torch.Tensor, float] | None:
-        return out.logits.float().pow(2).mean(), self.settings.weight
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
+Penalty = LogitPenalty
+"""A plug-in strategy, on by default, with a loss term and state (the one ``test_strategies`` trains)."""
 
 
 @pytest.fixture
 def plugged() -> Iterator[type[Strategy]]:
-    """``Penalty`` registered for one test (after training.config was imported), and taken out again."""
+    """``LogitPenalty`` registered for one test (after training.config was imported), and taken out again."""
     register_strategy(Penalty)
     try:
         yield Penalty
     finally:
-        unregister_strategy("penalty")
+        unregister_strategy("logit_penalty")
 
 
 def variant(**attrs: Any) -> type[Strategy]:
@@ -72,34 +49,34 @@ def make_settings(**fields: Any) -> type:
 
 
 def test_a_plugin_registered_after_the_config_module_is_a_key_and_a_switch(plugged) -> None:
-    config = load_config(overrides=["strategies.penalty.weight=0.5"])
-    assert config.strategies.penalty.weight == 0.5
-    assert to_dict(TrainConfig())["strategies"]["penalty"] == {"enabled": True, "weight": 0.01}
-    assert [f.name for f in dataclasses.fields(config_module.StrategySettings)][-1] == "penalty"
-    assert strategy_switches()["penalty"] == "strategies.penalty.enabled"
+    config = load_config(overrides=["strategies.logit_penalty.weight=0.5"])
+    assert config.strategies.logit_penalty.weight == 0.5
+    assert to_dict(TrainConfig())["strategies"]["logit_penalty"] == {"enabled": True, "weight": 0.01}
+    assert [f.name for f in dataclasses.fields(config_module.StrategySettings)][-1] == "logit_penalty"
+    assert strategy_switches()["logit_penalty"] == "strategies.logit_penalty.enabled"
     from mitotype.experiments import cv
 
-    assert cv.STRATEGY_SWITCHES["penalty"] == "strategies.penalty.enabled"
+    assert cv.STRATEGY_SWITCHES["logit_penalty"] == "strategies.logit_penalty.enabled"
     assert registry.STRATEGIES[-1] is Penalty
 
 
 def test_taken_out_again_it_is_neither(plugged) -> None:
-    unregister_strategy("penalty")
-    with pytest.raises(ConfigError, match=r"unknown configuration key 'strategies\.penalty'"):
-        load_config(overrides=["strategies.penalty.weight=0.5"])
-    assert "penalty" not in strategy_switches()
+    unregister_strategy("logit_penalty")
+    with pytest.raises(ConfigError, match=r"unknown configuration key 'strategies\.logit_penalty'"):
+        load_config(overrides=["strategies.logit_penalty.weight=0.5"])
+    assert "logit_penalty" not in strategy_switches()
     register_strategy(Penalty)  # for the fixture to take out
 
 
 @pytest.mark.parametrize("where", ["override", "yaml"])
 def test_a_plugins_out_of_range_setting_is_refused_when_the_config_is_read(plugged, tmp_path, where) -> None:
-    message = r"strategies\.penalty\.weight = 5\.0 is out of range \[0\.0, 1\.0\]"
+    message = r"strategies\.logit_penalty\.weight = 5\.0 is out of range \[0\.0, 1\.0\]"
     with pytest.raises(ConfigError, match=message):
         if where == "override":
-            load_config(overrides=["strategies.penalty.weight=5"])
+            load_config(overrides=["strategies.logit_penalty.weight=5"])
         else:
             path = tmp_path / "run.yaml"
-            path.write_text(yaml.safe_dump({"strategies": {"penalty": {"weight": 5.0}}}))
+            path.write_text(yaml.safe_dump({"strategies": {"logit_penalty": {"weight": 5.0}}}))
             load_config(path)
 
 
@@ -122,11 +99,11 @@ def test_settings_that_do_not_build_from_their_defaults_are_refused() -> None:
 
 
 @pytest.mark.parametrize(("attr", "value", "what"), [
-    ("name", "penalty", "name 'penalty'"),
-    ("section", "penalty", "section 'penalty'"),
-    ("loss_name", "penalty", "loss_name 'penalty'"),
-    ("state_key", "penalty", "state_key 'penalty'"),
-    ("settings_type", PenaltySettings, "settings class PenaltySettings"),
+    ("name", "logit_penalty", "name 'logit_penalty'"),
+    ("section", "logit_penalty", "section 'logit_penalty'"),
+    ("loss_name", "logit_l2", "loss_name 'logit_l2'"),
+    ("state_key", "logit_penalty", "state_key 'logit_penalty'"),
+    ("settings_type", LogitPenaltySettings, "settings class LogitPenaltySettings"),
     ("loss_name", "cls", "loss_name 'cls'"),      # a built-in's (adaptive focal)
     ("state_key", "miner", "state_key 'miner'"),  # a built-in's (hard mining)
 ])
@@ -137,9 +114,9 @@ def test_a_second_registration_of_a_name_key_or_loss_is_refused(plugged, attr, v
 
 
 def test_the_same_class_twice_is_refused(plugged) -> None:
-    with pytest.raises(ConfigError, match="name 'penalty' is already registered by Penalty"):
+    with pytest.raises(ConfigError, match="name 'logit_penalty' is already registered by LogitPenalty"):
         register_strategy(Penalty)
-    assert list(strategy_switches()).count("penalty") == 1
+    assert list(strategy_switches()).count("logit_penalty") == 1
 
 
 @pytest.mark.parametrize(("attrs", "message"), [
@@ -187,12 +164,13 @@ def test_plain_switches_every_strategy_off_without_naming_it(plugged) -> None:
     strategies = yaml.safe_load(text)["strategies"]
     assert strategies["all"] is False and set(strategies) == {"all", "focal", "sampling", "augment"}
     plain = load_config(preset="plain")
-    assert plain.strategies.penalty.enabled is False  # on by default, registered later: still off in plain
+    assert plain.strategies.logit_penalty.enabled is False  # on by default, registered later: still off in plain
     on = {s.name for s in registry.STRATEGIES if getattr(getattr(plain.strategies, s.section), s.switch)}
     assert on == {"domain_sampling", "augment"}  # the two plain names and switches on itself
-    assert load_config(preset="full-cpu").strategies.penalty.enabled is True
+    assert load_config(preset="full-cpu").strategies.logit_penalty.enabled is True
     # a switch given explicitly wins over 'all: off'
-    assert load_config(preset="plain", overrides=["strategies.penalty.enabled=true"]).strategies.penalty.enabled
+    again = load_config(preset="plain", overrides=["strategies.logit_penalty.enabled=true"])
+    assert again.strategies.logit_penalty.enabled
 
 
 def test_plain_is_the_configuration_it_was_when_it_named_every_strategy() -> None:

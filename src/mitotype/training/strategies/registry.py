@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import keyword
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from mitotype.errors import ConfigError
@@ -193,6 +194,18 @@ def ablation_strategies(settings: Any | None = None) -> list[str]:
             if on(s, s.settings_type()) or (settings is not None and on(s, getattr(settings, s.section)))]
 
 
+def switched_on(section: Mapping[str, Any]) -> list[str]:
+    """The strategies a run's stored ``strategies`` section (plain data, e.g. a model's ``model.json``) switches
+    on, in hook order; a block it lacks counts as its strategy's default."""
+    out = []
+    for s in _registered:
+        block = section.get(s.section)
+        value = block.get(s.switch) if isinstance(block, Mapping) else None
+        if value if value is not None else getattr(s.settings_type(), s.switch):
+            out.append(s.name)
+    return out
+
+
 def build_strategies(settings: Any, run: Any) -> list[Strategy]:
     """One instance of every registered strategy for a run, given the run's ``strategies`` section."""
     return [s(getattr(settings, s.section), run) for s in _registered]
@@ -204,4 +217,4 @@ for _builtin in (MixUp, SoftLabels, AdaptiveFocal, SupCon, DomainAdversarial, Do
 
 __all__ = ["ALL_SECTION", "RESERVED_COLUMNS", "STRATEGIES", "ablation_strategies", "build_strategies",  # noqa: F822
            "make_strategy_settings", "register_strategy", "registered_strategies", "strategy_settings_type",
-           "strategy_switches", "switch_off_unnamed", "unregister_strategy"]
+           "strategy_switches", "switch_off_unnamed", "switched_on", "unregister_strategy"]
