@@ -60,7 +60,7 @@ SELECTION = {"best": {"epoch": 1, "balanced_accuracy": np.float64(0.7)}, "histor
 def test_a_state_round_trips_and_counts_the_epochs_in_run_json(tmp_path) -> None:
     model, optimizer, scheduler = parts(0)
     saver = Checkpointer(tmp_path / "run", fingerprint="abc")
-    with saver.run(epochs=3, resume=False):
+    with saver.locked(epochs=3, resume=False):
         saver.end_epoch(model, optimizer, scheduler, {"counter": Counter(5)}, epoch=0, selection=SELECTION,
                         stopped=False)
         assert json.loads((tmp_path / "run" / "run.json").read_text())["epochs_done"] == 1
@@ -70,7 +70,7 @@ def test_a_state_round_trips_and_counts_the_epochs_in_run_json(tmp_path) -> None
     other, other_opt, other_sched = parts(1)
     counter = Counter()
     loader = Checkpointer(tmp_path / "run", fingerprint="abc")
-    with loader.run(epochs=3, resume=True):
+    with loader.locked(epochs=3, resume=True):
         loader.restore(state, other, other_opt, other_sched, {"counter": counter})
     assert counter.n == 5
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
@@ -92,7 +92,7 @@ def test_another_fingerprint_is_refused_and_no_state_is_none(tmp_path) -> None:
 def test_a_process_that_does_not_write_leaves_the_folder_alone(tmp_path) -> None:
     model, optimizer, scheduler = parts(0)
     quiet = Checkpointer(tmp_path / "run", fingerprint="abc", enabled=False)
-    with quiet.run(epochs=1, resume=False):
+    with quiet.locked(epochs=1, resume=False):
         quiet.end_epoch(model, optimizer, scheduler, {}, epoch=0, selection=SELECTION, stopped=True)
         quiet.save_config(None)  # type: ignore[arg-type]
     assert not (tmp_path / "run").exists()

@@ -96,6 +96,7 @@ def test_settings_that_do_not_build_from_their_defaults_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"strategy Variant: its settings must build from their defaults.*"
                                           r"strategies\.variant\.weight = 5\.0 is out of range"):
         register_strategy(variant(settings_type=bad))
+    assert "where" not in vars(bad)  # a refused strategy leaves its settings class as it found it
 
 
 @pytest.mark.parametrize(("attr", "value", "what"), [

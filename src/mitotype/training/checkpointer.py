@@ -72,7 +72,7 @@ class Checkpointer:
     # -- the folder -----------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def run(self, epochs: int, resume: bool) -> Iterator[TrainingRun]:
+    def locked(self, epochs: int, resume: bool) -> Iterator[TrainingRun]:
         """Hold the folder's lock and keep its ``run.json`` true while the block trains (:func:`training_run`)."""
         with training_run(self.out_dir, epochs, resume=resume, enabled=self.enabled) as run:
             self._run = run

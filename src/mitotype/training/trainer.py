@@ -480,7 +480,7 @@ class Trainer:
         self.prepare()
         self.checkpoints = Checkpointer(self.out_dir, self._fingerprint(), enabled=self.rank == 0)
         resume_state = self.checkpoints.read() if resume else None
-        with self.checkpoints.run(self.config.optim.epochs, resume=resume):
+        with self.checkpoints.locked(self.config.optim.epochs, resume=resume):
             return self._fit(resume_state, resume, stop_after_epoch)
 
     def _fit(self, resume_state: dict[str, Any] | None, resume: bool,

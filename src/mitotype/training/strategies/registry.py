@@ -82,19 +82,6 @@ def _check(cls: type[Strategy]) -> None:
                 shown = mine.__name__ if isinstance(mine, type) else repr(mine)
                 raise ConfigError(f"{label}: {what} {shown} is already registered by {other.__name__}; "
                                   "each strategy needs its own")
-    where = f"strategies.{section}"
-    own_where = vars(settings_type).get("where", "")
-    if own_where not in ("", where):
-        raise ConfigError(f"{label}: {settings_type.__name__}.where = {own_where!r} disagrees with its section; "
-                          f"leave it out (it is derived: {where!r})")
-    settings_type.where = where  # messages name the key as the configuration spells it
-    try:
-        defaults = settings_type()
-    except (ConfigError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{label}: its settings must build from their defaults ({exc})") from None
-    if not isinstance(getattr(defaults, cls.switch, None), bool):
-        raise ConfigError(f"{label}: switch {cls.switch!r} must be a boolean field of {settings_type.__name__} "
-                          "(the setting an ablation turns off)")
     if not isinstance(cls.transform_order, int):
         raise ConfigError(f"{label}: transform_order must be an integer")
     if _overrides(cls, "loss_term") and not cls.loss_name:
@@ -105,6 +92,26 @@ def _check(cls: type[Strategy]) -> None:
         raise ConfigError(f"{label}: loss_name {cls.loss_name!r} is a column the trainer writes itself")
     if cls.state_key is not None and cls.state_key in RESERVED_STATE_KEYS:
         raise ConfigError(f"{label}: state_key {cls.state_key!r} is a key the resume state keeps for itself")
+    where = f"strategies.{section}"
+    own_where = vars(settings_type).get("where")
+    if own_where not in (None, "", where):
+        raise ConfigError(f"{label}: {settings_type.__name__}.where = {own_where!r} disagrees with its section; "
+                          f"leave it out (it is derived: {where!r})")
+    settings_type.where = where  # messages name the key as the configuration spells it
+    try:
+        try:
+            defaults = settings_type()
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{label}: its settings must build from their defaults ({exc})") from None
+        if not isinstance(getattr(defaults, cls.switch, None), bool):
+            raise ConfigError(f"{label}: switch {cls.switch!r} must be a boolean field of "
+                              f"{settings_type.__name__} (the setting an ablation turns off)")
+    except ConfigError:  # a refused strategy leaves its settings class as it found it
+        if own_where is None:
+            del settings_type.where
+        else:
+            settings_type.where = own_where
+        raise
 
 
 def register_strategy(cls: type[Strategy]) -> type[Strategy]:
