@@ -123,6 +123,7 @@ def test_models_ship_packs_a_run_with_a_card_written_from_the_run(tmp_path: Path
     assert "card:" in capsys.readouterr().out
     card = (out / shipped.CARD_FILE).read_text()
     assert card.startswith("# tiny-ship\n\ntiny-vit-reg4 at 56 px, trained with mitotype")
+    assert "Started from the backbone's default weights, fully fine-tuned" in card  # the run's, not `random`
     assert "(`threshold: val-platt`):\n**0.3100** single view, **0.2900** with 8-view TTA" in card
     assert "Seed 7:" in card and "strategies on: soft_labels, adaptive_focal" in card and "mixup" not in card
     assert "| 8-view TTA | 0.750 | 0.700 | 0.800 | 0.810 |" in card
@@ -137,3 +138,11 @@ def test_models_ship_packs_a_run_with_a_card_written_from_the_run(tmp_path: Path
     lora = make_model_dir(tmp_path / "lora")
     assert main(["models", "ship", str(lora), "--out", str(tmp_path / "lora-packed")]) == 2
     assert "only fully fine-tuned models" in capsys.readouterr().err
+    # a run stopped half-way is refused unless asked for, as predict and export refuse it
+    half = make_model_dir(tmp_path / "half", overrides=["model.adaptation=full"])
+    (half / "last_state.pt").write_bytes(b"")
+    assert main(["models", "ship", str(half), "--out", str(tmp_path / "half-packed")]) == 2
+    assert "not a finished model" in capsys.readouterr().err
+    assert main(["models", "ship", str(half), "--out", str(tmp_path / "half-packed"), "--allow-unfinished"]) == 0
+    assert "note:" in capsys.readouterr().err
+    assert "Started from the backbone's default weights" in (tmp_path / "half-packed" / shipped.CARD_FILE).read_text()

@@ -53,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p_ship.add_argument("--threshold-rule", choices=["val-platt", "val-balanced-accuracy"], default="val-platt",
                         help="the rule whose thresholds --thresholds ships (default: val-platt)")
     p_ship.add_argument("--onnx", action="store_true", help="write model.onnx beside it (the onnx extra)")
+    p_ship.add_argument("--allow-unfinished", action="store_true",
+                        help="pack a run that did not finish (its best epoch so far)")
     p_ship.set_defaults(func=cmd_ship)
 
 
@@ -159,8 +161,10 @@ def cmd_ship(args: argparse.Namespace) -> int:
 
     thresholds = (rechosen_thresholds(args.thresholds, args.run, args.threshold_rule) if args.thresholds else None)
     strategies = switched_on(read_artifact_meta(args.run)["config"].get("strategies", {}))
-    dest = ship_run(args.run, args.out, name=args.name, thresholds=thresholds, strategies=strategies,
-                    command=args.train_command)
+    dest, notes = ship_run(args.run, args.out, name=args.name, thresholds=thresholds, strategies=strategies,
+                           command=args.train_command, allow_unfinished=args.allow_unfinished)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.onnx:
         from mitotype.models.artifact import load_model_artifact
         from mitotype.models.onnx_runtime import write_onnx_beside

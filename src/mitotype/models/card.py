@@ -90,19 +90,24 @@ def scores_table(single: Mapping[str, float], tta: Mapping[str, float]) -> str:
 
 def run_card(meta: Mapping[str, Any], name: str, *, strategies: Sequence[str] = (),
              scores: Mapping[str, Any] | None = None, command: str | None = None,
-             source: str = "") -> ModelCard:
+             source: str = "", base_weights: str | None = None) -> ModelCard:
     """The card of a trained run from its ``model.json`` (``meta``), the strategies it trained with, the hold-out
-    experiment's ``scores.json`` when it has one, and the command that trained it when known."""
+    experiment's ``scores.json`` when it has one, and the command that trained it when known. ``base_weights``:
+    the weights training started from, ``""`` for the backbone's default (a packed model's own configuration
+    says ``random``: it holds every tensor)."""
     config = meta.get("config", {})
     model, optim, data = config.get("model", {}), config.get("optim", {}), config.get("data", {})
     stored = (meta.get("preprocessing") or {}).get("input_size") or [224]  # what the model resizes to (C, H, W)
     backbone, size = model.get("backbone", "?"), int(model.get("input_size") or stored[-1])
     adaptation = {"full": "fully fine-tuned", "lora": "adapted with LoRA", "frozen": "frozen backbone, heads trained"}
     data_text = " + ".join(s.get("path", "?") for s in data.get("sources", [])) or data.get("path") or "?"
+    base = base_weights if base_weights is not None else model.get("weights")
+    started = f"`{base}` weights" if base else "the backbone's default weights"
     summary = (f"{backbone} at {size} px, trained with mitotype on {data_text}"
                f"{' (' + source + ')' if source else ''}.\n\n"
-               f"Weights from `{model.get('weights', '?')}`, {adaptation.get(model.get('adaptation'), 'adapted')}; "
-               "pass this folder as `--model` to `mitotype predict`, `evaluate` or `challenge`.")
+               f"Started from {started}, "
+               f"{adaptation.get(model.get('adaptation'), 'adapted')}; pass this folder as `--model` to "
+               "`mitotype predict`, `evaluate` or `challenge`.")
     terms = ("The terms of its training data and of the base weights apply (see their licences). Not a medical "
              "device, not for diagnosis.")
     kept = meta.get("metrics", {})
@@ -120,7 +125,7 @@ def run_card(meta: Mapping[str, Any], name: str, *, strategies: Sequence[str] = 
         tta = {k: scores.get(f"test_{k}_tta", float("nan")) for k in SCORE_COLUMNS}
         measured = (f"The hold-out experiment's test figures ({scores.get('n_test', '?')} figures), as the run scored "
                     f"them at its own thresholds:\n\n{scores_table(single, tta)}")
-    threshold_tta = meta.get("threshold_tta")
+    threshold_tta = meta.get("threshold_tta")  # absent from a run stopped before its end: TTA takes the single one
     return ModelCard(name=name, summary=summary, terms=terms, recipe=recipe,
                      threshold_rule=config.get("threshold", "val-balanced-accuracy"),
                      threshold=float(meta["threshold"]),

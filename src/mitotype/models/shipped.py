@@ -27,6 +27,7 @@ from mitotype.errors import MitotypeError
 from mitotype.ioutils import atomic_save_safetensors, atomic_write_text, write_json_atomic
 from mitotype.models.artifact import META_FILE, MODEL_FILE, read_artifact_meta
 from mitotype.models.card import run_card
+from mitotype.runs import require_finished
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
 DEFAULT_SHIPPED_MODEL = "amibr-effnet-lite0-224"
@@ -164,21 +165,24 @@ def rechosen_thresholds(result_path: str | Path, run_dir: str | Path, rule: str,
 
 def ship_run(run_dir: str | Path, dest: str | Path, *, name: str | None = None,
              thresholds: RechosenThresholds | None = None, strategies: Sequence[str] = (),
-             command: str | None = None) -> Path:
-    """Pack a fully fine-tuned run as a shipped-style model folder (fp16 tensors, ``model.json``,
+             command: str | None = None, allow_unfinished: bool = False) -> tuple[Path, list[str]]:
+    """Pack a fully fine-tuned, finished run as a shipped-style model folder (fp16 tensors, ``model.json``,
     ``config.yaml``) with a model card written from what the run knows about itself (:func:`run_card`):
-    the recipe, the kept epoch, its thresholds, and its test figures when it is a hold-out run."""
+    the recipe, the kept epoch, its thresholds, and its test figures when it is a hold-out run. The folder, and
+    notes for the user (an unfinished run let through by ``allow_unfinished``)."""
     run_dir, dest = Path(run_dir), Path(dest)
+    notes = require_finished([run_dir], allow_unfinished=allow_unfinished)
     if (dest / MODEL_FILE).exists():
         raise MitotypeError(f"{dest}: already holds a model; choose another folder or remove it first")
+    base_weights = read_artifact_meta(run_dir)["config"]["model"].get("weights") or ""  # "": the backbone's own
     pack_shipped_model(run_dir, dest, "", thresholds=thresholds)
     meta = json.loads((dest / META_FILE).read_text(encoding="utf-8"))
     scores_path = run_dir / SCORES_FILE
     scores = json.loads(scores_path.read_text(encoding="utf-8")) if scores_path.is_file() else None
     card = run_card(meta, name or dest.name, strategies=strategies, scores=scores, command=command,
-                    source=f"packed from {run_dir}")
+                    source=f"packed from {run_dir}", base_weights=base_weights)
     atomic_write_text(dest / CARD_FILE, card.render())
-    return dest
+    return dest, notes
 
 
 def fp16_max_error(run_dir: Path, dest: Path) -> float:
