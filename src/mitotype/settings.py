@@ -12,6 +12,7 @@ import difflib
 import math
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -26,6 +27,12 @@ def value_range(lo: float | None, hi: float | None, *, lo_open: bool = False, hi
 def one_of(*choices: str) -> dict[str, Any]:
     """Field metadata: the only values a string may take."""
     return {"choices": choices}
+
+
+def lazy_type(resolve: Callable[[], type]) -> dict[str, Any]:
+    """Field metadata: the field's settings class is asked for when a configuration is read, not fixed when the
+    dataclass is defined (a block built from a registry that may still grow, e.g. ``strategies``)."""
+    return {"type": resolve}
 
 
 class Settings:
@@ -136,7 +143,8 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     """The one loader: build ``cls`` from plain data (YAML, JSON), converting each value to its annotated
     type and refusing unknown keys with the closest valid one; the settings then check themselves."""
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    names = list(fields)
     kwargs = {}
     for key, value in data.items():
         dotted = f"{where}.{key}" if where else str(key)
@@ -144,7 +152,8 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else f"; valid keys: {', '.join(names)}"
             raise ConfigError(f"unknown configuration key '{dotted}'{hint}")
-        kwargs[key] = _coerce(value, hints[key], dotted)
+        resolve = fields[key].metadata.get("type")
+        kwargs[key] = _coerce(value, resolve() if resolve is not None else hints[key], dotted)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
@@ -168,4 +177,4 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return convert(obj)
 
 
-__all__ = ["Settings", "from_dict", "one_of", "to_dict", "validate_fields", "value_range"]
+__all__ = ["Settings", "from_dict", "lazy_type", "one_of", "to_dict", "validate_fields", "value_range"]

@@ -33,3 +33,22 @@ def test_rechosen_thresholds_come_from_the_runs_entry(tmp_path: Path) -> None:
     assert (got.rule, got.threshold, got.threshold_tta) == ("val-platt", 0.41, 0.38)
     with pytest.raises(SystemExit, match="no thresholds for"):
         ship.rechosen_thresholds(result, tmp_path / "other", "val-platt")
+
+
+def test_the_shipped_card_is_the_packages_card_made_again_from_its_recorded_figures() -> None:
+    """The card template lives in the package now; filled with the shipped model's recorded figures it gives the
+    committed card, byte for byte."""
+    ship = load_benchmark("ship_model")
+    folder = Path(__file__).resolve().parents[2] / "src" / "mitotype" / "models" / "shipped" / "amibr-effnet-lite0-224"
+    meta = json.loads((folder / "model.json").read_text())
+    recorded = json.loads((RESULTS / "shipped_model.json").read_text())["figures"]
+    kept = meta["metrics"]
+    run_scores = {"seed": meta["config"]["seed"], "epochs": meta["config"]["optim"]["epochs"],
+                  "best_epoch": kept["epoch"], "val_balanced_accuracy": kept["balanced_accuracy"],
+                  "val_roc_auc": kept["roc_auc"],
+                  "test_balanced_accuracy": recorded["test_run_fp32"]["balanced_accuracy"],
+                  "test_balanced_accuracy_tta": recorded["test_run_fp32"]["balanced_accuracy_tta"]}
+    text = ship.card_text(folder.name, meta, run_scores, recorded["test_packed_onnx"],
+                          RESULTS / "lodo_transfer_224_full_s0.json", recorded["train_command"],
+                          Path(meta["shipped_from"]))
+    assert text == (folder / "MODEL_CARD.md").read_text()

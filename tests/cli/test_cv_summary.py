@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mitotype.cli.evaluate import print_summary
-from mitotype.experiments.cv import summarise
+from mitotype.evaluation.summary import summarise
 
 
 def _row(domain: str, group: str, label: int, p: float, threshold: float = 0.5) -> dict:

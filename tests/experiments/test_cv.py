@@ -9,7 +9,7 @@ import pytest
 
 from mitotype.errors import ConfigError
 from mitotype.experiments import cv as cv_module
-from mitotype.experiments.cv import paired_bootstrap_delta, run_cv
+from mitotype.experiments.cv import run_cv
 from mitotype.training.config import load_config
 from mitotype.training.trainer import Trainer
 from tests.conftest import TINY_OVERRIDES
@@ -97,21 +97,6 @@ def test_tta_predictions_use_the_tta_threshold_and_reuse_trained_folds(synth_fig
         assert all(r["tta"] is True and r["decision"] == int(r["p_atypical"] >= meta["threshold_tta"])
                    for r in rows)
     assert with_tta["summary"]["n_figures"] == plain["summary"]["n_figures"]
-
-
-def test_paired_bootstrap_delta_sign():
-    rng = np.random.default_rng(0)
-    base, other = [], []
-    for i in range(200):
-        label = int(i % 4 == 0)
-        right = int(rng.random() < 0.9)
-        base.append({"dataset": "d", "uid": str(i), "group": str(i // 5), "label": label,
-                     "decision": label if right else 1 - label})
-        other.append({**base[-1], "decision": 1 - label if rng.random() < 0.5 else label})
-    delta = paired_bootstrap_delta(base, other, n=200)
-    assert delta["delta"] < 0 and delta["ci_high"] < 0
-    same = paired_bootstrap_delta(base, base, n=50)
-    assert same["delta"] == 0.0
 
 
 def test_unknown_strategy_is_rejected(synth_figures, tmp_path):

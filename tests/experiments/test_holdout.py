@@ -81,3 +81,20 @@ def test_summarise_skips_a_figure_that_is_undefined():
             for s, auc in ((0, None), (1, 0.8))]
     entry = summarise(runs)["plain"]
     assert entry["roc_auc_mean"] == pytest.approx(0.8) and entry["balanced_accuracy_mean"] == pytest.approx(0.75)
+
+
+def test_the_ablation_over_seeds_is_set_against_the_baselines_seed_spread():
+    """A strategy's mean change over seeds beats the spread only when it exceeds the baseline's sd over seeds."""
+    from mitotype.experiments.holdout import ablation_means
+
+    runs = [{"recipe": "full", "seed": s, "test_balanced_accuracy": ba} for s, ba in ((0, 0.70), (1, 0.74))]
+    paired = {f"full-no_{off} seed {s}": {"seed": s, "switched_off": off, "baseline": "full",
+                                         "delta_balanced_accuracy": {"delta": d}}
+              for off, deltas in (("mixup", (-0.01, 0.005)), ("supcon", (-0.06, -0.05))) for s, d in enumerate(deltas)}
+    out = ablation_means(paired, summarise(runs))
+    floor = 0.04 / 2**0.5  # sd of 0.70 and 0.74
+    assert out["mixup"]["delta_balanced_accuracy_noise_floor"] == pytest.approx(floor)
+    assert out["mixup"]["delta_balanced_accuracy_mean"] == pytest.approx(-0.0025)
+    assert out["mixup"]["delta_balanced_accuracy_beats_spread"] is False
+    assert out["supcon"]["delta_balanced_accuracy_beats_spread"] is True
+    assert "delta_balanced_accuracy_noise_floor" not in ablation_means(paired)["mixup"]  # no runs, no floor

@@ -106,3 +106,43 @@ def test_rechosen_thresholds_replace_the_runs_own_everywhere_the_model_is_read(t
     assert yaml.safe_load((dest / "config.yaml").read_text())["threshold"] == "val-platt"
     ensemble, _ = load_ensemble([dest], device="cpu")
     assert (ensemble.threshold(False), ensemble.threshold(True)) == pytest.approx((0.31, 0.29))
+
+
+def test_models_ship_packs_a_run_with_a_card_written_from_the_run(tmp_path: Path, capsys) -> None:
+    run = make_model_dir(tmp_path / "run", threshold=0.42, overrides=["model.adaptation=full", "seed=7",
+                                                                      "strategies.mixup.enabled=false"])
+    figures = (("balanced_accuracy", 0.75), ("sensitivity", 0.7), ("specificity", 0.8), ("roc_auc", 0.81))
+    (run / "scores.json").write_text(json.dumps({
+        "n_test": 40, **{f"test_{k}{s}": v for s in ("", "_tta") for k, v in figures}}))
+    result = tmp_path / "thr.json"
+    result.write_text(json.dumps({"figures": {"runs": {str(run): {
+        view: {"platt": {"threshold": t}} for view, t in (("single", 0.31), ("tta", 0.29))}}}}))
+    out = tmp_path / "packed"
+    assert main(["models", "ship", str(run), "--out", str(out), "--name", "tiny-ship", "--thresholds", str(result),
+                 "--command", "mitotype train --preset full-cpu"]) == 0
+    assert "card:" in capsys.readouterr().out
+    card = (out / shipped.CARD_FILE).read_text()
+    assert card.startswith("# tiny-ship\n\ntiny-vit-reg4 at 56 px, trained with mitotype")
+    assert "Started from the backbone's default weights, fully fine-tuned" in card  # the run's, not `random`
+    assert "(`threshold: val-platt`):\n**0.3100** single view, **0.2900** with 8-view TTA" in card
+    assert "Seed 7:" in card and "strategies on: soft_labels, adaptive_focal" in card and "mixup" not in card
+    assert "| 8-view TTA | 0.750 | 0.700 | 0.800 | 0.810 |" in card
+    assert card.endswith("```bash\nmitotype train --preset full-cpu\n```\n")
+    assert [m.name for m in shipped.list_shipped_models(tmp_path)] == ["packed"]  # a shipped-style folder
+    assert shipped.list_shipped_models(tmp_path)[0].summary.startswith("tiny-vit-reg4 at 56 px")
+    loaded, _ = load_ensemble([out], device="cpu")
+    assert loaded.threshold(False) == pytest.approx(0.31) and loaded.threshold(True) == pytest.approx(0.29)
+    # a second pack into the same folder, and a run that needs base weights, are refused in one line
+    assert main(["models", "ship", str(run), "--out", str(out)]) == 2
+    assert "already holds a model" in capsys.readouterr().err
+    lora = make_model_dir(tmp_path / "lora")
+    assert main(["models", "ship", str(lora), "--out", str(tmp_path / "lora-packed")]) == 2
+    assert "only fully fine-tuned models" in capsys.readouterr().err
+    # a run stopped half-way is refused unless asked for, as predict and export refuse it
+    half = make_model_dir(tmp_path / "half", overrides=["model.adaptation=full"])
+    (half / "last_state.pt").write_bytes(b"")
+    assert main(["models", "ship", str(half), "--out", str(tmp_path / "half-packed")]) == 2
+    assert "not a finished model" in capsys.readouterr().err
+    assert main(["models", "ship", str(half), "--out", str(tmp_path / "half-packed"), "--allow-unfinished"]) == 0
+    assert "note:" in capsys.readouterr().err
+    assert "Started from the backbone's default weights" in (tmp_path / "half-packed" / shipped.CARD_FILE).read_text()

@@ -162,12 +162,12 @@ def _resumed_equals_uninterrupted(figures, tmp_path, overrides, stop_after: int)
 def test_ema_run_keeps_the_average_and_resumes_bit_for_bit(synth_figures, tmp_path) -> None:
     full, _ = _resumed_equals_uninterrupted(
         synth_figures, tmp_path, ["optim.epochs=3", "optim.weight_averaging=ema", "optim.ema_decay=0.7"], 2)
-    rows = full._progress_state["history"]
+    rows = full.selection.history
     assert [r["averaged"] for r in rows] == [full.batches_per_epoch * (e + 1) for e in range(3)]
     # what was kept (and saved) is the EMA of the best epoch, not the training weights
     saved = load_file(str(tmp_path / "full" / "model.safetensors"))
     raw = torch.load(tmp_path / "full" / "last_state.pt", weights_only=True)["model"]  # the training weights
-    if full._progress_state["best"]["epoch"] == 3:
+    if full.selection.best["epoch"] == 3:
         for name, value in full.averager.tensors.items():
             assert torch.equal(saved[name], value.cpu()), name
     assert all(not torch.equal(saved[n], raw[n]) for n in full.averager.names)
@@ -179,9 +179,9 @@ def test_swa_on_a_batchnorm_cnn_recomputes_statistics_and_resumes_bit_for_bit(sy
                  "model.backbone=tiny-efficientnet", "model.adaptation=full", "model.input_size=64",
                  "optim.bn_update_figures=24"]
     full, _ = _resumed_equals_uninterrupted(synth_figures, tmp_path, overrides, stop_after=2)
-    rows = full._progress_state["history"]
+    rows = full.selection.history
     assert [r["averaged"] for r in rows] == [0, 1, 2]  # epoch 1 trains only; epochs 2 and 3 are averaged
-    assert full._progress_state["best"]["epoch"] in (2, 3)  # an averaged model is kept, never epoch 1
+    assert full.selection.best["epoch"] in (2, 3)  # an averaged model is kept, never epoch 1
     saved = load_file(str(tmp_path / "full" / "model.safetensors"))
     raw = torch.load(tmp_path / "full" / "last_state.pt", weights_only=True)["model"]  # the training weights
     bn_keys = [k for k in saved if k.endswith("running_mean")]

@@ -207,6 +207,7 @@ def test_mixed_votes_and_hard_labels_become_the_right_targets(synth_dir, tmp_pat
     config = load_config(overrides=TRAIN)
     train_idx, val_idx = validation_split(records, np.arange(len(records)), fraction=0.25, seed=0)
     trainer = Trainer(config, records, figures.images, train_idx, val_idx, tmp_path / "run")
+    trainer.prepare()
     targets, labels = trainer.targets, np.array([r.label for r in records])
     odd = np.array([r.dataset == "odd" for r in records])
     assert all(not r.votes for r in records if r.dataset == "odd")
@@ -263,6 +264,7 @@ def test_amibr_and_a_midog25_layout_dataset_together(shared_data, tmp_path):
     train_idx, val_idx = validation_split(records, subset, fraction=0.25, seed=0)
     config = load_config(overrides=[*TRAIN, "optim.batch_size=32"])
     trainer = Trainer(config, records, figures.images, train_idx, val_idx, tmp_path / "run")
+    trainer.prepare()
     assert {n.split(":")[0] for n in trainer.domain_names} == {"amibr", "midog25"}
     result = trainer.fit()
     assert (tmp_path / "run" / "model.safetensors").is_file() and 0 < result.threshold < 1

@@ -13,13 +13,13 @@ from typing import Any
 
 import torch
 
-from mitotype.settings import value_range
+from mitotype.settings import Settings, value_range
 from mitotype.training.strategies.base import Batch, Strategy
 from mitotype.training.strategies.registry import STRATEGIES, strategy_switches
 
 
 @dataclass
-class LogitPenaltySettings:
+class LogitPenaltySettings(Settings):
     """One more strategy for this test: penalise large logits."""
 
     enabled: bool = True
@@ -72,22 +72,22 @@ def test_the_registry_defines_the_config_section_and_the_ablation_switches() -> 
 
 
 def test_a_new_strategy_is_one_class_and_one_registry_line(tmp_path) -> None:
-    """Registered before the configuration is built (as its line in the registry would be), the strategy
-    gets a config block, an ablation switch, a loss column and a place in the resume state."""
+    """Registered after the configuration module and the experiments were imported (as a plug-in package would
+    be), the strategy gets a config block, an ablation switch, a loss column and a place in the resume state."""
     script = textwrap.dedent(f"""
         import json, sys
         import numpy as np, torch
-        from mitotype.training.strategies import registry
-        from tests.training.test_strategies import LogitPenalty
-        registry.STRATEGIES.append(LogitPenalty)  # the one registry line
-
         from mitotype.data.synth import write_synthetic
         from mitotype.evaluation.splits import validation_split
-        from mitotype.experiments.cv import STRATEGY_SWITCHES
+        from mitotype.experiments import cv
         from mitotype.training.config import load_config
         from mitotype.training.inputs import load_figures
+        from mitotype.training.strategies.registry import register_strategy
         from mitotype.training.trainer import Trainer
         from tests.conftest import TINY_OVERRIDES
+        from tests.training.test_strategies import LogitPenalty
+        register_strategy(LogitPenalty)  # the one registry line
+        STRATEGY_SWITCHES = cv.STRATEGY_SWITCHES
 
         work = {str(tmp_path)!r}
         write_synthetic(work + "/data", n_per_domain=8, seed=1)

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from mitotype.evaluation.splits import validation_split
 from mitotype.models.artifact import load_model_artifact
 from mitotype.training.config import load_config
+from mitotype.training.evaluator import Evaluator
 from mitotype.training.strategies.domain_adversarial import grl_coefficient
 from mitotype.training.trainer import Trainer
 from tests.conftest import TINY_OVERRIDES
@@ -76,8 +77,12 @@ def test_single_class_validation_is_refused(synth_figures, tmp_path):
     labels = np.array([r.label for r in synth_figures.records])
     train_idx, val_idx = _split(synth_figures)
     only_normal = val_idx[labels[val_idx] == 0]
+    trainer = Trainer(config, synth_figures.records, synth_figures.images, train_idx, only_normal, tmp_path)
     with pytest.raises(ConfigError, match="validation split holds only one class"):
-        Trainer(config, synth_figures.records, synth_figures.images, train_idx, only_normal, tmp_path)
+        trainer.prepare()  # building a trainer checks nothing; preparing it (or fit) does
+    with pytest.raises(ConfigError, match="validation split holds only one class"):
+        trainer.fit()
+    assert not any(tmp_path.iterdir())  # refused before the run folder was touched
 
 
 def test_grl_ramp():
@@ -152,7 +157,7 @@ def test_resume_refuses_another_configuration_and_leaves_the_run_as_it_was(synth
 
 def test_an_early_stopped_run_stays_stopped_on_resume(synth_figures, tmp_path, monkeypatch):
     flat = {"balanced_accuracy": 0.6, "roc_auc": 0.6, "threshold": 0.5}
-    monkeypatch.setattr(Trainer, "_validate", lambda self: dict(flat))  # no epoch ever improves
+    monkeypatch.setattr(Evaluator, "validate", lambda self: dict(flat))  # no epoch ever improves
     overrides = ["optim.epochs=6", "optim.patience=1"]
     first = _trainer(synth_figures, tmp_path / "run", overrides=overrides).fit()
     assert len(first.history) == 2
@@ -179,7 +184,7 @@ def test_the_model_stores_a_calibration_fitted_on_its_validation_scores(synth_fi
     def scores(self, idx, tta=False):
         return np.clip(0.15 + 0.5 * labels[idx] + (0.3 if tta else 0.45) * noise[idx], 0, 1).astype(np.float32)
 
-    monkeypatch.setattr(Trainer, "predict", scores)
+    monkeypatch.setattr(Evaluator, "predict", scores)
     trainer = _trainer(synth_figures, tmp_path / "run", overrides=["optim.epochs=2"])
     trainer.fit()
     meta = read_artifact_meta(tmp_path / "run")
@@ -202,7 +207,7 @@ def test_select_metric_picks_the_epoch(synth_figures, tmp_path, monkeypatch, met
         {"balanced_accuracy": 0.70, "roc_auc": 0.90, "threshold": 0.43},  # best ROC AUC
         {"balanced_accuracy": 0.65, "roc_auc": 0.85, "threshold": 0.44},  # last
     ])
-    monkeypatch.setattr(Trainer, "_validate", lambda self: dict(next(script)))
+    monkeypatch.setattr(Evaluator, "validate", lambda self: dict(next(script)))
     result = _trainer(synth_figures, tmp_path / "run",
                       overrides=["optim.epochs=4", f"optim.select_metric={metric}"]).fit()
     assert result.best_epoch == expected_epoch
@@ -248,5 +253,5 @@ def test_val_platt_stores_the_platt_thresholds_of_the_validation_scores(synth_fi
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], [150, 50])
     p = 1 / (1 + np.exp(-(rng.normal(size=200) + 1.5 * y - 0.5)))
-    assert trainer._choose_threshold(y, p) == pytest.approx(platt_threshold(y, p))
-    assert trainer._choose_threshold(y, p) != pytest.approx(best_threshold(y, p), abs=1e-3)
+    assert trainer.evaluator.choose_threshold(y, p) == pytest.approx(platt_threshold(y, p))
+    assert trainer.evaluator.choose_threshold(y, p) != pytest.approx(best_threshold(y, p), abs=1e-3)

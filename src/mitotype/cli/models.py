@@ -1,4 +1,4 @@
-"""``mitotype models``: list the registered backbones and check weights against them."""
+"""``mitotype models``: list the registered backbones, check weights against them, export ONNX, pack a run."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from mitotype.cli.extras import needs_training_extra
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("models", help="list backbones, check weights")
+    parser = subparsers.add_parser("models", help="list backbones, check weights, export ONNX, pack a run")
     sub = parser.add_subparsers(dest="models_command", metavar="<subcommand>")
     parser.set_defaults(func=lambda args: (parser.print_help(), 0)[1])
 
@@ -43,6 +43,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p_onnx.add_argument("model", nargs="+", help="model folder(s) or a cv output folder")
     p_onnx.set_defaults(func=cmd_onnx)
     needs_training_extra(p_onnx)
+
+    p_ship = sub.add_parser(
+        "ship", help="pack a fully fine-tuned run as a shipped-style model folder: fp16 tensors, model.json, "
+        "config.yaml and a MODEL_CARD.md written from the run (its recipe, kept epoch, thresholds, test figures)")
+    p_ship.add_argument("run", help="the trained run folder (a `mitotype train` or `mitotype holdout` run)")
+    p_ship.add_argument("--out", required=True, help="the folder to write (it must not hold a model yet)")
+    p_ship.add_argument("--name", default=None, help="the model's name on its card (default: the folder's name)")
+    p_ship.add_argument("--command", dest="train_command", default=None,
+                        help="the command that trained the run, for the card's Reproduce section")
+    p_ship.add_argument("--thresholds", default=None, metavar="RESULT",
+                        help="a benchmarks/holdout_thresholds.py result for RUN: ship the thresholds "
+                        "--threshold-rule chose there for the same weights, instead of the run's own")
+    p_ship.add_argument("--threshold-rule", choices=["val-platt", "val-balanced-accuracy"], default="val-platt",
+                        help="the rule whose thresholds --thresholds ships (default: val-platt)")
+    p_ship.add_argument("--onnx", action="store_true", help="write model.onnx beside it (the onnx extra)")
+    p_ship.add_argument("--allow-unfinished", action="store_true",
+                        help="pack a run that did not finish (its best epoch so far)")
+    p_ship.set_defaults(func=cmd_ship)
 
 
 def _fmt(values: tuple[float, ...]) -> str:
@@ -137,4 +155,25 @@ def cmd_onnx(args: argparse.Namespace) -> int:
     for model_dir in [d for m in args.model for d in find_model_dirs(m)]:
         path = write_onnx_beside(model_dir, load_model_artifact(model_dir, device="cpu").model)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def cmd_ship(args: argparse.Namespace) -> int:
+    # start-up time: torch loads only for this command
+    from mitotype.models.artifact import read_artifact_meta
+    from mitotype.models.shipped import CARD_FILE, rechosen_thresholds, ship_run
+    from mitotype.training.strategies.registry import switched_on
+
+    thresholds = (rechosen_thresholds(args.thresholds, args.run, args.threshold_rule) if args.thresholds else None)
+    strategies = switched_on(read_artifact_meta(args.run)["config"].get("strategies", {}))
+    dest, notes = ship_run(args.run, args.out, name=args.name, thresholds=thresholds, strategies=strategies,
+                           command=args.train_command, allow_unfinished=args.allow_unfinished)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.onnx:
+        from mitotype.models.artifact import load_model_artifact
+        from mitotype.models.onnx_runtime import write_onnx_beside
+
+        write_onnx_beside(dest, load_model_artifact(dest, device="cpu").model)
+    print(f"packed {args.run} -> {dest} (card: {dest / CARD_FILE})")
     return 0

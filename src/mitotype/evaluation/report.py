@@ -22,6 +22,7 @@ import numpy as np
 
 from mitotype.evaluation.calibration import calibration_by_domain
 from mitotype.evaluation.metrics import format_mean_std
+from mitotype.evaluation.predictions import PREDICTION_COLUMNS
 from mitotype.extras import importable
 from mitotype.ioutils import atomic_write_text
 
@@ -35,20 +36,6 @@ __all__ = [
     "write_predictions_csv",
     "write_report",
 ]
-
-PREDICTION_COLUMNS = (
-    "uid",
-    "fold",
-    "domain",
-    "group",
-    "p_atypical",
-    "decision",
-    "label",
-    "votes_atypical",
-    "votes_cast",
-)
-"""Keys of a prediction row (extra keys are kept after these in the CSV). ``decision`` and ``label``
-are 1 (atypical) / 0 (normal); ``votes_*`` may be empty when expert votes are unknown."""
 
 N_FIGURES = 5
 """Embedded images in every report: per-domain balanced accuracy, ROC, confusion matrices,

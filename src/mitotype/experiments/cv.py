@@ -8,7 +8,6 @@ mark, so an interrupted cross-validation resumes at the first unfinished fold.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -16,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import balanced_accuracy_score
 
 from mitotype.data.records import FigureRecord
 from mitotype.errors import ConfigError, MitotypeError
-from mitotype.evaluation.report import write_ablation_report, write_predictions_csv, write_report
+from mitotype.evaluation.comparisons import paired_bootstrap_delta
+from mitotype.evaluation.predictions import PredictionTable, read_predictions
+from mitotype.evaluation.report import write_ablation_report, write_report
 from mitotype.evaluation.splits import assert_no_leak, grouped_stratified_kfold, leave_one_domain_out, validation_split
-from mitotype.evaluation.summary import environment, prediction_rows, summarise
+from mitotype.evaluation.summary import environment, summarise
 from mitotype.ioutils import replaced_together, write_json_atomic
 from mitotype.models.artifact import load_model_artifact
 from mitotype.models.device import resolve_device
@@ -33,8 +33,15 @@ from mitotype.training.resume import read_resume_state
 from mitotype.training.strategies.registry import ablation_strategies, strategy_switches
 from mitotype.training.trainer import ProgressFactory, Trainer, init_distributed_from_env, run_fingerprint
 
-STRATEGY_SWITCHES = strategy_switches()
-"""Each strategy of the method and the switch that turns it off, for ``mitotype ablate`` (from the registry)."""
+
+def __getattr__(name: str) -> Any:
+    if name == "STRATEGY_SWITCHES":  # each strategy and the switch that turns it off, from the registry as it is now
+        return strategy_switches()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+PREDICTIONS_FILE = "predictions.json"
+"""A fold's predictions of its held-out figures, and the mark that it is finished."""
 
 
 def _slug(name: str) -> str:
@@ -115,17 +122,17 @@ def run_cv(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    rows: list[dict[str, Any]] = []
+    rows = PredictionTable()
     fold_info = []
     for n, fold in enumerate(folds):
         fold_dir = out_dir / "folds" / _slug(fold.name)
-        done = fold_dir / "predictions.json"
-        fold_rows = None
+        done = fold_dir / PREDICTIONS_FILE
+        fold_rows: PredictionTable | None = None
         if resume and done.is_file():
             check_fold_reusable(config, records, fold, fold_dir / "model")
-            fold_rows = json.loads(done.read_text())
+            fold_rows = read_predictions(done)
         trained = fold_rows is not None
-        if fold_rows and bool(fold_rows[0].get("tta", False)) != tta:
+        if fold_rows and fold_rows[0].tta != tta:
             log(f"fold {n + 1}/{len(folds)} {fold.name}: trained, predicted {'without' if tta else 'with'} "
                 "TTA before; predicting its held-out figures again")
             fold_rows = None
@@ -136,15 +143,15 @@ def run_cv(
                         log)
         if fold_rows is None:
             fold_rows = _predict_fold(config, figures, fold, fold_dir / "model", tta)
-            write_json_atomic(done, fold_rows)
+            fold_rows.write_json(done)
         fold_info.append(
             {
                 "name": fold.name,
                 "n_test": len(fold_rows),
-                "threshold": fold_rows[0]["threshold"] if fold_rows else None,
+                "threshold": fold_rows[0].threshold if fold_rows else None,
             }
         )
-        rows.extend(fold_rows)
+        rows += fold_rows
     summary = summarise(rows, n_bootstrap=n_bootstrap, seed=config.seed)
     results = {
         "scheme": scheme,
@@ -159,9 +166,9 @@ def run_cv(
     names = ["results.json", "predictions.csv", *(["report.html"] if report else [])]
     with replaced_together([out_dir / name for name in names]) as staged:  # one set: never an old report beside
         write_json_atomic(staged[0], results)                              # new results
-        write_predictions_csv(staged[1], rows)
+        rows.write_csv(staged[1])
         if report:
-            write_report(staged[2], results, rows, title=f"mitotype {scheme} cross-validation")
+            write_report(staged[2], results, rows.as_rows(), title=f"mitotype {scheme} cross-validation")
     return results
 
 
@@ -200,42 +207,18 @@ def _train_fold(config: TrainConfig, figures: Figures, fold: Any, model_dir: Pat
     trainer.fit(resume=resume)
 
 
-def _predict_fold(config: TrainConfig, figures: Figures, fold: Any, model_dir: Path, tta: bool) -> list[dict[str, Any]]:
-    """The fold model's prediction rows for its held-out figures."""
+def _predict_fold(config: TrainConfig, figures: Figures, fold: Any, model_dir: Path, tta: bool) -> PredictionTable:
+    """The fold model's predictions of its held-out figures."""
     loaded = load_model_artifact(model_dir, device=resolve_device(config.optim.device))
     test_idx = np.asarray(fold.test_idx)
     p = predict_proba(loaded.model, figures.images[test_idx], batch_size=config.optim.eval_batch_size, tta=tta,
                       device=resolve_device(config.optim.device), precision=config.optim.precision)
     # TTA averages views and pulls scores inward: its decisions use the threshold chosen on TTA validation scores
     threshold = threshold_of(loaded.meta, tta)
-    return prediction_rows(figures.records, test_idx, p, threshold, fold.name, tta=tta)
+    return PredictionTable.from_scores(figures.records, test_idx, p, threshold, fold.name, tta=tta)
 
 
 # --------------------------------------------------------------------------- ablation
-
-
-def paired_bootstrap_delta(
-    base: list[dict[str, Any]], other: list[dict[str, Any]], n: int = 1000, seed: int = 0
-) -> dict[str, float]:
-    """Change in pooled balanced accuracy (other - base) with a 95 % interval, resampling slides."""
-    by_uid = {(r["dataset"], r["uid"]): r for r in other}
-    pairs = [(r, by_uid[(r["dataset"], r["uid"])]) for r in base if (r["dataset"], r["uid"]) in by_uid]
-    y = np.array([a["label"] for a, _ in pairs])
-    da = np.array([a["decision"] for a, _ in pairs])
-    db = np.array([b["decision"] for _, b in pairs])
-    groups = np.array([f"{a['dataset']}:{a['group']}" for a, _ in pairs])
-    uniq, inv = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inv == g) for g in range(len(uniq))]
-    point = balanced_accuracy_score(y, db) - balanced_accuracy_score(y, da)
-    rng = np.random.default_rng(seed)
-    deltas = []
-    for _ in range(n):
-        pick = np.concatenate([members[g] for g in rng.integers(0, len(uniq), len(uniq))])
-        if len(np.unique(y[pick])) < 2:
-            continue
-        deltas.append(balanced_accuracy_score(y[pick], db[pick]) - balanced_accuracy_score(y[pick], da[pick]))
-    lo, hi = np.percentile(deltas, [2.5, 97.5]) if deltas else (float("nan"), float("nan"))
-    return {"delta": float(point), "ci_low": float(lo), "ci_high": float(hi)}
 
 
 def run_ablation(
@@ -252,13 +235,14 @@ def run_ablation(
     log = log or (lambda _msg: None)
     out_dir = Path(out_dir)
     names = list(strategies or ablation_strategies(config.strategies))
-    unknown = [s for s in names if s not in STRATEGY_SWITCHES]
+    switches = strategy_switches()
+    unknown = [s for s in names if s not in switches]
     if unknown:
-        raise ConfigError(f"unknown strategy {unknown}; choose from {list(STRATEGY_SWITCHES)}")
+        raise ConfigError(f"unknown strategy {unknown}; choose from {list(switches)}")
     base_dict = to_dict(config)
     variants = {"all": config}
     for name in names:
-        variants[f"no_{name}"] = load_config(base_dict, overrides=[f"{STRATEGY_SWITCHES[name]}=false"])
+        variants[f"no_{name}"] = load_config(base_dict, overrides=[f"{switches[name]}=false"])
     outcome: dict[str, Any] = {}
     rows_by_variant = {}
     for variant, cfg in variants.items():
@@ -284,11 +268,11 @@ def run_ablation(
         if variant != "all":
             outcome[variant]["delta_vs_all"] = paired_bootstrap_delta(
                 rows_by_variant["all"], rows_by_variant[variant], seed=config.seed
-            )
+            ).as_dict()
     table = {
         "scheme": scheme,
         "variants": outcome,
-        "switches": {k: STRATEGY_SWITCHES[k] for k in names},
+        "switches": {k: switches[k] for k in names},
         "config": base_dict,
         "environment": environment(),
     }
@@ -298,9 +282,9 @@ def run_ablation(
     return table
 
 
-def _read_rows(cv_dir: Path, fold_names: list[str]) -> list[dict[str, Any]]:
-    """Out-of-fold rows of the named folds only (an older run in the same folder may have left others)."""
-    rows: list[dict[str, Any]] = []
+def _read_rows(cv_dir: Path, fold_names: list[str]) -> PredictionTable:
+    """Out-of-fold predictions of the named folds only (an older run in the same folder may have left others)."""
+    rows = PredictionTable()
     for name in fold_names:
-        rows.extend(json.loads((cv_dir / "folds" / _slug(name) / "predictions.json").read_text()))
+        rows += read_predictions(cv_dir / "folds" / _slug(name) / PREDICTIONS_FILE)
     return rows

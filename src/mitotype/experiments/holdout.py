@@ -13,7 +13,6 @@ switched off), optionally followed by ``+<variant>`` (:data:`VARIANTS`).
 
 from __future__ import annotations
 
-import csv
 import json
 import resource
 import time
@@ -27,10 +26,12 @@ import torch
 from sklearn.metrics import balanced_accuracy_score
 
 from mitotype.errors import ConfigError, DataError
+from mitotype.evaluation.comparisons import Verdict, noise_floor, paired_bootstrap_delta
 from mitotype.evaluation.metrics import best_threshold, binary_metrics
+from mitotype.evaluation.predictions import PredictionTable, read_predictions
 from mitotype.evaluation.splits import assert_no_leak, validation_split
-from mitotype.experiments.cv import environment, paired_bootstrap_delta
-from mitotype.ioutils import atomic_write, write_json_atomic
+from mitotype.evaluation.summary import environment
+from mitotype.ioutils import write_json_atomic
 from mitotype.models.artifact import load_model_artifact
 from mitotype.models.device import resolve_device
 from mitotype.models.predict import ensemble_threshold, predict_proba, threshold_of
@@ -38,6 +39,9 @@ from mitotype.training.config import TrainConfig, load_config
 from mitotype.training.inputs import Figures, load_data_figures
 from mitotype.training.strategies.registry import ablation_strategies, strategy_switches
 from mitotype.training.trainer import Trainer
+
+TEST_PREDICTIONS = "test_predictions.csv"
+"""A run's predictions of the test figures, one way of scoring per row (:mod:`mitotype.evaluation.predictions`)."""
 
 VARIANTS = {
     "last": ["optim.select_metric=last"],
@@ -141,17 +145,9 @@ def score_run(config: TrainConfig, split: HoldoutSplit, out: Path) -> dict[str, 
     y = np.array([records[i].label for i in test_idx])
     p = predict_proba(loaded.model, figures.images[test_idx], **kw)
     p_tta = predict_proba(loaded.model, figures.images[test_idx], tta=True, **kw)
-    rows = [{"uid": records[i].uid, "dataset": records[i].dataset, "group": records[i].group,
-             "label": int(label), "p_atypical": float(a), "p_atypical_tta": float(b)}
-            for i, label, a, b in zip(test_idx, y, p, p_tta)]
-
-    def write_csv(tmp: str) -> None:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-
-    atomic_write(out / "test_predictions.csv", write_csv)
+    table = (PredictionTable.from_scores(records, test_idx, p, loaded.threshold)
+             + PredictionTable.from_scores(records, test_idx, p_tta, threshold_tta, tta=True))
+    table.write_csv(out / TEST_PREDICTIONS)
     tuned = binary_metrics(y, p, loaded.threshold)
     tta = binary_metrics(y, p_tta, threshold_tta)
     return {
@@ -192,16 +188,6 @@ def run_dir(work: Path, recipe: str, seed: int) -> Path:
     return work / f"{recipe}-seed{seed}"
 
 
-def read_predictions(path: Path, tta: bool) -> list[dict[str, Any]]:
-    """A run's test predictions as ``paired_bootstrap_delta`` rows (decision at the run's threshold)."""
-    meta = json.loads((path.parent / "scores.json").read_text())
-    threshold = meta["threshold_tta"] if tta else meta["threshold"]
-    column = "p_atypical_tta" if tta else "p_atypical"
-    with path.open() as f:
-        return [{**row, "label": int(row["label"]), "decision": int(float(row[column]) >= threshold)}
-                for row in csv.DictReader(f)]
-
-
 def summarise(runs: list[dict]) -> dict:
     """Per recipe: mean, SD and range over seeds of each test figure (single view and TTA)."""
     out = {}
@@ -237,7 +223,8 @@ def chosen_on_validation(summary: dict[str, Any], min_seeds: int = 3) -> dict[st
 
 
 def ablation(runs: list[dict], work: Path) -> dict[str, Any]:
-    """Each ``<preset>-no_<strategy>`` run against ``<preset>`` with the same seed, paired on test slides."""
+    """Each ``<preset>-no_<strategy>`` run against ``<preset>`` with the same seed, paired on test slides
+    (:func:`~mitotype.evaluation.comparisons.paired_bootstrap_delta`)."""
     by_key = {(r["recipe"], r["seed"]): r for r in runs}
     out: dict[str, Any] = {}
     for r in runs:
@@ -245,32 +232,40 @@ def ablation(runs: list[dict], work: Path) -> dict[str, Any]:
         base = by_key.get((preset, r["seed"]))
         if not off or base is None:
             continue
-        entry: dict[str, Any] = {"seed": r["seed"], "switched_off": off}
+        entry: dict[str, Any] = {"seed": r["seed"], "switched_off": off, "baseline": preset}
         for tta in (False, True):
             suffix = "_tta" if tta else ""
-            a = run_dir(work, preset, r["seed"]) / "test_predictions.csv"
-            b = run_dir(work, r["recipe"], r["seed"]) / "test_predictions.csv"
+            a = run_dir(work, preset, r["seed"]) / TEST_PREDICTIONS
+            b = run_dir(work, r["recipe"], r["seed"]) / TEST_PREDICTIONS
             if a.is_file() and b.is_file():
                 delta = paired_bootstrap_delta(read_predictions(a, tta), read_predictions(b, tta), seed=r["seed"])
-                entry[f"delta_balanced_accuracy{suffix}"] = delta
+                entry[f"delta_balanced_accuracy{suffix}"] = delta.as_dict()
             if f"test_roc_auc{suffix}" in r and f"test_roc_auc{suffix}" in base:  # older runs: no TTA figures
                 entry[f"delta_roc_auc{suffix}"] = r[f"test_roc_auc{suffix}"] - base[f"test_roc_auc{suffix}"]
         out[f"{r['recipe']} seed {r['seed']}"] = entry
     return out
 
 
-def ablation_means(paired: dict[str, Any]) -> dict[str, Any]:
+def ablation_means(paired: dict[str, Any], summary: dict[str, Any] | None = None) -> dict[str, Any]:
     """Per strategy switched off: the seed-paired changes of :func:`ablation` averaged over seeds, with
-    the per-seed values, so that one seed's luck shows as spread rather than as an effect."""
+    the per-seed values, so that one seed's luck shows as spread rather than as an effect. With ``summary``
+    (:func:`summarise` of the runs), each balanced-accuracy change is set against its baseline's sd over seeds
+    (``..._noise_floor``, ``..._beats_spread``: :class:`~mitotype.evaluation.comparisons.Verdict`)."""
     out: dict[str, Any] = {}
     for strategy in sorted({e["switched_off"] for e in paired.values()}):
         mine = [e for e in paired.values() if e["switched_off"] == strategy]
         entry: dict[str, Any] = {"n_seeds": len(mine), "seeds": [e["seed"] for e in mine]}
-        for key in ("delta_balanced_accuracy", "delta_balanced_accuracy_tta"):
+        baseline = (summary or {}).get(mine[0].get("baseline", ""), {})
+        for key, sd in (("delta_balanced_accuracy", "balanced_accuracy_sd"),
+                        ("delta_balanced_accuracy_tta", "balanced_accuracy_tta_sd")):
             values = [e[key]["delta"] for e in mine if key in e]
             if values:
-                entry[f"{key}_mean"] = float(np.mean(values))
+                verdict = Verdict(tuple(values), noise_floor(baseline.get(sd)))
+                entry[f"{key}_mean"] = verdict.change
                 entry[f"{key}_per_seed"] = [round(float(v), 4) for v in values]
+                if summary is not None:
+                    entry[f"{key}_noise_floor"] = verdict.floor
+                    entry[f"{key}_beats_spread"] = verdict.beats_spread
         for key in ("delta_roc_auc", "delta_roc_auc_tta"):
             values = [e[key] for e in mine if key in e]
             if values:
@@ -285,16 +280,15 @@ def threshold_headroom(runs: list[dict], work: Path) -> dict[str, Any]:
     to a target is the threshold and how much the ranking, never a figure to report as a result)."""
     out: dict[str, Any] = {}
     for recipe in sorted({r["recipe"] for r in runs}):
-        paths = [run_dir(work, recipe, r["seed"]) / "test_predictions.csv" for r in runs if r["recipe"] == recipe]
+        paths = [run_dir(work, recipe, r["seed"]) / TEST_PREDICTIONS for r in runs if r["recipe"] == recipe]
         paths = [path for path in paths if path.is_file()]
         entry: dict[str, Any] = {}
         for tta in (False, True):
             pairs = []
             for path in paths:
                 rows = read_predictions(path, tta)
-                y = np.array([row["label"] for row in rows])
-                p = np.array([float(row["p_atypical_tta" if tta else "p_atypical"]) for row in rows])
-                tuned = float(balanced_accuracy_score(y, [row["decision"] for row in rows]))
+                y, p = rows.labels(), rows.scores()
+                tuned = float(balanced_accuracy_score(y, rows.decisions()))
                 pairs.append((tuned, binary_metrics(y, p, best_threshold(y, p))["balanced_accuracy"]))
             if pairs:
                 suffix = "_tta" if tta else ""
@@ -307,18 +301,17 @@ def threshold_headroom(runs: list[dict], work: Path) -> dict[str, Any]:
 
 
 def ensemble_scores(recipe: str, members: list[dict],
-                    predictions: dict[tuple[int, bool], list[dict]]) -> dict[str, Any]:
+                    predictions: dict[tuple[int, bool], PredictionTable]) -> dict[str, Any]:
     """``members`` (runs of one recipe) as one ensemble, as ``mitotype predict`` runs a set of models:
     probabilities averaged, the threshold :func:`~mitotype.models.predict.ensemble_threshold` of the
     members' validation thresholds. ``predictions`` holds each member's ``read_predictions`` rows by (seed, tta)."""
     entry: dict[str, Any] = {"seeds": [r["seed"] for r in members]}
     for tta in (False, True):
         rows = [predictions[(r["seed"], tta)] for r in members]
-        if any([row["uid"] for row in x] != [row["uid"] for row in rows[0]] for x in rows):
+        if any(x.keys() != rows[0].keys() for x in rows):
             raise ValueError(f"{recipe}: the seeds' test predictions are not over the same figures")
-        column = "p_atypical_tta" if tta else "p_atypical"
-        y = np.array([row["label"] for row in rows[0]])
-        p = np.mean([[float(row[column]) for row in x] for x in rows], axis=0)
+        y = rows[0].labels()
+        p = np.mean([x.scores() for x in rows], axis=0)
         threshold = ensemble_threshold(members, tta, calibrated=False)  # the members' raw scores are averaged
         m = binary_metrics(y, p, threshold)
         suffix = "_tta" if tta else ""
@@ -334,11 +327,10 @@ def ensembles(runs: list[dict], work: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for recipe in sorted({r["recipe"] for r in runs}):
         members = [r for r in runs if r["recipe"] == recipe
-                   and (run_dir(work, recipe, r["seed"]) / "test_predictions.csv").is_file()]
+                   and (run_dir(work, recipe, r["seed"]) / TEST_PREDICTIONS).is_file()]
         if len(members) < 2:
             continue
-        predictions = {(r["seed"], tta): read_predictions(run_dir(work, recipe, r["seed"]) / "test_predictions.csv",
-                                                          tta)
+        predictions = {(r["seed"], tta): read_predictions(run_dir(work, recipe, r["seed"]) / TEST_PREDICTIONS, tta)
                        for r in members for tta in (False, True)}  # read once, shared by every subset below
         out[recipe] = ensemble_scores(recipe, members, predictions)
         if len(members) >= 3:
@@ -360,7 +352,8 @@ def tables(runs: list[dict], work: Path) -> dict[str, Any]:
     summary, paired = summarise(runs), ablation(runs, work)
     return {"runs": runs, "summary": summary, "chosen_on_validation": chosen_on_validation(summary),
             "seed_ensembles": ensembles(runs, work), "ablation": paired,
-            "ablation_over_seeds": ablation_means(paired), "threshold_headroom": threshold_headroom(runs, work)}
+            "ablation_over_seeds": ablation_means(paired, summary),
+            "threshold_headroom": threshold_headroom(runs, work)}
 
 
 # --------------------------------------------------------------------------- the plan and its runs

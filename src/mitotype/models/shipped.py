@@ -1,31 +1,44 @@
-"""Trained classifiers that ship inside the package, so that ``mitotype predict INPUT`` works out of the box.
+"""Trained classifiers that ship inside the package, so that ``mitotype predict INPUT`` works out of the box, and
+packing any run the same way (``mitotype models ship RUN --out FOLDER``).
 
 A shipped model is an ordinary trained-model folder (``model.safetensors`` with its metadata, and
 ``model.json``) under ``mitotype/models/shipped/<name>/``, plus ``MODEL_CARD.md``: what it was trained on
 and under which terms, the recipe, the input contract, its thresholds and its measured figures with the
 command that produced them. Its tensors are stored in fp16 (half the size; they are cast back to fp32
 when loaded) and it holds the whole fine-tuned backbone, so it needs no pretrained base weights: its
-configuration says ``weights: random`` and every tensor is overwritten on loading.
+configuration says ``weights: random`` and every tensor is overwritten on loading. Its thresholds may be ones
+chosen again for the same weights by another rule (:class:`RechosenThresholds`, from a
+``benchmarks/holdout_thresholds.py`` result: :func:`rechosen_thresholds`).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mitotype.errors import MitotypeError
 from mitotype.ioutils import atomic_save_safetensors, atomic_write_text, write_json_atomic
-from mitotype.models.metadata import META_FILE, META_KEY, MODEL_FILE
+from mitotype.models.card import run_card
+from mitotype.models.metadata import META_FILE, META_KEY, MODEL_FILE, read_meta_fields
+from mitotype.runs import require_finished
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
 DEFAULT_SHIPPED_MODEL = "amibr-effnet-lite0-224"
 """The model ``predict`` uses when no ``--model`` is given."""
 CARD_FILE = "MODEL_CARD.md"
 
-__all__ = ["DEFAULT_SHIPPED_MODEL", "SHIPPED_DIR", "RechosenThresholds", "ShippedModel", "get_shipped_model",
-           "list_shipped_models", "pack_shipped_model"]
+SCORES_FILE = "scores.json"
+"""A hold-out run's test figures and thresholds (``mitotype holdout``), read into its card when present."""
+
+RULE_RESULT_KEYS = {"val-balanced-accuracy": "validation", "val-platt": "platt"}
+"""A ``threshold`` rule's name in the results of ``benchmarks/holdout_thresholds.py`` and ``lodo_transfer.py``."""
+
+__all__ = ["DEFAULT_SHIPPED_MODEL", "RULE_RESULT_KEYS", "SHIPPED_DIR", "RechosenThresholds", "ShippedModel",
+           "get_shipped_model", "list_shipped_models", "pack_shipped_model", "rechosen_thresholds", "ship_run"]
 
 
 @dataclass(frozen=True)
@@ -117,12 +130,60 @@ def pack_shipped_model(run_dir: Path, dest: Path, card_text: str,
     dest.mkdir(parents=True, exist_ok=True)
     atomic_save_safetensors(half, dest / MODEL_FILE, {META_KEY: json.dumps(meta)})
     write_json_atomic(dest / META_FILE, meta)
-    (dest / CARD_FILE).write_text(card_text, encoding="utf-8")
+    atomic_write_text(dest / CARD_FILE, card_text)
     if thresholds is not None:  # the configuration as the metadata now holds it
         atomic_write_text(dest / "config.yaml", yaml.safe_dump(meta["config"], sort_keys=False))
     elif (Path(run_dir) / "config.yaml").is_file():
         shutil.copy(Path(run_dir) / "config.yaml", dest / "config.yaml")
     return dest
+
+
+def rechosen_thresholds(result_path: str | Path, run_dir: str | Path, rule: str,
+                        source: str | None = None) -> RechosenThresholds:
+    """The thresholds ``rule`` chose for ``run_dir``'s weights in a ``benchmarks/holdout_thresholds.py`` result
+    (``source``: how the model's metadata names that file; default its path)."""
+    source = source or str(result_path)
+    if rule not in RULE_RESULT_KEYS:
+        raise MitotypeError(f"threshold rule {rule!r}: choose from {', '.join(RULE_RESULT_KEYS)}")
+    try:
+        result: Any = json.loads(Path(result_path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise MitotypeError(f"{result_path}: cannot read it as a JSON result ({type(exc).__name__})") from None
+    try:
+        runs = result["figures"]["runs"]
+        entry = runs.get(str(run_dir)) or runs.get(str(Path(run_dir).resolve()))
+    except (KeyError, TypeError, AttributeError):
+        raise MitotypeError(f"{source}: not a holdout_thresholds result (no figures.runs)") from None
+    if entry is None:
+        raise MitotypeError(f"{source}: no thresholds for {run_dir} (it has: {', '.join(runs) or 'none'})")
+    key = RULE_RESULT_KEYS[rule]
+    try:
+        return RechosenThresholds(rule=rule, threshold=float(entry["single"][key]["threshold"]),
+                                  threshold_tta=float(entry["tta"][key]["threshold"]), source=source)
+    except (KeyError, TypeError, ValueError):
+        raise MitotypeError(f"{source}: the entry of {run_dir} has no {key!r} thresholds") from None
+
+
+def ship_run(run_dir: str | Path, dest: str | Path, *, name: str | None = None,
+             thresholds: RechosenThresholds | None = None, strategies: Sequence[str] = (),
+             command: str | None = None, allow_unfinished: bool = False) -> tuple[Path, list[str]]:
+    """Pack a fully fine-tuned, finished run as a shipped-style model folder (fp16 tensors, ``model.json``,
+    ``config.yaml``) with a model card written from what the run knows about itself (:func:`run_card`):
+    the recipe, the kept epoch, its thresholds, and its test figures when it is a hold-out run. The folder, and
+    notes for the user (an unfinished run let through by ``allow_unfinished``)."""
+    run_dir, dest = Path(run_dir), Path(dest)
+    notes = require_finished([run_dir], allow_unfinished=allow_unfinished)
+    if (dest / MODEL_FILE).exists():
+        raise MitotypeError(f"{dest}: already holds a model; choose another folder or remove it first")
+    base_weights = read_meta_fields(run_dir)["config"]["model"].get("weights") or ""  # "": the backbone's own
+    pack_shipped_model(run_dir, dest, "", thresholds=thresholds)
+    meta = json.loads((dest / META_FILE).read_text(encoding="utf-8"))
+    scores_path = run_dir / SCORES_FILE
+    scores = json.loads(scores_path.read_text(encoding="utf-8")) if scores_path.is_file() else None
+    card = run_card(meta, name or dest.name, strategies=strategies, scores=scores, command=command,
+                    source=f"packed from {run_dir}", base_weights=base_weights)
+    atomic_write_text(dest / CARD_FILE, card.render())
+    return dest, notes
 
 
 def fp16_max_error(run_dir: Path, dest: Path) -> float:

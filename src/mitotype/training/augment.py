@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -74,9 +73,6 @@ def _pair(name: str, value: Sequence[float]) -> tuple[float, float]:
 @dataclass
 class AugmentSettings(Settings):
     """Training augmentation; every component is switched off by its neutral value."""
-
-    where: ClassVar[str] = "strategies.augment"
-    """Where this block sits in the run configuration (named in error messages)."""
 
     enabled: bool = True
     """Master switch: when off the batch passes through untouched."""

@@ -20,9 +20,9 @@ from mitotype.errors import ConfigError
 from mitotype.ioutils import atomic_write_text
 from mitotype.models.adaptation import LoraSettings
 from mitotype.models.classifier import ModelConfig
-from mitotype.settings import Settings, from_dict, to_dict, value_range
+from mitotype.settings import Settings, from_dict, lazy_type, to_dict, value_range
 from mitotype.training.strategies.domain_adversarial import DomainAdversarialSettings
-from mitotype.training.strategies.registry import STRATEGIES, make_strategy_settings
+from mitotype.training.strategies.registry import strategy_settings_type, switch_off_unnamed
 from mitotype.training.strategies.soft_labels import SoftLabelSettings
 from mitotype.training.strategies.supcon import SupConSettings
 from mitotype.yamlio import parse_yaml_file, parse_yaml_value
@@ -198,8 +198,14 @@ def _reader_options(images_dir: str | None, columns: dict[str, str] | None, labe
     return options
 
 
-StrategySettings = make_strategy_settings(STRATEGIES)
-"""The domain-aware strategies, one settings block each (built from the strategy registry)."""
+def __getattr__(name: str) -> Any:
+    if name == "StrategySettings":  # built from the strategy registry as it stands when asked for
+        return strategy_settings_type()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _default_strategies() -> Any:
+    return strategy_settings_type()()
 
 
 @dataclass
@@ -289,8 +295,9 @@ class TrainConfig(Settings):
     """Backbone, weights, adaptation and heads."""
     optim: OptimSettings = field(default_factory=OptimSettings)
     """Optimiser, schedule and numerics."""
-    strategies: StrategySettings = field(default_factory=StrategySettings)
-    """The domain-aware strategies."""
+    strategies: Any = field(default_factory=_default_strategies, metadata=lazy_type(strategy_settings_type))
+    """The domain-aware strategies: one block per registered strategy (``StrategySettings``), looked up when a
+    configuration is read, so a strategy registered after this module was imported is a key too."""
     seed: int = field(default=0, metadata=value_range(0, 2**31 - 1))
     """Seed of every random draw (sampling, augmentation, MixUp, initialisation, splits)."""
     threshold: Literal["val-balanced-accuracy", "val-platt", "fixed"] = "val-balanced-accuracy"
@@ -371,16 +378,24 @@ def load_config(
     # every block checks its values as it is built: the backbone name, LoRA and ranges fail before any
     # data is read
     try:
-        return from_dict(TrainConfig, data)
+        return _build(data)
     except ConfigError as exc:
         if source is None or isinstance(source, dict):
             raise
         try:  # the same error without the YAML file: the preset or a --set is at fault, and says so itself
-            from_dict(TrainConfig, _apply_overrides(without_file, overrides or []))
+            _build(_apply_overrides(without_file, overrides or []))
         except ConfigError as without_exc:
             if str(without_exc) == str(exc):
                 raise
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def _build(data: dict[str, Any]) -> TrainConfig:
+    """The configuration from merged plain data, once ``strategies.all: off`` has switched off every strategy
+    whose switch is not set (the ``plain`` preset: one registered later, on by default, stays off there too)."""
+    if "strategies" in data:
+        data = {**data, "strategies": switch_off_unnamed(data["strategies"])}
+    return from_dict(TrainConfig, data)
 
 
 def _apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -427,7 +442,7 @@ __all__ = [
     "LoraSettings",
     "OptimSettings",
     "SoftLabelSettings",
-    "StrategySettings",
+    "StrategySettings",  # noqa: F822 (module __getattr__: built from the registry when asked for)
     "SupConSettings",
     "TrainConfig",
     "list_presets",

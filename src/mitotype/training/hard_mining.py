@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -24,9 +23,6 @@ from mitotype.settings import Settings, value_range
 @dataclass
 class HardMiningSettings(Settings):
     """When and how strongly misclassified figures are oversampled."""
-
-    where: ClassVar[str] = "strategies.hard_mining"
-    """Where this block sits in the run configuration (named in error messages)."""
 
     enabled: bool = True
     """Mine at all; when off every difficulty stays 0."""

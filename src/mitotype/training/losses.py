@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -68,9 +68,6 @@ def focal_loss(
 @dataclass
 class FocalSettings(Settings):
     """How the classification loss focuses on hard figures and weights the atypical class."""
-
-    where: ClassVar[str] = "strategies.focal"
-    """Where this block sits in the run configuration (named in error messages)."""
 
     gamma: float = 2.0
     """Focusing strength; 0 is plain (weighted) BCE. With ``adaptive`` on it is the starting gamma of

@@ -8,7 +8,6 @@ masked (:func:`mixed_domains`) so the domain head never learns from a mixture of
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -20,9 +19,6 @@ from mitotype.settings import Settings, value_range
 @dataclass
 class MixUpSettings(Settings):
     """Whether and how strongly batches are mixed."""
-
-    where: ClassVar[str] = "strategies.mixup"
-    """Where this block sits in the run configuration (named in error messages)."""
 
     enabled: bool = True
     """Apply MixUp at all."""

@@ -12,11 +12,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from mitotype.errors import MitotypeError
 from mitotype.ioutils import atomic_torch_save
+
+RUN_KEYS = ("best", "history", "bad_epochs")
+"""The selection record's part of the state (:class:`mitotype.training.selection.Selection`)."""
+RESERVED_STATE_KEYS = frozenset({"epoch", "model", "optimizer", "scheduler", *RUN_KEYS, "stopped", "fingerprint",
+                                 "difficulty", "weight_averaging"})
+"""Keys the state keeps for itself: no strategy may store its own state under one of them. ``difficulty`` is where
+earlier versions kept a second copy of hard mining's difficulty (no longer written or read: ``miner`` holds it)."""
 
 
 def _plain(value: Any) -> Any:
@@ -32,17 +38,14 @@ def save_resume_state(
     strategies: Mapping[str, Any],
     *,
     epoch: int,
-    best: dict[str, Any] | None,
-    history: list[dict[str, Any]],
-    bad_epochs: int,
-    difficulty: np.ndarray | None,
+    selection: Mapping[str, Any],
     stopped: bool = False,
     fingerprint: str = "",
 ) -> None:
     """Everything needed to continue after ``epoch`` exactly as an uninterrupted run would.
 
     ``strategies`` maps each stateful strategy's key (``focal``, ``miner``, ...) to the object whose
-    ``state_dict()`` is stored under that key.
+    ``state_dict()`` is stored under that key; ``selection`` is the selection record's state (:data:`RUN_KEYS`).
     """
     state = {
         "epoch": epoch,
@@ -50,12 +53,9 @@ def save_resume_state(
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         **{key: strategy.state_dict() for key, strategy in strategies.items()},
-        "best": _plain(best),
-        "history": _plain(history),
-        "bad_epochs": bad_epochs,
+        **{key: _plain(selection[key]) for key in RUN_KEYS},
         "stopped": stopped,
         "fingerprint": fingerprint,
-        "difficulty": None if difficulty is None else torch.from_numpy(np.asarray(difficulty, dtype=np.float64)),
     }
     atomic_torch_save(state, path)
 
@@ -88,9 +88,7 @@ def restore_resume_state(
             strategy.load_state_dict(state[key])
     except (KeyError, ValueError, RuntimeError) as exc:
         raise MitotypeError(f"{path}: does not fit this run ({type(exc).__name__}: {exc})") from None
-    diff = state.get("difficulty")
-    state["difficulty"] = None if diff is None else diff.numpy()
     return state
 
 
-__all__ = ["read_resume_state", "restore_resume_state", "save_resume_state"]
+__all__ = ["RESERVED_STATE_KEYS", "RUN_KEYS", "read_resume_state", "restore_resume_state", "save_resume_state"]

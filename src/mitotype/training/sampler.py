@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -32,9 +31,6 @@ from mitotype.settings import Settings, value_range
 @dataclass
 class SamplingSettings(Settings):
     """How an epoch's figures are drawn from the training set."""
-
-    where: ClassVar[str] = "strategies.sampling"
-    """Where this block sits in the run configuration (named in error messages)."""
 
     enabled: bool = True
     """Domain-aware sampling at all; off = the natural class and domain mix (every figure equally likely,

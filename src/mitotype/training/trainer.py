@@ -22,27 +22,22 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from mitotype.data.records import FigureRecord, require_labels
-from mitotype.errors import ConfigError, MitotypeError
-from mitotype.evaluation.calibration import fit_calibration
-from mitotype.evaluation.metrics import best_threshold, binary_metrics
+from mitotype.errors import ConfigError
 from mitotype.evaluation.splits import assert_no_leak
-from mitotype.evaluation.transfer import platt_threshold
 from mitotype.models.allocator import retain_freed_memory
-from mitotype.models.artifact import CALIBRATED_VIEWS, MODEL_FILE, save_model_artifact
 from mitotype.models.calibration import Calibration
 from mitotype.models.classifier import build_classifier, build_device
 from mitotype.models.device import autocast_dtype, resolve_device, to_float_batch
 from mitotype.models.embedding_cache import EmbeddingTable
-from mitotype.models.predict import predict_proba, raw_probabilities
-from mitotype.models.views import dihedral_mean
-from mitotype.runs import training_run
 from mitotype.training.averaging import WeightAverager, recompute_batchnorm, swa_start_epoch
-from mitotype.training.config import TrainConfig, save_config, stable_dict
-from mitotype.training.resume import read_resume_state, restore_resume_state, save_resume_state
+from mitotype.training.checkpointer import Checkpointer
+from mitotype.training.config import TrainConfig, stable_dict
+from mitotype.training.evaluator import Evaluator
+from mitotype.training.recorder import Recorder
 from mitotype.training.sampler import EpochSampler
+from mitotype.training.selection import Selection
 from mitotype.training.strategies.base import Batch, RunContext, Strategy
 from mitotype.training.strategies.registry import build_strategies
 
@@ -147,9 +142,43 @@ class Trainer:
     """Trains one classifier on ``train_idx`` and selects it on ``val_idx`` (both index ``records``).
 
     The loop itself knows no strategy: it calls the hooks of every registered strategy
-    (:mod:`mitotype.training.strategies`) at fixed points. ``progress`` makes a bar per epoch and ``log``
+    (:mod:`mitotype.training.strategies`) at fixed points. Its other jobs each have their own part: scoring and
+    thresholds (:class:`~mitotype.training.evaluator.Evaluator`), the kept epoch and patience
+    (:class:`~mitotype.training.selection.Selection`), the per-epoch rows
+    (:class:`~mitotype.training.recorder.Recorder`) and the run folder with its resume state
+    (:class:`~mitotype.training.checkpointer.Checkpointer`). ``progress`` makes a bar per epoch and ``log``
     receives one line per event; both default to silence (the CLI supplies them).
+
+    Building a trainer only stores what it is given; :meth:`prepare` (called by :meth:`fit`) checks the split,
+    joins the process group torchrun describes and builds the run's strategies.
     """
+
+    # set by prepare()
+    rank: int
+    world: int
+    device: torch.device
+    labels: np.ndarray
+    """Hard 0/1 label of every record."""
+    domain_names: list[str]
+    """The training domains, in index order."""
+    domains: np.ndarray
+    """Training-domain index of every record (-1: a domain training never saw)."""
+    batches_per_epoch: int
+    samples_per_epoch: int
+    run: RunContext
+    strategies: list[Strategy]
+    # set by _build() (model, optimiser and what scores them) and fit() (what the run keeps and writes)
+    model: Any
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    total_steps: int
+    averager: WeightAverager | None
+    amp_dtype: torch.dtype | None
+    embeddings: EmbeddingTable | None
+    evaluator: Evaluator
+    selection: Selection
+    checkpoints: Checkpointer
 
     def __init__(
         self,
@@ -162,14 +191,6 @@ class Trainer:
         progress: ProgressFactory | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
-        if len(train_idx) == 0 or len(val_idx) == 0:
-            raise ConfigError("training and validation sets must both be non-empty")
-        require_labels([records[i] for i in (*train_idx, *val_idx)], "training")
-        assert_no_leak(records, train_idx, val_idx)
-        for name, part in (("training", train_idx), ("validation", val_idx)):
-            if len({records[i].label for i in part}) < 2:
-                raise ConfigError(f"the {name} split holds only one class; it needs normal and atypical "
-                                  "figures (raise data.val_fraction or add data)")
         self.config = config
         self.records = records
         self.images = images
@@ -178,6 +199,22 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.progress = progress or None
         self.log = log or (lambda _msg: None)
+        self._prepared = False
+
+    def prepare(self) -> None:
+        """Check the split, join the process group torchrun describes, pick the device, and build the run's
+        strategies with their training targets. Idempotent; :meth:`fit` calls it."""
+        if self._prepared:
+            return
+        config, records = self.config, self.records
+        if len(self.train_idx) == 0 or len(self.val_idx) == 0:
+            raise ConfigError("training and validation sets must both be non-empty")
+        require_labels([records[i] for i in (*self.train_idx, *self.val_idx)], "training")
+        assert_no_leak(records, self.train_idx, self.val_idx)
+        for name, part in (("training", self.train_idx), ("validation", self.val_idx)):
+            if len({records[i].label for i in part}) < 2:
+                raise ConfigError(f"the {name} split holds only one class; it needs normal and atypical "
+                                  "figures (raise data.val_fraction or add data)")
         self.rank, self.world = init_distributed_from_env()
         self.device = resolve_device(config.optim.device)
         if self.device.type == "cuda" and self.world > 1:
@@ -201,18 +238,19 @@ class Trainer:
             labels=self.labels, targets=self.labels.astype(np.float32), soft_targets=False,
             domains=self.domains, domain_names=self.domain_names, train_idx=self.train_idx,
             device=self.device, world=self.world, epochs=config.optim.epochs, log=self.log,
-            predict=self.predict, sampling_weights=self._sampling_weights,
+            predict=self.predict, sampling_weights=self._sampling_weights, difficulty=self._difficulty,
         )
-        self.strategies: list[Strategy] = build_strategies(config.strategies, self.run)
+        self.strategies = build_strategies(config.strategies, self.run)
         soft = np.array([r.soft_label for r in records], dtype=np.float32)
         for strategy in self.strategies:
             blended = strategy.blend_targets(self.run.targets, soft)
             if blended is not None:
                 self.run.targets, self.run.soft_targets = blended, True
+        self._prepared = True
 
     @property
     def targets(self) -> np.ndarray:
-        """Training targets of every record (blended from votes when a strategy does so)."""
+        """Training targets of every record (blended from votes when a strategy does so); after :meth:`prepare`."""
         return self.run.targets
 
     def _sampling_weights(self) -> np.ndarray:
@@ -224,12 +262,20 @@ class Trainer:
                 weights = w if weights is None else weights * w
         return np.ones(len(self.train_idx)) if weights is None else weights
 
+    def _difficulty(self) -> np.ndarray | None:
+        """The first difficulty a strategy has measured (hard mining's), else ``None``."""
+        for strategy in self.strategies:
+            difficulty = strategy.difficulty()
+            if difficulty is not None:
+                return difficulty
+        return None
+
     # -- model --------------------------------------------------------------------------------
 
-    _best_state: dict[str, torch.Tensor] | None = None
-
     def _build(self) -> None:
-        """Model, optimiser and schedule, then each strategy's own parts (on the training device)."""
+        """Model, optimiser and schedule, then each strategy's own parts (on the training device), and the
+        evaluator that scores the model."""
+        self.prepare()
         cfg = self.config
         torch.manual_seed(cfg.seed)
         num_domains = max((s.domain_classes() for s in self.strategies), default=0)
@@ -240,7 +286,7 @@ class Trainer:
             self._fit_stain_reference()
         if cfg.optim.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.net: torch.nn.Module = self.model
+        self.net = self.model
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model,
@@ -251,7 +297,7 @@ class Trainer:
             self.net = torch.compile(self.net)
         self.optimizer, self.scheduler, self.total_steps = build_optimizer(self.model, cfg.optim,
                                                                            self.batches_per_epoch)
-        self.averager: WeightAverager | None = None
+        self.averager = None
         if cfg.optim.weight_averaging != "none":
             self.averager = WeightAverager(self.model, cfg.optim.weight_averaging, decay=cfg.optim.ema_decay,
                                            start_epoch=swa_start_epoch(cfg.optim.swa_start, cfg.optim.epochs))
@@ -259,6 +305,10 @@ class Trainer:
             strategy.setup(self.model)
         self.amp_dtype = autocast_dtype(cfg.optim.precision, self.device)
         self.embeddings = self._embedding_table()
+        self.evaluator = Evaluator(self.model, self.images, self.labels, self.val_idx, device=self.device,
+                                   batch_size=cfg.optim.eval_batch_size, precision=cfg.optim.precision,
+                                   amp_dtype=self.amp_dtype, rule=cfg.threshold,
+                                   fixed_threshold=cfg.fixed_threshold, embeddings=self.embeddings)
 
     def _fit_stain_reference(self) -> None:
         """Fit the model's stain-normalisation reference on a seeded sample of the training figures."""
@@ -327,47 +377,8 @@ class Trainer:
     # -- passes -------------------------------------------------------------------------------
 
     def predict(self, idx: np.ndarray, tta: bool = False) -> np.ndarray:
-        """p(atypical) for the given record indices, in that order (no augmentation; ``tta``: the mean over
-        the 8 dihedral views)."""
-        if self.embeddings is not None:
-            probs = self._cached_probabilities(np.asarray(idx), tta)
-        elif tta:
-            probs = predict_proba(self.model, self.images[idx], batch_size=self.config.optim.eval_batch_size,
-                                  tta=True, device=self.device, precision=self.config.optim.precision)
-        else:
-            probs = raw_probabilities(self.model, self.images, idx=idx, batch_size=self.config.optim.eval_batch_size,
-                                      device=self.device, precision=self.config.optim.precision)
-        if not np.all(np.isfinite(probs)):
-            raise MitotypeError("training diverged: the model produces NaN or infinite scores "
-                                "(lower optim.lr or enable optim.grad_clip)")
-        return probs
-
-    @torch.no_grad()
-    def _cached_probabilities(self, idx: np.ndarray, tta: bool) -> np.ndarray:
-        """The heads on cached embeddings: per view, then averaged over the views (as batched TTA does)."""
-        assert self.embeddings is not None
-        self.model.eval()
-        views = range(8) if tta else range(1)
-        out = []
-        for start in range(0, len(idx), self.config.optim.eval_batch_size):
-            emb = torch.from_numpy(self.embeddings.get(idx[start : start + self.config.optim.eval_batch_size],
-                                                       views)).to(self.device)
-            flat = emb.transpose(0, 1).reshape(-1, emb.shape[-1])  # view-major, as dihedral_views lays out
-            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
-                p = torch.sigmoid(self.model.heads(flat).logits.float())
-            out.append(dihedral_mean(p, n_views=len(views)).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
-
-    def _validate(self) -> dict[str, Any]:
-        """Validation metrics of the current model at the threshold chosen on these very scores."""
-        p = self.predict(self.val_idx)
-        y = self.labels[self.val_idx]
-        thr = self._choose_threshold(y, p)
-        metrics = binary_metrics(y, p, thr)
-        metrics["threshold"] = float(thr)
-        metrics["balanced_accuracy_at_0.5"] = binary_metrics(y, p, 0.5)["balanced_accuracy"]
-        return metrics
+        """p(atypical) of the current model for the given record indices (:meth:`Evaluator.predict`)."""
+        return self.evaluator.predict(idx, tta=tta)
 
     def _epoch_order(self, epoch: int, weights: np.ndarray) -> np.ndarray:
         """The record indices this epoch trains on, in order (seeded from the seed and the epoch)."""
@@ -466,11 +477,10 @@ class Trainer:
         lock is held and its ``run.json`` kept current throughout (:mod:`mitotype.runs`). A resume state
         written under other settings or data is refused before the folder is touched.
         """
-        state_path = self.out_dir / "last_state.pt"
-        resume_state = (read_resume_state(state_path, fingerprint=self._fingerprint())
-                        if resume and state_path.is_file() else None)
-        with training_run(self.out_dir, self.config.optim.epochs, resume=resume, enabled=self.rank == 0) as run:
-            self._run_folder = run
+        self.prepare()
+        self.checkpoints = Checkpointer(self.out_dir, self._fingerprint(), enabled=self.rank == 0)
+        resume_state = self.checkpoints.read() if resume else None
+        with self.checkpoints.locked(self.config.optim.epochs, resume=resume):
             return self._fit(resume_state, resume, stop_after_epoch)
 
     def _fit(self, resume_state: dict[str, Any] | None, resume: bool,
@@ -481,60 +491,49 @@ class Trainer:
         if self.device.type == "cpu":
             retain_freed_memory()  # activations reuse heap pages instead of faulting in fresh ones
         self._build()
-        is_main = self.rank == 0
-        if is_main:
-            save_config(cfg, self.out_dir / "config.yaml")
-        self._progress_state = {"best": None, "history": [], "bad_epochs": 0}
+        self.checkpoints.save_config(cfg)
+        self.selection = Selection(cfg.optim.select_metric, cfg.optim.patience)
         start_epoch = self._restore(resume_state) if resume_state is not None else 0
-        writer = self._tensorboard() if is_main else None
-        metrics_path = self.out_dir / "metrics.jsonl"
-        if not resume and is_main and metrics_path.exists():
-            metrics_path.unlink()
+        recorder = Recorder(self.out_dir, cfg.optim.epochs, self.log, enabled=self.rank == 0)
+        recorder.open(resume)
         for epoch in range(start_epoch, cfg.optim.epochs):
-            stop = self._epoch(epoch, metrics_path, writer)
+            stop = self._epoch(epoch, recorder)
             if stop or (stop_after_epoch is not None and epoch + 1 >= stop_after_epoch):
                 break
-        if writer is not None:
-            writer.close()
-        best, history = self._progress_state["best"], self._progress_state["history"]
+        recorder.close()
+        best, history = self.selection.best, self.selection.history
         if best is None:  # stopped (stop_after_epoch) before any epoch could be kept: SWA had not started
             return TrainResult(out_dir=self.out_dir, threshold=float("nan"), best_epoch=0, val_metrics={},
                                history=history, wall_seconds=time.perf_counter() - start_time)
-        if is_main and "threshold_tta" not in best:
+        if self.rank == 0 and "threshold_tta" not in best:
             best["threshold_tta"], calibration = self._final_thresholds_and_calibration()
-            save_model_artifact(self.out_dir, self.model, cfg, threshold=best["threshold"],
-                                threshold_tta=best["threshold_tta"], metrics=best, domains=self.domain_names,
-                                tensors=self._best_state, calibration=calibration)
+            self.checkpoints.save_model(self.model, cfg, threshold=best["threshold"],
+                                        threshold_tta=best["threshold_tta"], metrics=best, domains=self.domain_names,
+                                        tensors=self.selection.best_tensors, calibration=calibration)
         return TrainResult(out_dir=self.out_dir, threshold=float(best["threshold"]),
                            best_epoch=int(best["epoch"]), val_metrics=best, history=history,
                            wall_seconds=time.perf_counter() - start_time)
 
     def _restore(self, state: dict[str, Any]) -> int:
         """Continue from the checked ``last_state.pt``; the first epoch still to train."""
-        state_path = self.out_dir / "last_state.pt"
-        state = restore_resume_state(state_path, state, self.model, self.optimizer, self.scheduler,
-                                     self._strategy_states())
-        self._progress_state = {"best": state["best"], "history": state["history"],
-                                "bad_epochs": state["bad_epochs"]}
-        self.run.difficulty = state["difficulty"]
-        self.log(f"resumed from {state_path} after epoch {state['epoch'] + 1}")
-        self._run_folder.epoch_done(state["epoch"] + 1, stopped_early=bool(state.get("stopped")))
+        state = self.checkpoints.restore(state, self.model, self.optimizer, self.scheduler, self._strategy_states())
+        self.selection.load_state_dict(state)
+        self.log(f"resumed from {self.checkpoints.state_path} after epoch {state['epoch'] + 1}")
         if state.get("stopped"):
             return self.config.optim.epochs  # it had stopped early: nothing left to train
         return state["epoch"] + 1
 
-    def _epoch(self, epoch: int, metrics_path: Path, writer: Any) -> bool:
+    def _epoch(self, epoch: int, recorder: Recorder) -> bool:
         """Train and validate one epoch, keep the model if it is the best so far; whether to stop."""
         cfg = self.config
-        is_main = self.rank == 0
-        track = self._progress_state
+        selection = self.selection
         t_epoch = time.perf_counter()
         for strategy in self.strategies:
             strategy.on_epoch_start(epoch)
         t_train = time.perf_counter()
         weights = self._sampling_weights()
         bar = None
-        if self.progress is not None and is_main:
+        if self.progress is not None and self.rank == 0:
             bar = self.progress(math.ceil(len(self.train_idx) / cfg.optim.batch_size),
                                 f"epoch {epoch + 1}/{cfg.optim.epochs}")
         train_stats = self._train_epoch(epoch, weights, bar)
@@ -542,24 +541,18 @@ class Trainer:
         if averager is not None:
             averager.after_epoch(self.model, epoch)
         averaged = averager is not None and averager.ready(epoch)
-        # with weight averaging only the averaged weights are validated for keeping (SWA: from swa_start on)
-        eligible = averager is None or averaged
         t_val = time.perf_counter()
         swap = averager.swapped_in(self.model, self._recompute_bn) if averaged and averager is not None \
             else contextlib.nullcontext()
         with swap:
-            val = self._validate()
+            val = self.evaluator.validate()
             t_done = time.perf_counter()
-            if eligible and (track["best"] is None or self._better(val, track["best"])):
-                track["best"] = {**val, "epoch": epoch + 1}
-                track["bad_epochs"] = 0
-                self._best_state = {k: v.detach().cpu().clone()
-                                    for k, v in self.model.trainable_state_dict().items()}
-                if is_main:
-                    save_model_artifact(self.out_dir, self.model, cfg, threshold=val["threshold"],
-                                        metrics=track["best"], domains=self.domain_names)
-            elif eligible:
-                track["bad_epochs"] += 1
+            # with weight averaging only the averaged weights are validated for keeping (SWA: from swa_start on)
+            if selection.offer(val, epoch, eligible=averager is None or averaged):
+                selection.best_tensors = {k: v.detach().cpu().clone()
+                                          for k, v in self.model.trainable_state_dict().items()}
+                self.checkpoints.save_model(self.model, cfg, threshold=val["threshold"], metrics=selection.best,
+                                            domains=self.domain_names)
         if bar is not None:
             bar.close()
         # wall times (the per-batch loss read-out synchronises the device, so they are real)
@@ -570,73 +563,26 @@ class Trainer:
                **{f"val_{k}": v for k, v in val.items() if isinstance(v, int | float) or v is None}}
         if averager is not None:
             row["averaged"] = averager.n_averaged if averaged else 0  # 0: these are the training weights
-        track["history"].append(row)
-        if is_main:
-            self._record(row, epoch, val, metrics_path, writer)
-        stop = bool(cfg.optim.patience and track["bad_epochs"] >= cfg.optim.patience)
-        if is_main:
-            save_resume_state(self.out_dir / "last_state.pt", self.model, self.optimizer, self.scheduler,
-                              self._strategy_states(), epoch=epoch, best=track["best"],
-                              history=track["history"], bad_epochs=track["bad_epochs"],
-                              difficulty=self.run.difficulty, stopped=stop, fingerprint=self._fingerprint())
-            self._run_folder.epoch_done(epoch + 1, stopped_early=stop)
+        selection.add(row)
+        recorder.record(row, val)
+        stop = selection.stop
+        self.checkpoints.end_epoch(self.model, self.optimizer, self.scheduler, self._strategy_states(), epoch=epoch,
+                                   selection=selection.state_dict(), stopped=stop)
         if stop:
-            self.log(f"early stop: no better validation {cfg.optim.select_metric} for {track['bad_epochs']} epochs")
+            self.log(f"early stop: no better validation {cfg.optim.select_metric} for {selection.bad_epochs} epochs")
         return stop
-
-    def _record(self, row: dict[str, Any], epoch: int, val: dict[str, Any], metrics_path: Path, writer: Any) -> None:
-        """Append the epoch's row to ``metrics.jsonl`` (and TensorBoard), and log one line."""
-        cfg = self.config
-        with metrics_path.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        if writer is not None:
-            for k, v in row.items():
-                if isinstance(v, int | float) and k != "epoch":
-                    writer.add_scalar(k, v, epoch + 1)
-        self.log(f"epoch {epoch + 1}/{cfg.optim.epochs} loss {row['loss']:.4f} "
-                 f"val bal.acc {val['balanced_accuracy']:.4f} (thr {val['threshold']:.3f}) "
-                 f"auc {val.get('roc_auc') or float('nan'):.4f}")
-
-    def _better(self, val: dict[str, Any], best: dict[str, Any]) -> bool:
-        """Whether this epoch's validation beats the kept one under ``optim.select_metric``."""
-        metric = self.config.optim.select_metric
-        if metric == "last":
-            return True
-        other = "roc_auc" if metric == "balanced_accuracy" else "balanced_accuracy"
-        return (val.get(metric) or 0.0, val.get(other) or 0.0) > (best.get(metric) or 0.0, best.get(other) or 0.0)
 
     def _fingerprint(self) -> str:
         """This run's :func:`run_fingerprint` (written with every resume state, checked on resume)."""
         return run_fingerprint(self.config, self.records, self.train_idx, self.val_idx, self.world)
 
     def _final_thresholds_and_calibration(self) -> tuple[float, dict[str, Calibration]]:
-        """The kept model's 8-view TTA threshold (averaging views pulls probabilities inward, so the single-view
-        threshold would misplace TTA decisions) and the calibration map of each way of scoring, all fitted on
-        the validation slides' scores of the kept model."""
-        if getattr(self, "_best_state", None) is None:  # resumed after the last epoch: reload the best
-            self._best_state = load_file(str(self.out_dir / MODEL_FILE))
-        self.model.load_trainable_state_dict(self._best_state)
-        y = self.labels[self.val_idx]
-        p = {view: self.predict(self.val_idx, tta=view == "tta") for view in CALIBRATED_VIEWS}
-        calibration = {view: cal for view in CALIBRATED_VIEWS if (cal := fit_calibration(y, p[view])) is not None}
-        return self._choose_threshold(y, p["tta"]), calibration
-
-    def _choose_threshold(self, y: np.ndarray, p: np.ndarray) -> float:
-        """The decision threshold that ``threshold`` asks for, from validation labels and scores."""
-        rule = self.config.threshold
-        if rule == "fixed":
-            return self.config.fixed_threshold
-        if rule == "val-platt":  # the validation split holds both classes (checked when the trainer is built)
-            return platt_threshold(y, p)
-        return best_threshold(y, p)
-
-    def _tensorboard(self) -> Any:
-        """A TensorBoard writer when tensorboard is installed, else ``None``."""
-        try:  # optional dependency: tensorboard (the `tensorboard` extra)
-            from torch.utils.tensorboard import SummaryWriter
-        except Exception:  # tensorboard not installed: JSON lines only
-            return None
-        return SummaryWriter(str(self.out_dir / "tensorboard"))
+        """The kept model's TTA threshold and calibration maps (:meth:`Evaluator.tta_threshold_and_calibration`),
+        with the kept weights loaded back (from the model file when the run resumed after its last epoch)."""
+        if self.selection.best_tensors is None:
+            self.selection.best_tensors = self.checkpoints.kept_tensors()
+        self.model.load_trainable_state_dict(self.selection.best_tensors)
+        return self.evaluator.tta_threshold_and_calibration()
 
 
 __all__ = ["ProgressBar", "ProgressFactory", "TrainResult", "Trainer", "build_optimizer", "run_fingerprint"]

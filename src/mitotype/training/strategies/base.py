@@ -32,7 +32,7 @@ class Batch:
 
 @dataclass
 class RunContext:
-    """What a strategy may read (and, for ``difficulty``, write) about the run it takes part in."""
+    """What a strategy may read about the run it takes part in (its own state it keeps itself)."""
 
     labels: np.ndarray
     """Hard 0/1 labels of every record."""
@@ -58,9 +58,9 @@ class RunContext:
     """p(atypical) of the current model for record indices (no augmentation)."""
     sampling_weights: Callable[[], np.ndarray]
     """This epoch's sampling weights of the training figures (all strategies' weights combined)."""
-    difficulty: np.ndarray | None = None
-    """Per-training-figure difficulty from hard-example mining (``None`` until a round has run);
-    part of the resume state."""
+    difficulty: Callable[[], np.ndarray | None]
+    """Per-training-figure difficulty in [0, 1] as a strategy measured it (hard-example mining: the strategies'
+    :meth:`Strategy.difficulty`, the first that has one), or ``None`` while none has."""
 
 
 class Strategy:
@@ -125,6 +125,11 @@ class Strategy:
 
     def sampling_weights(self) -> np.ndarray | None:
         """Weights of the training figures for this epoch's draw, or ``None`` for no opinion."""
+        return None
+
+    def difficulty(self) -> np.ndarray | None:
+        """How hard each training figure is, in [0, 1] (training-set order), for the others to read through
+        :attr:`RunContext.difficulty`; ``None`` = not measured (yet). Kept in the strategy's own state."""
         return None
 
     def transform(self, batch: Batch, generator: torch.Generator) -> Batch:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -17,9 +17,6 @@ from mitotype.training.strategies.base import Batch, RunContext, Strategy
 @dataclass
 class DomainAdversarialSettings(Settings):
     """Domain classifier behind gradient reversal: the embedding should carry little domain signal."""
-
-    where: ClassVar[str] = "strategies.domain_adversarial"
-    """Where this block sits in the run configuration (named in error messages)."""
 
     enabled: bool = True
     """Train the domain head through the gradient-reversal layer."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from mitotype.training.hard_mining import HardExampleMiner, HardMiningSettings
@@ -19,8 +20,16 @@ class HardMining(Strategy):
     summary = "Periodic re-scoring of the training set to up-weight hard figures."
     state_key = "miner"
 
+    miner: HardExampleMiner | None = None
+
     def setup(self, model: torch.nn.Module) -> None:
         self.miner = HardExampleMiner(self.settings, n=len(self.run.train_idx))
+
+    def difficulty(self) -> np.ndarray | None:
+        # None until a round has run (the miner's state, rounds included, is this strategy's resume state)
+        if self.miner is None or self.miner.rounds == 0:
+            return None
+        return self.miner.difficulty.copy()
 
     def state_dict(self) -> dict[str, Any]:
         return self.miner.state_dict()
@@ -34,4 +43,4 @@ class HardMining(Strategy):
         run = self.run
         scores = run.predict(run.train_idx)
         soft = run.targets[run.train_idx] if run.soft_targets else None
-        run.difficulty = self.miner.update(scores, run.labels[run.train_idx], soft_labels=soft)
+        self.miner.update(scores, run.labels[run.train_idx], soft_labels=soft)

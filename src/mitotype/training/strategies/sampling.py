@@ -20,4 +20,4 @@ class DomainSampling(Strategy):
         # Off, it still returns the natural mix re-weighted by hard mining's difficulty.
         run = self.run
         idx = run.train_idx
-        return domain_aware_weights(run.labels[idx], run.domains[idx], run.difficulty, self.settings)
+        return domain_aware_weights(run.labels[idx], run.domains[idx], run.difficulty(), self.settings)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import numpy as np
 
@@ -14,9 +13,6 @@ from mitotype.training.strategies.base import Strategy
 @dataclass
 class SoftLabelSettings(Settings):
     """Targets blended from the experts' votes and the hard label."""
-
-    where: ClassVar[str] = "strategies.soft_labels"
-    """Where this block sits in the run configuration (named in error messages)."""
 
     enabled: bool = True
     """Use the vote fraction at all; off means hard 0/1 targets."""

@@ -7,7 +7,7 @@ Off by default; needs the ``stain`` extra.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -20,9 +20,6 @@ from mitotype.training.strategies.base import Batch, Strategy
 @dataclass
 class StainAugmentSettings(Settings):
     """Stain-matrix augmentation with torch-staintools (Macenko or Vahadane stain separation)."""
-
-    where: ClassVar[str] = "strategies.stain_augment"
-    """Where this block sits in the run configuration (named in error messages)."""
 
     enabled: bool = False
     """Re-stain every training figure (off by default; needs ``pip install 'mitotype[stain]'``)."""

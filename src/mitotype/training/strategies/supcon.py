@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from torch import Tensor
 
@@ -15,9 +15,6 @@ from mitotype.training.strategies.base import Batch, Strategy
 @dataclass
 class SupConSettings(Settings):
     """Supervised contrastive loss on the projection head."""
-
-    where: ClassVar[str] = "strategies.supcon"
-    """Where this block sits in the run configuration (named in error messages)."""
 
     enabled: bool = True
     """Add the contrastive term to the loss."""
