@@ -23,6 +23,21 @@ class PathError(MitotypeError):
     """A file or folder the user named cannot be read or written (the message names it and says why)."""
 
 
+TRAINING_EXTRA = "train"
+"""The optional part of the install that brings PyTorch and the training stack (``pip install 'mitotype[train]'``)."""
+
+
+class MissingExtraError(MitotypeError):
+    """Something needs an optional part of the install that is missing: the base install classifies with ONNX
+    Runtime only, while training, PyTorch inference and export need ``mitotype[train]``."""
+
+    def __init__(self, needed_for: str, extra: str = TRAINING_EXTRA) -> None:
+        self.needed_for = needed_for
+        self.extra = extra
+        name = "training" if extra == TRAINING_EXTRA else extra
+        super().__init__(f"{needed_for} needs the {name} extra: pip install 'mitotype[{extra}]'")
+
+
 def describe_os_error(exc: OSError, path: object = None) -> str:
     """One line for an operating-system error on a user's path: the path, then the system's reason
     (``/out: Read-only file system``). ``path`` names the file when the error itself does not."""

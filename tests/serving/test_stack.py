@@ -141,3 +141,37 @@ def test_find_stack(tmp_path: Path) -> None:
     (tmp_path / "stack_2.tif").write_bytes(b"x")
     with pytest.raises(DataError, match=r"exactly one .* found 2: stack_1\.TIFF, stack_2\.tif"):
         find_stack(tmp_path)
+
+
+@pytest.mark.parametrize(("compression", "lossless"), [("tiff_lzw", True), ("jpeg", False)])
+def test_lzw_and_jpeg_stacks_without_imagecodecs(tmp_path: Path, compression: str, lossless: bool) -> None:
+    """tifffile needs imagecodecs for these; the base install decodes them with Pillow's libtiff instead."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pages = np.repeat(np.repeat(rng.integers(0, 255, (3, 16, 16, 3), dtype=np.uint8), 8, axis=1), 8, axis=2)
+    path = tmp_path / "stack.tif"
+    images = [Image.fromarray(page) for page in pages]
+    images[0].save(path, compression=compression, save_all=True, append_images=images[1:])
+    got = read_stack(path)
+    assert got.shape == (3, 128, 128, 3) and got.dtype == np.uint8
+    error = np.abs(got.astype(int) - pages).mean()
+    assert error == 0 if lossless else error < 8
+
+
+def test_pillow_decodes_what_tifffile_would_with_imagecodecs(tmp_path: Path, monkeypatch) -> None:
+    pages = np.random.default_rng(1).integers(0, 255, (4, 128, 128, 3), dtype=np.uint8)
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, pages, photometric="rgb", compression="zlib")
+    expected = read_stack(path)
+
+    def needs_imagecodecs(self, *args, **kwargs):
+        raise ValueError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", needs_imagecodecs)
+    np.testing.assert_array_equal(read_stack(path), expected)
+    with tifffile.TiffWriter(tmp_path / "grey.tif") as tif:
+        for page in pages[..., 0]:
+            tif.write(page, photometric="minisblack", compression="zlib")
+    with pytest.raises(DataError, match="page 0 is grayscale"):  # the same checks on Pillow's pages
+        read_stack(tmp_path / "grey.tif")

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from mitotype.cli.data_options import add_reader_arguments, reader_options
+from mitotype.cli.extras import needs_training_extra
 from mitotype.errors import MitotypeError
 from mitotype.serving.outputs import CONFIDENCE_CONTRACT
 
@@ -35,26 +36,19 @@ def probability(text: str) -> float:
     return value
 
 
-def _load_inputs(args: argparse.Namespace):  # -> (ids, images, records or None)
-    """Patches from a TIFF stack, or any dataset a reader understands (labels optional)."""
+def _load_inputs(args: argparse.Namespace):  # -> FigureBatch
+    """Patches from a TIFF stack, or any dataset a reader understands (labels optional): the API's reading."""
+    from mitotype.api import read_figures
     from mitotype.paths import ensure_output_file
-    from mitotype.serving.stack import read_stack
 
-    src = Path(args.input)
-    if src.is_file() and src.suffix.lower() in (".tif", ".tiff") and args.data_format == "auto":
-        images = read_stack(src, max_pages=None)
-        return [f"{src.name}#{i}" for i in range(len(images))], images, None
-    from mitotype.training.inputs import load_figures, reading_notes
-
-    figures = load_figures(src, fmt=args.data_format, domain=args.domain, on_error=args.on_error,
-                           labels_optional=True, reader_options=reader_options(args))
-    for note in reading_notes(figures):
+    figures = read_figures(args.input, format=args.data_format, domain=args.domain, on_error=args.on_error,
+                           reader_options=reader_options(args))
+    for note in figures.notes:
         print(f"note: {note}")
-    sources = figures.read_result.sources if figures.read_result is not None else []
     for out, suffixes in ((args.out, (".csv", ".json")), (args.report, (".html", ".htm"))):
-        if out:  # a label file found inside the input folder, never named on the command line
-            ensure_output_file(out, suffixes, sources)
-    return [r.uid for r in figures.records], figures.images, figures.records
+        if out and figures.sources:  # a label file found inside the input folder, never named on the command line
+            ensure_output_file(out, suffixes, figures.sources)
+    return figures
 
 
 def unfinished_notes(dirs: list[Path], allow_unfinished: bool) -> None:
@@ -78,12 +72,14 @@ def add_allow_unfinished(parser: argparse.ArgumentParser) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from mitotype.api import load
     from mitotype.ioutils import atomic_write_text, write_json_atomic
-    from mitotype.models.predict import load_ensemble
+    from mitotype.models.inference import check_adaptation
     from mitotype.paths import ensure_output_file
 
     if args.stack_size is not None and args.adapt_bn != "stack":
         raise MitotypeError("--stack-size applies to --adapt-bn stack only")
+    check_adaptation(args.adapt_bn, args.runtime)  # before any model or figure is read
     inputs = (args.input, args.meta_csv)
     ensure_output_file(args.out, (".csv", ".json"), inputs)
     if args.report:  # checked before the work, like --out: a failed gallery must not follow a finished run
@@ -96,22 +92,18 @@ def run_predict(args: argparse.Namespace) -> int:
         models = [shipped.folder]
         print(f"using the shipped model {shipped.name} ({shipped.folder / 'MODEL_CARD.md'}); "
               "pass --model to use your own")
-    ensemble, _ = load_ensemble(models, device=args.device, allow_unfinished=args.allow_unfinished,
-                                runtime=args.runtime)
-    unfinished_notes(ensemble.dirs, args.allow_unfinished)
-    ids, images, records = _load_inputs(args)
-    threshold = args.threshold if args.threshold is not None else ensemble.threshold(args.tta)
-    p = ensemble.predict(images, batch_size=args.batch_size, tta=args.tta, adapt_bn=args.adapt_bn,
-                         stack_size=16 if args.stack_size is None else args.stack_size)
-    if ensemble.without_batchnorm:
-        print(f"note: --adapt-bn {args.adapt_bn} changed nothing for {len(ensemble.without_batchnorm)} model(s) "
-              f"without BatchNorm layers (e.g. {ensemble.without_batchnorm[0]}): AdaBN applies to BatchNorm "
+    classifier = load(models[0] if len(models) == 1 else models, device=args.device,
+                      allow_unfinished=args.allow_unfinished, runtime=args.runtime)
+    unfinished_notes(classifier.models, args.allow_unfinished)
+    figures = _load_inputs(args)
+    result = classifier.predict(figures, tta=args.tta, batch_size=args.batch_size, threshold=args.threshold,
+                                adapt_bn=args.adapt_bn, stack_size=16 if args.stack_size is None else args.stack_size)
+    threshold = result.threshold
+    if result.models_not_adapted:
+        print(f"note: --adapt-bn {args.adapt_bn} changed nothing for {len(result.models_not_adapted)} model(s) "
+              f"without BatchNorm layers (e.g. {result.models_not_adapted[0]}): AdaBN applies to BatchNorm "
               "networks only")
-    rows = [{"id": i, "p_atypical": float(q), "class": "atypical" if q >= threshold else "normal",
-             "threshold": float(threshold)} for i, q in zip(ids, p)]
-    if records is not None and any(r.label is not None for r in records):
-        for row, r in zip(rows, records):  # labels where the input has them: kept, never required
-            row["label"] = "" if r.label is None else ("atypical" if r.label else "normal")
+    rows = result.rows()
     out = Path(args.out)
     if out.suffix.lower() == ".json":
         write_json_atomic(out, rows)
@@ -121,19 +113,19 @@ def run_predict(args: argparse.Namespace) -> int:
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(out, buf.getvalue())
-    n_atyp = sum(r["class"] == "atypical" for r in rows)
+    n_atyp = int(result.atypical.sum())
     print(f"{len(rows)} figures: {n_atyp} atypical, {len(rows) - n_atyp} normal "
           f"(threshold {threshold:.3f}{', 8-view TTA' if args.tta else ''}) -> {out}")
     if args.report is not None:
         from mitotype.evaluation.gallery import write_gallery
 
         report = Path(args.report) if args.report else out.with_suffix(".html")
-        labels = [None if r is None or r.label is None else r.label for r in records] if records else None
-        write_gallery(report, images, p, threshold, ids, labels=labels,
-                      domains=[r.domain for r in records] if records else None,
-                      votes=[votes_text(r) for r in records] if records else None,
+        records = figures.records
+        write_gallery(report, figures.images, result.p_atypical, threshold, result.ids, labels=result.labels,
+                      domains=[r.domain if r else None for r in records] if records else None,
+                      votes=[votes_text(r) if r else None for r in records] if records else None,
                       title=f"mitotype predict: {args.input}",
-                      meta_lines=[f"models: {', '.join(str(d) for d in ensemble.dirs)}",
+                      meta_lines=[f"models: {', '.join(str(d) for d in classifier.models)}",
                                   f"threshold {threshold:.3f}{', 8-view TTA' if args.tta else ''}"])
         print(f"gallery: {report}")
     return 0
@@ -250,3 +242,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "machine (about 3x faster than PyTorch there; needs the onnx extra)")
     add_allow_unfinished(p)
     p.set_defaults(func=run_export)
+    needs_training_extra(p)

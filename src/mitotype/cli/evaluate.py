@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mitotype.cli.data_options import add_reader_arguments, reader_options
 from mitotype.cli.deploy import add_allow_unfinished, add_runtime, positive_int, probability, votes_text
+from mitotype.cli.extras import needs_training_extra
 from mitotype.cli.progress import log, progress_bars
 from mitotype.cli.train import add_config_arguments, config_from_args, load_data
 from mitotype.errors import ConfigError
@@ -72,18 +73,18 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     import numpy as np
 
     from mitotype.cli.deploy import unfinished_notes
+    from mitotype.data.figures import load_figures, reading_notes
     from mitotype.data.records import require_labels
     from mitotype.evaluation.gallery import write_gallery
-    from mitotype.evaluation.report import write_predictions_csv, write_report
-    from mitotype.experiments.cv import environment, prediction_rows, summarise
+    from mitotype.evaluation.report import PLOTS_MISSING, plots_available, write_predictions_csv, write_report
+    from mitotype.evaluation.summary import environment, prediction_rows, summarise
     from mitotype.ioutils import write_json_atomic
-    from mitotype.models.predict import load_ensemble
+    from mitotype.models.inference import load_predictor
     from mitotype.paths import ensure_output_dir
-    from mitotype.training.inputs import load_figures, reading_notes
 
     out = ensure_output_dir(args.out)
-    ensemble, _ = load_ensemble(args.model, device=args.device, allow_unfinished=args.allow_unfinished,
-                                runtime=args.runtime)
+    ensemble = load_predictor(args.model, device=args.device, allow_unfinished=args.allow_unfinished,
+                              runtime=args.runtime)
     unfinished_notes(ensemble.dirs, args.allow_unfinished)
     figures = load_figures(args.data, fmt=args.data_format, domain=args.domain, on_error=args.on_error,
                            cache_dir=None, reader_options=reader_options(args))
@@ -106,6 +107,8 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
                   title=f"mitotype evaluate: {args.data}",
                   meta_lines=[f"models: {', '.join(str(d) for d in ensemble.dirs)}",
                               f"threshold {threshold:.3f}{', 8-view TTA' if args.tta else ''}"])
+    if not plots_available():
+        print(f"note: report.html holds the tables only: {PLOTS_MISSING}")
     print_summary(results)
     pooled = results["summary"]["pooled"]
     print(f"pooled sensitivity {_f(pooled.get('sensitivity'))}, specificity {_f(pooled.get('specificity'))} "
@@ -166,6 +169,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", action="store_true", help="dihedral test-time augmentation on held-out figures")
     p.add_argument("--restart", action="store_true", help="retrain finished folds instead of reusing them")
     p.set_defaults(func=run_cv_command)
+    needs_training_extra(p)
 
     p = subparsers.add_parser(
         "ablate", help="cross-validate with all strategies, then with each one switched off",
@@ -177,6 +181,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                       "configuration)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.set_defaults(func=run_ablate_command)
+    needs_training_extra(p)
 
     p = subparsers.add_parser(
         "evaluate", help="score trained model(s) on a labelled dataset, with the same metrics and report",
@@ -205,3 +210,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="override a setting of the demo preset")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_demo_command)
+    needs_training_extra(p)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from mitotype.cli.data_options import add_reader_arguments, reader_overrides
+from mitotype.cli.extras import needs_training_extra
 
 
 def run_holdout_command(args: argparse.Namespace) -> int:
@@ -58,3 +59,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="config override for every run (repeatable)")
     p.add_argument("--cache", type=Path, default=None, help="patch store folder (default: <out>/cache)")
     p.set_defaults(func=run_holdout_command)
+    needs_training_extra(p)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mitotype import __version__
+from mitotype.cli.extras import TRAINING_MODULES, require_extra, training_extra_error
 from mitotype.errors import MitotypeError, describe_os_error
 
 SUBCOMMAND_MODULES = (
@@ -69,9 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     previous = _terminate_as_exception()
     try:
+        require_extra(args)  # a command of the training extra says so before it reads anything
         return int(args.func(args) or 0)
     except MitotypeError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # the base install: a module of the training extra is missing
+        if (exc.name or "").partition(".")[0] not in TRAINING_MODULES:
+            raise
+        print(f"error: {training_extra_error(args)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (`mitotype score ... | head`): stop quietly, as cat does
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from mitotype.cli.extras import needs_training_extra
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("models", help="list backbones, check weights")
@@ -17,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p_list.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p_list.set_defaults(func=cmd_list)
+    needs_training_extra(p_list)
 
     p_check = sub.add_parser(
         "check",
@@ -32,12 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-strict", dest="strict", action="store_false", help="accept missing/unexpected/mis-shaped keys"
     )
     p_check.set_defaults(func=cmd_check)
+    needs_training_extra(p_check)
 
     p_onnx = sub.add_parser(
         "onnx", help="write model.onnx beside trained model(s): predict, evaluate and challenge then run ONNX "
         "Runtime on the CPU (same logits to ~1e-6, about 3x faster; needs the onnx extra)")
     p_onnx.add_argument("model", nargs="+", help="model folder(s) or a cv output folder")
     p_onnx.set_defaults(func=cmd_onnx)
+    needs_training_extra(p_onnx)
 
 
 def _fmt(values: tuple[float, ...]) -> str:

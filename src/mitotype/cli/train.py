@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from mitotype.cli.data_options import add_reader_arguments, reader_overrides
+from mitotype.cli.extras import needs_training_extra
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,3 +108,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out (without it, an existing run is refused)")
     p.set_defaults(func=run_train)
+    needs_training_extra(p)

@@ -1,5 +1,8 @@
 """Binary metrics for atypical (label 1, positive) vs normal mitotic figures, built on scikit-learn.
 
+scikit-learn comes with the training extra; the base install (ONNX Runtime inference) computes the same
+metrics with :mod:`mitotype.evaluation.numpy_metrics`, held to scikit-learn's results by a test.
+
 Conventions used everywhere in this module:
 
 * ``y_true`` holds 0 (normal) / 1 (atypical); ``p_atypical`` holds p(atypical) in [0, 1].
@@ -18,15 +21,27 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    average_precision_score,
-    balanced_accuracy_score,
-    brier_score_loss,
-    confusion_matrix,
-    roc_auc_score,
-    roc_curve,
-)
+
+try:
+    from sklearn.metrics import (
+        accuracy_score,
+        average_precision_score,
+        balanced_accuracy_score,
+        brier_score_loss,
+        confusion_matrix,
+        roc_auc_score,
+        roc_curve,
+    )
+except ImportError:  # the base install: the same definitions in numpy
+    from mitotype.evaluation.numpy_metrics import (
+        accuracy_score,
+        average_precision_score,
+        balanced_accuracy_score,
+        brier_score_loss,
+        confusion_matrix,
+        roc_auc_score,
+        roc_curve,
+    )
 
 __all__ = [
     "BOOTSTRAP_METRICS",

@@ -22,11 +22,14 @@ import numpy as np
 
 from mitotype.evaluation.calibration import calibration_by_domain
 from mitotype.evaluation.metrics import format_mean_std
+from mitotype.extras import importable
 from mitotype.ioutils import atomic_write_text
 
 __all__ = [
     "N_FIGURES",
+    "PLOTS_MISSING",
     "PREDICTION_COLUMNS",
+    "plots_available",
     "read_predictions_csv",
     "write_ablation_report",
     "write_predictions_csv",
@@ -50,6 +53,12 @@ are 1 (atypical) / 0 (normal); ``votes_*`` may be empty when expert votes are un
 N_FIGURES = 5
 """Embedded images in every report: per-domain balanced accuracy, ROC, confusion matrices,
 reliability diagram, scores by atypical votes."""
+
+PLOT_MODULES = ("matplotlib", "sklearn")
+"""What the plots are drawn with: the training extra brings both; the base install (ONNX inference) has
+neither, and its report holds the tables without the plots (:func:`plots_available`)."""
+PLOTS_MISSING = ("the plots need matplotlib and scikit-learn, which the base install leaves out: "
+                 "pip install 'mitotype[report]'")
 
 SECTIONS = ("summary", "balanced-accuracy", "roc", "confusion", "reliability", "votes", "configuration")
 """``id`` attributes of the report's sections, in order."""
@@ -387,6 +396,11 @@ def _document(title: str, intro: str, parts: list[tuple[str, str, str]]) -> str:
     )
 
 
+def plots_available() -> bool:
+    """Whether the report's plots can be drawn here (matplotlib and scikit-learn installed)."""
+    return all(importable(name) for name in PLOT_MODULES)
+
+
 def write_report(
     out_html: str | Path,
     results: Mapping[str, Any],
@@ -402,7 +416,8 @@ def write_report(
     with the keys of :data:`PREDICTION_COLUMNS`; a missing ``decision`` is taken from the row's
     ``threshold`` or the summary's. ``config`` (default ``results["config"]``) is shown as a
     collapsible JSON block. The report always has :data:`N_FIGURES` images, also with a single
-    domain or a domain lacking one class.
+    domain or a domain lacking one class, where the plotting libraries are installed; without them
+    (:func:`plots_available`) it says so in their place.
     """
     data = _parse_rows(predictions)
     summary = _summary_of(results)
@@ -416,15 +431,17 @@ def write_report(
     if details:
         blocks += _json_block("run details (JSON)", details)
     n_domains = len(set(data["domain"].tolist()))
-    parts = [
-        ("summary", "Summary", _summary_table(summary)),
-        ("balanced-accuracy", "Balanced accuracy per domain", _plot_balanced_accuracy(summary)),
-        ("roc", "ROC curves", _plot_roc(data)),
-        ("confusion", "Confusion matrices", _plot_confusion(data, threshold)),
-        ("reliability", "Reliability diagram", _plot_reliability(data)),
-        ("votes", "Scores by atypical votes", _plot_votes(data, threshold)),
-        ("configuration", "Configuration", blocks),
-    ]
+    if plots_available():
+        plots = [
+            ("balanced-accuracy", "Balanced accuracy per domain", _plot_balanced_accuracy(summary)),
+            ("roc", "ROC curves", _plot_roc(data)),
+            ("confusion", "Confusion matrices", _plot_confusion(data, threshold)),
+            ("reliability", "Reliability diagram", _plot_reliability(data)),
+            ("votes", "Scores by atypical votes", _plot_votes(data, threshold)),
+        ]
+    else:
+        plots = [("plots", "Plots", f"<p>{html.escape(PLOTS_MISSING.capitalize())}.</p>")]
+    parts = [("summary", "Summary", _summary_table(summary)), *plots, ("configuration", "Configuration", blocks)]
     intro = f"{_scope(results, cfg)}<br>{data['p'].size} figures, {n_domains} domain(s); atypical is the positive class"
     return atomic_write_text(out_html, _document(title, intro, parts))
 

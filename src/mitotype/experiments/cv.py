@@ -9,7 +9,6 @@ mark, so an interrupted cross-validation resumes at the first unfinished fold.
 from __future__ import annotations
 
 import json
-import platform
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -17,15 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from sklearn.metrics import balanced_accuracy_score
 
-from mitotype import __version__
 from mitotype.data.records import FigureRecord
 from mitotype.errors import ConfigError, MitotypeError
-from mitotype.evaluation.metrics import bootstrap_ci, per_domain_metrics
 from mitotype.evaluation.report import write_ablation_report, write_predictions_csv, write_report
 from mitotype.evaluation.splits import assert_no_leak, grouped_stratified_kfold, leave_one_domain_out, validation_split
+from mitotype.evaluation.summary import environment, prediction_rows, summarise
 from mitotype.ioutils import write_json_atomic
 from mitotype.models.artifact import load_model_artifact
 from mitotype.models.device import resolve_device
@@ -59,67 +56,6 @@ def check_fold_folders(folds: Sequence[Any]) -> None:
 def fold_model_dir(cv_dir: str | Path, fold_name: str) -> Path:
     """Where ``run_cv`` keeps the model of fold ``fold_name`` (for analyses that reuse trained folds)."""
     return Path(cv_dir) / "folds" / _slug(fold_name) / "model"
-
-
-def prediction_rows(
-    records: Sequence[FigureRecord], idx: np.ndarray, p: np.ndarray, threshold: float, fold: str,
-    tta: bool = False,
-) -> list[dict[str, Any]]:
-    """One row per figure: the out-of-fold prediction with everything needed to analyse it."""
-    rows = []
-    for i, prob in zip(idx, p):
-        r = records[int(i)]
-        rows.append(
-            {
-                "uid": r.uid,
-                "dataset": r.dataset,
-                "fold": fold,
-                "domain": r.domain,
-                "group": r.group,
-                "p_atypical": float(prob),
-                "decision": int(prob >= threshold),
-                "threshold": float(threshold),
-                "tta": tta,
-                "label": int(r.label),
-                "votes_atypical": r.atypical_votes,
-                "votes_cast": r.votes_cast,
-            }
-        )
-    return rows
-
-
-def summarise(rows: list[dict[str, Any]], n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Per-domain, mean ± sd over domains, pooled metrics and slide-bootstrap intervals."""
-    y = np.array([r["label"] for r in rows])
-    p = np.array([r["p_atypical"] for r in rows])
-    thr = np.array([r["threshold"] for r in rows])
-    dec = np.array([r["decision"] for r in rows])
-    domains = np.array([r["domain"] for r in rows])
-    groups = np.array([f"{r['dataset']}:{r['group']}" for r in rows])
-    # Each fold has its own threshold; metrics use the decisions, so pass per-row thresholds.
-    summary = per_domain_metrics(y, p, thr, domains, groups=groups)
-    metrics = ("balanced_accuracy", "roc_auc")  # the two columns of the report that show an interval
-    summary["pooled_ci"] = bootstrap_ci(y, p, thr, groups, metrics=metrics, n=n_bootstrap, seed=seed)
-    for name, d in summary["per_domain"].items():
-        mask = domains == name
-        d["ci"] = bootstrap_ci(y[mask], p[mask], thr[mask], groups[mask], metrics=metrics, n=n_bootstrap,
-                               seed=seed)
-    summary["n_figures"] = len(rows)
-    summary["decisions_atypical"] = int(dec.sum())
-    return summary
-
-
-def environment() -> dict[str, Any]:
-    """The software and machine a result came from (stored beside every result)."""
-    return {
-        "mitotype": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "platform": platform.platform(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
 
 
 def make_folds(records: list[FigureRecord], scheme: str, k: int, seed: int) -> list[Any]:

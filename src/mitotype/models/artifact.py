@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from mitotype import __version__
@@ -25,11 +25,8 @@ from mitotype.errors import MitotypeError, WeightsError
 from mitotype.ioutils import atomic_save_safetensors, write_json_atomic
 from mitotype.models.calibration import Calibration
 from mitotype.models.classifier import ModelConfig, build_classifier, build_device
+from mitotype.models.metadata import ARTIFACT_FORMAT, META_FILE, META_KEY, MODEL_FILE, check_meta_fields, read_raw_meta
 from mitotype.settings import to_dict
-
-ARTIFACT_FORMAT = 1
-MODEL_FILE = "model.safetensors"
-META_FILE = "model.json"
 
 
 def _plain(value: Any) -> Any:
@@ -70,7 +67,7 @@ def save_model_artifact(
     }
     path = Path(out_dir) / MODEL_FILE
     state = tensors if tensors is not None else model.trainable_state_dict()
-    atomic_save_safetensors(state, path, {"mitotype": json.dumps(meta)})
+    atomic_save_safetensors(state, path, {META_KEY: json.dumps(meta)})
     write_json_atomic(Path(out_dir) / META_FILE, meta)
     return path
 
@@ -123,43 +120,17 @@ class LoadedModel:
 
 
 def read_artifact_meta(model_dir: Path) -> dict[str, Any]:
-    """The metadata stored in a model folder's ``model.safetensors`` (checked to be ours and readable)."""
-    path = Path(model_dir) / MODEL_FILE
-    if not path.is_file():
-        raise MitotypeError(f"{model_dir}: no {MODEL_FILE} (not a trained mitotype model folder)")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            raw = (fh.metadata() or {}).get("mitotype")
-    except (SafetensorError, OSError) as exc:
-        raise MitotypeError(f"{path}: unreadable model file ({exc})") from None
-    if not raw:
-        raise MitotypeError(f"{path}: carries no mitotype metadata (not written by mitotype)")
+    """The metadata stored in a model folder's ``model.safetensors`` (checked to be ours and readable, its
+    model configuration included: what a PyTorch build needs; ONNX Runtime needs only
+    :func:`mitotype.models.metadata.read_meta_fields`)."""
+    raw, path = read_raw_meta(model_dir)
     return _checked_meta(raw, path)
 
 
 def _checked_meta(raw: str, path: Path) -> dict[str, Any]:
     """The parsed metadata, checked once here because every prediction path indexes into it: a damaged or
     hand-edited header must be one line naming the file, not a traceback (or a NaN threshold) later on."""
-    try:
-        meta = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
-        raise MitotypeError(f"{path}: its mitotype metadata is not valid JSON (a damaged model file)") from None
-    if not isinstance(meta, dict):
-        raise MitotypeError(f"{path}: its mitotype metadata is a {type(meta).__name__}, not an object")
-    if meta.get("format") != ARTIFACT_FORMAT:
-        raise MitotypeError(f"{path}: model format {meta.get('format')} is not supported")
-    for key in ("config", "preprocessing"):
-        if not isinstance(meta.get(key), dict):
-            raise MitotypeError(f"{path}: metadata '{key}' is missing or not an object (a damaged model file)")
-    for key in ("threshold", "threshold_tta"):
-        value = meta.get(key)
-        if value is None and key == "threshold_tta":
-            continue  # written by versions before TTA thresholds
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-            raise MitotypeError(f"{path}: metadata '{key}' must be a number in [0, 1], got {value!r}")
-    for key, value in (("num_domains", meta.get("num_domains", 0)), ("config.seed", meta["config"].get("seed", 0))):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise MitotypeError(f"{path}: metadata '{key}' must be a whole number >= 0, got {value!r}")
+    meta = check_meta_fields(raw, path)
     calibration = meta.get("calibration", {})  # absent in models written before calibration
     if not isinstance(calibration, dict) or not set(calibration) <= set(CALIBRATED_VIEWS):
         raise MitotypeError(f"{path}: metadata 'calibration' must map {list(CALIBRATED_VIEWS)} to fitted maps, "

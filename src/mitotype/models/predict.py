@@ -19,9 +19,9 @@ from mitotype.errors import MitotypeError
 from mitotype.models.adabn import ADAPT_MODES, adapt_batchnorm, has_batchnorm
 from mitotype.models.artifact import load_model_artifact, read_artifact_meta
 from mitotype.models.device import autocast_dtype, resolve_device, to_float_batch
+from mitotype.models.metadata import ensemble_threshold, find_model_dirs, read_members, threshold_of
 from mitotype.models.onnx_runtime import RUNTIMES, OnnxClassifier, current_graph, onnx_available
 from mitotype.models.views import dihedral_mean, dihedral_views
-from mitotype.runs import require_finished
 
 
 @torch.no_grad()
@@ -79,19 +79,6 @@ def predict_proba(
     if not np.all(np.isfinite(probs)):
         raise MitotypeError("the model produced NaN or infinite scores; refusing to classify")
     return probs.astype(np.float64)
-
-
-def threshold_of(meta: dict, tta: bool) -> float:
-    """The member's threshold for the way it is applied: TTA shifts probabilities, so a model stores
-    one threshold chosen on single-view validation scores and one on 8-view TTA scores."""
-    if tta and meta.get("threshold_tta") is not None:
-        return float(meta["threshold_tta"])
-    return float(meta["threshold"])
-
-
-def ensemble_threshold(metas: Sequence[dict], tta: bool = False) -> float:
-    """An ensemble's threshold: the mean of its members' validation thresholds for the way it is applied."""
-    return float(np.mean([threshold_of(m, tta) for m in metas]))
 
 
 @dataclass
@@ -177,17 +164,6 @@ def _adapted_proba(model: torch.nn.Module, images: np.ndarray, batch_size: int, 
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def find_model_dirs(path: str | Path) -> list[Path]:
-    """A model folder, or a folder of them (e.g. a cross-validation run's ``folds/*/model``)."""
-    path = Path(path)
-    if (path / "model.safetensors").is_file():
-        return [path]
-    found = sorted(p.parent for p in path.glob("**/model.safetensors"))
-    if not found:
-        raise MitotypeError(f"{path}: no trained model found (expected model.safetensors here or below)")
-    return found
-
-
 def load_ensemble(paths: Sequence[str | Path], device: str = "auto", base_weights: str | None = None,
                   allow_unfinished: bool = False, runtime: str = "auto") -> tuple[Ensemble, torch.device]:
     """The models under ``paths`` as one ensemble (members must agree on the input size); a run folder
@@ -195,12 +171,7 @@ def load_ensemble(paths: Sequence[str | Path], device: str = "auto", base_weight
     if runtime not in RUNTIMES:
         raise MitotypeError(f"unknown runtime {runtime!r}; choose from {list(RUNTIMES)}")
     dev = resolve_device(device)
-    dirs = [d for p in paths for d in find_model_dirs(p)]
-    require_finished(dirs, allow_unfinished)  # a run stopped half-way is not a model
-    metas = [read_artifact_meta(d) for d in dirs]
-    sizes = {tuple(m["preprocessing"].get("input_size", ())) for m in metas}
-    if len(sizes) > 1:
-        raise MitotypeError(f"ensemble members disagree on input size: {sorted(sizes)}")
+    dirs, metas = read_members(paths, allow_unfinished, read_meta=read_artifact_meta)
     return Ensemble(dirs, metas, dev, base_weights, runtime), dev
 
 

@@ -15,19 +15,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-from safetensors.torch import load_file
-
 from mitotype.errors import MitotypeError
 from mitotype.ioutils import atomic_save_safetensors, atomic_write_text, write_json_atomic
-from mitotype.models.artifact import META_FILE, MODEL_FILE, read_artifact_meta
+from mitotype.models.metadata import META_FILE, META_KEY, MODEL_FILE
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
 DEFAULT_SHIPPED_MODEL = "amibr-effnet-lite0-224"
 """The model ``predict`` uses when no ``--model`` is given."""
 CARD_FILE = "MODEL_CARD.md"
-META_KEY = "mitotype"
-"""The safetensors metadata key that holds the artifact's metadata (as :mod:`mitotype.models.artifact` writes it)."""
 
 __all__ = ["DEFAULT_SHIPPED_MODEL", "SHIPPED_DIR", "RechosenThresholds", "ShippedModel", "get_shipped_model",
            "list_shipped_models", "pack_shipped_model"]
@@ -99,6 +94,12 @@ def pack_shipped_model(run_dir: Path, dest: Path, card_text: str,
 
     Refuses a model that needs base weights (LoRA, frozen backbone): it would not work without them.
     """
+    # the training extra: packing reads tensors and writes YAML (finding a shipped model needs neither)
+    import yaml
+    from safetensors.torch import load_file
+
+    from mitotype.models.artifact import read_artifact_meta
+
     src = Path(run_dir) / MODEL_FILE
     meta = read_artifact_meta(Path(run_dir))
     if meta["config"]["model"]["adaptation"] != "full" and not meta.get("merged"):
@@ -126,5 +127,7 @@ def pack_shipped_model(run_dir: Path, dest: Path, card_text: str,
 
 def fp16_max_error(run_dir: Path, dest: Path) -> float:
     """Largest absolute difference between a run's tensors and their shipped fp16 copies (a packing check)."""
+    from safetensors.torch import load_file
+
     a, b = load_file(str(Path(run_dir) / MODEL_FILE)), load_file(str(Path(dest) / MODEL_FILE))
     return max(float((a[k].float() - b[k].float()).abs().max()) if a[k].numel() else 0.0 for k in a)

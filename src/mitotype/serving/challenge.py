@@ -102,6 +102,27 @@ def read_manifest(root: Path) -> dict:
     return manifest
 
 
+@dataclass(frozen=True)
+class ExportedModel:
+    """An exported model as the container runs it: its member folders, base weights and manifest."""
+
+    root: Path
+    members: list[Path]
+    base_weights: str | None
+    """A packed file resolved inside ``root``, a reference the loader resolves, or ``None``: the members' own."""
+    manifest: dict
+
+
+def read_export(root: Path) -> ExportedModel:
+    """The members, base weights and settings of the exported model (or plain model folder(s)) at ``root``."""
+    manifest = read_manifest(root)
+    members = [root / m for m in manifest["members"]] if manifest.get("members") else [root]
+    base = manifest.get("base_weights")
+    if base and is_packed(base):
+        base = str(root / base)
+    return ExportedModel(root, members, base or None, manifest)
+
+
 def is_packed(base_weights: str) -> bool:
     """Whether the manifest's ``base_weights`` names a file that export packed beside the members
     (always ``base/<file>``), rather than a reference the container resolves itself (``random``, a Hub id
@@ -118,10 +139,10 @@ def run_challenge(
     An output left by an earlier run is removed first, so a failing run leaves no JSON at all.
     ``adapt_bn`` re-estimates BatchNorm statistics on the stack's own figures (AdaBN; no labels).
     """
-    # start-up time: torch, timm and tifffile load only when a stack is classified, not on import
+    # start-up time: tifffile (and torch, where the model needs it) load only when a stack is classified
     from mitotype.errors import path_error
     from mitotype.ioutils import write_json_atomic
-    from mitotype.models.predict import load_ensemble
+    from mitotype.models.inference import load_predictor
     from mitotype.paths import ensure_output_dir
     from mitotype.serving.outputs import challenge_entries, validate_output
     from mitotype.serving.stack import find_stack, read_stack
@@ -133,15 +154,11 @@ def run_challenge(
         raise path_error(exc, out_path) from None
     stack_path = find_stack(paths.input_dir / "images" / STACK_SLOT)
     images = read_stack(stack_path)
-    root = find_model_root(paths.model_dirs)
-    manifest = read_manifest(root)
-    members = [root / m for m in manifest["members"]] if manifest.get("members") else [root]
-    base = manifest.get("base_weights")
-    if base and is_packed(base):
-        base = str(root / base)
-    base_path = base or None
-    ensemble, _ = load_ensemble(members, device=device, base_weights=base_path, allow_unfinished=allow_unfinished,
-                                runtime=runtime)
+    exported = read_export(find_model_root(paths.model_dirs))
+    manifest = exported.manifest
+    ensemble = load_predictor(exported.members, device=device, base_weights=exported.base_weights,
+                              allow_unfinished=allow_unfinished, runtime=runtime,
+                              adapt_bn="domain" if adapt_bn else "off")
     use_tta = manifest.get("tta", True) if tta is None else tta
     packed = manifest.get("threshold_tta" if use_tta else "threshold")
     threshold = float(packed) if packed is not None else ensemble.threshold(use_tta)

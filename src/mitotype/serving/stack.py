@@ -2,6 +2,9 @@
 
 The platform fails the whole job when the output length differs from the number of pages, so a
 stack we cannot read completely is an error (one line naming the file), never a partial result.
+
+tifffile reads the pages; a compression it decodes only with imagecodecs (LZW, JPEG: about 80 MB that the
+base install leaves out) is decoded by Pillow's libtiff instead, page by page, with the same checks.
 """
 
 from __future__ import annotations
@@ -116,13 +119,35 @@ def read_stack(path: str | Path, max_pages: int | None = MAX_PAGES, size: int = 
                 try:
                     data = page.asarray()
                 except Exception as exc:  # codecs raise many types; all mean "cannot decode"
-                    raise DataError(f"{path}: cannot decode page {i}: {_one_line(exc)}") from exc
+                    if not _needs_imagecodecs(exc):
+                        raise DataError(f"{path}: cannot decode page {i}: {_one_line(exc)}") from exc
+                    data = _pillow_page(path, i, exc)
+                    page = None  # Pillow's pages are interleaved RGB: no tifffile axes to read
                 pages.append(_page_rgb(page, np.asarray(data), i, path, size))
     except DataError:
         raise
     except Exception as exc:  # tifffile.TiffFileError, struct.error, OSError, ...
         raise DataError(f"{path}: not a readable TIFF stack ({_one_line(exc)})") from exc
     return np.ascontiguousarray(np.stack(pages))
+
+
+def _needs_imagecodecs(exc: BaseException) -> bool:
+    """Whether tifffile refused a page only for want of the imagecodecs package."""
+    return isinstance(exc, ValueError) and "imagecodecs" in str(exc)
+
+
+def _pillow_page(path: Path, index: int, why: BaseException) -> np.ndarray:
+    """Page ``index`` decoded by Pillow (its bundled libtiff reads LZW, JPEG and Deflate)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.seek(index)
+            image.load()
+            return np.asarray(image)
+    except Exception as exc:  # Pillow raises many types for undecodable pages
+        raise DataError(f"{path}: cannot decode page {index}: {_one_line(why)}; Pillow could not either "
+                        f"({_one_line(exc)})") from exc
 
 
 def _one_line(exc: BaseException) -> str:
