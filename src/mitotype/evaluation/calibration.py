@@ -11,13 +11,15 @@ from typing import Any
 import numpy as np
 
 from mitotype.evaluation.metrics import calibration_bins, expected_calibration_error
-from mitotype.evaluation.transfer import fit_platt
 from mitotype.models.calibration import Calibration, fitted_calibration
 
 
 def fit_calibration(y_true: Any, p_atypical: Any) -> Calibration | None:
     """The Platt map of raw validation scores, or ``None`` where it cannot be fitted or would reverse the ranking
     (one class only, or scores that carry no signal)."""
+    # optional dependency: fitting needs scipy (the training extra); a report in the base install only measures
+    from mitotype.evaluation.transfer import fit_platt
+
     y = np.asarray(y_true)
     if len(np.unique(y)) < 2:
         return None
