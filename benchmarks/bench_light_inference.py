@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,19 +54,33 @@ STACK_INPUT = Path("midog25_t2_stack/input")
 OUTPUT_NAME = "multiple-mitotic-figure-classification.json"
 
 
+_LAUNCHER = """
+import json, os, sys, time
+cmd, err = json.loads(sys.argv[1]), sys.argv[2]
+start = time.perf_counter()
+pid = os.posix_spawnp(cmd[0], cmd, os.environ, file_actions=[
+    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+    (os.POSIX_SPAWN_OPEN, 2, err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)])
+_, status, usage = os.wait4(pid, 0)
+print(json.dumps({"wall_s": time.perf_counter() - start, "maxrss_kib": usage.ru_maxrss,
+                  "cpu_s": usage.ru_utime + usage.ru_stime, "code": os.waitstatus_to_exitcode(status)}))
+"""
+"""Spawns the measured command and reports its rusage. A child's peak RSS counts the memory of the process that
+forked it (held until its exec), so the command is started from this small launcher (about 10 MB), not from the
+benchmark or a test run holding gigabytes."""
+
+
 def run_measured(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
-    """Wall seconds and peak RSS (MB) of one command in a fresh child process; fails loudly on a non-zero exit."""
-    with tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not every child's so far
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode:
-            err.seek(0)
-            raise SystemExit(f"error: {' '.join(cmd)} exited {proc.returncode}: {err.read().decode()[-500:]}")
-    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024,  # ru_maxrss is in KiB on Linux
-            "cpu_s": usage.ru_utime + usage.ru_stime}  # CPU time: what a busy machine does not inflate
+    """Wall seconds, CPU seconds and peak RSS (MB) of one command in a fresh process; a non-zero exit fails loudly."""
+    with tempfile.TemporaryDirectory() as tmp:
+        err = Path(tmp) / "stderr"
+        proc = subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, json.dumps(cmd), str(err)], env=env,
+                              capture_output=True, text=True, check=True)
+        usage = json.loads(proc.stdout)
+        if usage["code"]:
+            raise SystemExit(f"error: {' '.join(cmd)} exited {usage['code']}: {err.read_text()[-500:]}")
+    return {"wall_s": usage["wall_s"], "peak_rss_mb": usage["maxrss_kib"] / 1024,  # KiB on Linux
+            "cpu_s": usage["cpu_s"]}  # CPU time: what a busy machine does not inflate
 
 
 def summarise(runs: list[dict[str, float]]) -> dict[str, Any]:

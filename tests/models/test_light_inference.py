@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,7 +27,7 @@ from mitotype.models.views import (
     dihedral_views,
     dihedral_views_np,
 )
-from tests.conftest import make_model_dir
+from tests.conftest import REPO_ROOT, make_model_dir
 
 pytest.importorskip("onnxruntime", reason="ONNX Runtime not installed")
 
@@ -116,6 +119,18 @@ def test_an_exported_tarball_of_graphs_runs_without_torch(two_graphs: list[Path]
 
     gc.collect()
     assert not unpacked.exists()  # the unpacked tarball goes with the classifier
+    np.save(tmp_path / "images.npy", images)
+    script = ("import sys, json, numpy as np\n"
+              "from mitotype.extras import TRAINING_MODULES\n"
+              "for name in TRAINING_MODULES: sys.modules[name] = None\n"  # the base install: no torch at all
+              "import mitotype\n"
+              f"result = mitotype.load({str(tmp_path / 'model.tar.gz')!r}).predict("
+              f"np.load({str(tmp_path / 'images.npy')!r}), tta=True)\n"
+              "print(json.dumps(result.p_atypical.tolist()))")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert np.abs(np.array(json.loads(proc.stdout)) - eager.predict(images, tta=True)).max() < 1e-5
 
 
 def test_the_engine_is_pytorch_where_a_graph_cannot_run(tmp_path: Path, monkeypatch) -> None:

@@ -40,7 +40,7 @@ model folders to ensemble."""
 TARBALL_SUFFIXES = (".tar.gz", ".tgz")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # numpy fields: compare p_atypical, not the objects
 class Predictions:
     """p(atypical) and the decision for each figure, in the order the figures were given.
 
@@ -150,6 +150,9 @@ class Classifier:
             adapt_bn: ``off``; ``domain`` re-estimates BatchNorm statistics on all the figures, ``stack`` on
                 each ``stack_size`` of them in order (AdaBN, no labels; runs in PyTorch).
             stack_size: figures per group for ``adapt_bn="stack"``.
+
+        Returns:
+            The `Predictions`, one per figure in the order given.
 
         Raises:
             DataError: figures that cannot be used (wrong dtype or shape, a missing path, an empty list...).

@@ -31,7 +31,7 @@ from mitotype.data.images import (
     pil_to_rgb,
 )
 from mitotype.data.problems import CONVERTED_MODE, WRONG_SIZE
-from mitotype.data.readers.images import LIST_SUFFIXES
+from mitotype.data.readers.images import PATCH_SUFFIXES
 from mitotype.data.records import FigureRecord
 from mitotype.errors import DataError
 
@@ -40,7 +40,7 @@ __all__ = ["FigureBatch", "as_figures", "read_figures"]
 PathLike = str | os.PathLike[str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: identity, not element-wise truth
 class FigureBatch:
     """Figures ready to classify: their pixels, one id each, and what reading them found.
 
@@ -182,8 +182,7 @@ class _Collector:
 
     def _path(self, path: Path, index: int) -> None:
         suffix = path.suffix.lower()
-        if self.several and path.is_file() and suffix not in TIFF_SUFFIXES and suffix not in LIST_SUFFIXES \
-                and suffix != ".csv":
+        if self.several and suffix in PATCH_SUFFIXES and suffix not in TIFF_SUFFIXES and path.is_file():
             try:  # one image of a list: decoded as the reader would, without a reader and a store per file
                 pixels, notes = decode_patch_file(path, PATCH_SIZE, self.size_policy)
             except ImageProblem as exc:

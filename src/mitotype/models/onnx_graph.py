@@ -29,8 +29,8 @@ RUNTIMES = ("auto", "torch", "onnx")
 GRAPH_BATCH = 16
 """Images per ONNX Runtime call, whatever the caller's batch: its memory arena grows to the largest call, and
 the shipped model (resized to 224 px inside the graph) holds about 19 MB of activations per image; 16 keep
-a 16-figure stack with 8-view TTA (128 views) near 300 MB peak instead of 1.5 GB (measured on 2 busy CPU
-cores: 16 per call took 1.13x the time of 32 and of 64, which peak at 0.5 and 0.9 GB)."""
+a 16-figure stack with 8-view TTA (128 views) near 330 MB peak instead of 1.5 GB; with threads that do not
+spin, 16 per call took the time of 64 on 2 busy CPU cores."""
 
 __all__ = ["GRAPH_BATCH", "ONNX_FILE", "PATCH_SHAPE", "RUNTIMES", "SOURCE_FILE", "OnnxSession", "current_graph",
            "onnx_available", "sha256_of"]
@@ -89,6 +89,10 @@ class OnnxSession:
             raise MissingExtraError("running an ONNX model (ONNX Runtime)", "onnx") from None
         options = ort.SessionOptions()
         options.intra_op_num_threads = default_threads() if threads is None else threads
+        # idle threads sleep instead of spinning (as OMP_WAIT_POLICY=PASSIVE does for PyTorch): on 2 cores shared
+        # with a training run, spinning cost 1.5x the CPU time and 1.25x the wall time per figure at GRAPH_BATCH
+        # (not measured on an idle machine, where spinning can only win the wake-up latency)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
