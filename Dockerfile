@@ -19,7 +19,9 @@
 # base's packages and pip keeps a torch that satisfies the requirement): the platform runs the container on a
 # 16 GB GPU. On a base without torch, pip takes it from the index the project's own install uses (the pip
 # configuration mounted into the build, never copied into the image); TORCH pins the build to take, e.g.
-# TORCH=torch==2.13.0+cpu (tools/container-test does so: this machine has no GPU and the CUDA wheels are GBs).
+# TORCH="torch==2.13.0+cpu torchvision==0.28.0+cpu" (tools/container-test pins the CPU wheels of pip's wheel folders:
+# this machine has no GPU and the CUDA wheels are GBs). torchvision must be the same build as torch (timm imports
+# it): where the index holds only the CUDA torchvision, as here, a CPU torch image runs ONNX models alone.
 #
 # The model: /opt/ml/model (where the platform unpacks the uploaded model tarball, `mitotype export`) comes first;
 # /opt/app/model, the model that ships inside the package, answers when nothing is mounted there.
