@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from mitotype.api.figures import as_figures
-from mitotype.data.images import DEFAULT_SIZE_POLICY
+from mitotype.data.patches import DEFAULT_SIZE_POLICY
 from mitotype.errors import ConfigError, MitotypeError, path_error
 from mitotype.models.calibration import shift_prior
 from mitotype.models.inference import Predictor, load_predictor

@@ -31,7 +31,7 @@ PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 SizePolicy = Literal["center-crop", "resize", "reject"]
-"""How patches that are not 128x128 are fitted (:mod:`mitotype.data.images`)."""
+"""How patches that are not 128x128 are fitted (:mod:`mitotype.data.patches`)."""
 
 DATA_READER_KEYS = ("format", "domain", "images_dir", "on_error", "columns", "labels", "meta_csv", "include")
 """The reader options a ``data.sources`` item may set for itself; left unset, it takes ``data``'s value."""

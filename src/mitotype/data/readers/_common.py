@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mitotype.data import problems as P
-from mitotype.data.images import IMAGE_SUFFIXES, PATCH_SIZE, ImageCheck, check_image, default_workers
+from mitotype.data.patches import IMAGE_SUFFIXES, PATCH_SIZE, ImageCheck, check_image, default_workers
 from mitotype.data.problems import ProblemLog
 from mitotype.data.records import ATYPICAL, DOMAIN_FIELDS, NORMAL, FigureRecord
 from mitotype.errors import ConfigError, DataError, printable

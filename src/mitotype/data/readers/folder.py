@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from mitotype.data import problems as P
-from mitotype.data.images import IMAGE_SUFFIXES
+from mitotype.data.patches import IMAGE_SUFFIXES
 from mitotype.data.problems import ProblemLog
 from mitotype.data.readers._common import (
     GROUP_COLUMNS,
