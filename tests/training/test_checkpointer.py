@@ -12,9 +12,8 @@ import torch
 
 from mitotype.errors import MitotypeError
 from mitotype.training.checkpointer import STATE_FILE, Checkpointer
-from mitotype.training.hard_mining import HardMiningSettings
 from mitotype.training.strategies.base import RunContext
-from mitotype.training.strategies.hard_mining import HardMining
+from mitotype.training.strategies.hard_mining import HardMining, HardMiningSettings
 
 
 class Tiny(torch.nn.Linear):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mitotype.training.augment import AugmentSettings, BatchAugment
+from mitotype.training.batch_augment import AugmentSettings, BatchAugment
 from mitotype.training.strategies.base import Batch, Strategy
 
 
