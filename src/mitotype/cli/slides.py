@@ -7,7 +7,7 @@ import argparse
 import math
 from pathlib import Path
 
-from mitotype.cli.deploy import add_allow_unfinished, add_runtime, positive_int, probability
+from mitotype.cli.options import add_allow_unfinished, add_runtime, positive_int, probability
 from mitotype.cli.progress import log, progress_bars
 
 
