@@ -240,7 +240,7 @@ def test_onecycle_schedule_runs_on_a_tiny_dataset(batches: int) -> None:
 
 def test_val_platt_stores_the_platt_thresholds_of_the_validation_scores(synth_figures, tmp_path):
     from mitotype.evaluation.metrics import best_threshold
-    from mitotype.evaluation.transfer import platt_threshold
+    from mitotype.evaluation.thresholds import platt_threshold
 
     trainer = _trainer(synth_figures, tmp_path / "run", overrides=["optim.epochs=1", "threshold=val-platt"])
     trainer.fit()
