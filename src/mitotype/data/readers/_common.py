@@ -20,7 +20,14 @@ from mitotype.data.labels import (
     vote_majority,
     vote_name,
 )
-from mitotype.data.patches import IMAGE_SUFFIXES, PATCH_SIZE, ImageCheck, check_image, default_workers
+from mitotype.data.patches import (
+    DEFAULT_SIZE_POLICY,
+    IMAGE_SUFFIXES,
+    PATCH_SIZE,
+    ImageCheck,
+    check_image,
+    default_workers,
+)
 from mitotype.data.problems import ProblemLog
 from mitotype.data.records import DOMAIN_FIELDS, FigureRecord
 from mitotype.errors import ConfigError, DataError, printable
@@ -342,7 +349,7 @@ def check_level(check: str) -> str:
 
 
 def check_images(entries: list[Entry], log: ProblemLog, *, check: str = "full", size: int = PATCH_SIZE,
-                 policy: str = "center-crop", workers: int | None = None) -> list[FigureRecord]:
+                 policy: str = DEFAULT_SIZE_POLICY, workers: int | None = None) -> list[FigureRecord]:
     """The records whose images exist and decode, reporting the rest; then the duplicate-image search.
 
     Each distinct file is checked once (in a thread pool); a problem with a file is reported for every
