@@ -29,7 +29,8 @@ class DomainAdversarialSettings(Settings):
 
 
 def grl_coefficient(progress: float, max_lambda: float, ramp: str) -> float:
-    """Gradient-reversal coefficient at training progress ``p`` in [0, 1]."""
+    """The gradient-reversal coefficient at training progress ``p`` in [0, 1]: ``max_lambda`` times the ramp
+    (DANN's 2 / (1 + exp(-10 p)) - 1 from 0 to 1, ``p`` itself, or 1); the one place the schedule is computed."""
     if ramp == "constant":
         return max_lambda
     if ramp == "linear":
