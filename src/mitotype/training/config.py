@@ -274,9 +274,9 @@ class OptimSettings(Settings):
     bn_update_views: Literal["train", "clean"] = "train"
     """What those figures look like when the statistics are recomputed: ``train`` = through the run's image
     strategies (augmentation, stain augmentation, MixUp) with a fixed seed, as the training running statistics
-    saw them; ``clean`` = unaugmented. Against the running statistics of the same weights on four unseen AMi-Br
-    scanners, clean figures cost 0.032 balanced accuracy and 0.026 ROC AUC on average (0.061 on one), training
-    views 0.003 and 0.006 (``benchmarks/results/lodo_bn_views_128_e6_s0.json``)."""
+    saw them; ``clean`` = unaugmented. Statistics of clean figures fit the averaged weights worse than those of the
+    views training saw: on unseen scanners they cost balanced accuracy and ROC AUC against the running statistics,
+    training views far less (how much: docs/results.md, "Which BatchNorm statistics hold on an unseen scanner")."""
 
     def check(self) -> None:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
