@@ -75,10 +75,17 @@ def run_golden(work: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
         val_scores: list[np.ndarray]
 
-        def _validate(self) -> dict[str, Any]:
-            metrics = super()._validate()
-            self.val_scores = [*getattr(self, "val_scores", []), self.predict(self.val_idx)]
-            return metrics
+        def _build(self) -> None:
+            super()._build()
+            self.val_scores = []
+            validate = self.evaluator.validate
+
+            def validate_keeping_scores() -> dict[str, Any]:
+                metrics = validate()
+                self.val_scores.append(self.predict(self.val_idx))
+                return metrics
+
+            self.evaluator.validate = validate_keeping_scores  # type: ignore[method-assign]
 
     write_synthetic(work / "data", n_per_domain=16, seed=5)
     figures = load_figures(work / "data", fmt="midog25", domain=["scanner"], cache_dir=work / "cache")
