@@ -374,12 +374,12 @@ def check_images(entries: list[Entry], log: ProblemLog, *, check: str = "full", 
         by_path[Path(e.record.image)].append(e)
     full = check == "full"
 
-    def run(item: tuple[Path, list[Entry]]) -> ImageCheck:
+    def check_file(item: tuple[Path, list[Entry]]) -> ImageCheck:
         path, group = item
         return check_image(path, full=full, crop=group[0].record.is_crop, size=size, policy=policy)
 
     with ThreadPoolExecutor(workers or default_workers()) as pool:
-        results = list(pool.map(run, by_path.items(), chunksize=16))
+        results = list(pool.map(check_file, by_path.items(), chunksize=16))
 
     good: list[tuple[Entry, ImageCheck]] = []
     for (path, group), result in zip(by_path.items(), results):

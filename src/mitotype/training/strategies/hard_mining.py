@@ -152,7 +152,7 @@ class HardMining(Strategy):
     miner: HardExampleMiner | None = None
 
     def setup(self, model: torch.nn.Module) -> None:
-        self.miner = HardExampleMiner(self.settings, n=len(self.run.train_idx))
+        self.miner = HardExampleMiner(self.settings, n=len(self.context.train_idx))
 
     def difficulty(self) -> np.ndarray | None:
         # None until a round has run (the miner's state, rounds included, is this strategy's resume state)
@@ -169,7 +169,7 @@ class HardMining(Strategy):
     def on_epoch_start(self, epoch: int) -> None:
         if epoch == 0 or not self.miner.due(epoch - 1):
             return
-        run = self.run
-        scores = run.predict(run.train_idx)
-        soft = run.targets[run.train_idx] if run.soft_targets else None
-        self.miner.update(scores, run.labels[run.train_idx], soft_labels=soft)
+        context = self.context
+        scores = context.predict(context.train_idx)
+        soft = context.targets[context.train_idx] if context.soft_targets else None
+        self.miner.update(scores, context.labels[context.train_idx], soft_labels=soft)
