@@ -1,5 +1,6 @@
 """A fixed-seed run on synthetic data, recorded before the package was re-layered: the same commands must
-keep giving the same figures, on any CPU.
+keep giving the same figures, on any CPU. Re-recorded once since, on an AMD EPYC, when dropout got a random stream
+of its own (``mitotype.training.seeds``): ``full-cpu`` moved, ``plain`` (no dropout) only by float rounding.
 
 Two recipes, the ``full-cpu`` preset (every strategy on) and the ``plain`` preset, on the tiny ViT with
 random weights: per-epoch metrics, thresholds and test probabilities (single view and 8-view TTA).

@@ -2,9 +2,10 @@
 
 Batches are gathered straight from the memory-mapped store (no per-sample decoding, no worker
 processes) and augmented as one tensor on the training device. Every random draw of an epoch is
-seeded from ``(seed, epoch)``, so a run resumed from its last checkpoint ends exactly where an
-uninterrupted run would. Under torchrun every process draws the same global batch, augments it
-identically and trains on its own slice, so the result does not depend on the number of processes.
+seeded from ``(seed, epoch)``, each consumer from a stream of its own (:mod:`mitotype.training.seeds`), so a run
+resumed from its last checkpoint ends exactly where an uninterrupted run would. Under torchrun every process
+draws the same global batch, augments it identically and trains on its own slice, so the result does not depend
+on the number of processes.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from mitotype.training.config import TrainConfig, stable_dict
 from mitotype.training.evaluator import Evaluator
 from mitotype.training.recorder import Recorder
 from mitotype.training.sampler import EpochSampler
+from mitotype.training.seeds import Stream, augmentation_seed, bn_views_seed, dropout_seed, stream
 from mitotype.training.selection import Selection
 from mitotype.training.strategies.base import Batch, RunContext, Strategy
 from mitotype.training.strategies.registry import build_strategies
@@ -353,11 +355,12 @@ class Trainer:
         cfg = self.config
         idx = self.train_idx
         if 0 < cfg.optim.bn_update_figures < len(idx):
-            idx = np.random.default_rng(cfg.seed).permutation(idx)[: cfg.optim.bn_update_figures]
+            rng = np.random.default_rng(stream(cfg.seed, Stream.BN_UPDATE_FIGURES))  # not the stain reference's
+            idx = rng.permutation(idx)[: cfg.optim.bn_update_figures]
         bs = cfg.optim.batch_size
         transforms = (sorted(self.strategies, key=lambda s: s.transform_order)
                       if cfg.optim.bn_update_views == "train" else [])
-        gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1_000_003 + 7_919)
+        gen = torch.Generator(device="cpu").manual_seed(bn_views_seed(cfg.seed))
 
         def batches() -> Any:
             for start in range(0, len(idx), bs):
@@ -391,8 +394,8 @@ class Trainer:
     def _train_epoch(self, epoch: int, weights: np.ndarray, bar: ProgressBar | None) -> dict[str, float]:
         """One pass over this epoch's draw; the mean of each loss term over the figures seen."""
         cfg = self.config
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout and anything else global
-        gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1_000_003 + epoch)
+        torch.manual_seed(dropout_seed(cfg.seed, epoch))  # dropout and anything else global: a stream of its own
+        gen = torch.Generator(device="cpu").manual_seed(augmentation_seed(cfg.seed, epoch))
         order = self._epoch_order(epoch, weights)
         transforms = sorted(self.strategies, key=lambda s: s.transform_order)
         bs = cfg.optim.batch_size
