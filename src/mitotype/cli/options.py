@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def parsed(text: str, cast: Callable[[str], T], expected: str) -> T:
+    """``cast(text)``, or argparse's one-line refusal naming what was ``expected``."""
+    try:
+        return cast(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
 
 
 def open_share(text: str) -> float:
     """A share strictly between 0 and 1 (a prevalence), for argparse."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    value = parsed(text, float, "a number between 0 and 1")
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"expected a share strictly between 0 and 1, got {text}")
     return value
@@ -21,10 +30,7 @@ def open_share(text: str) -> float:
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    value = parsed(text, int, "a whole number")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
@@ -32,10 +38,7 @@ def positive_int(text: str) -> int:
 
 def probability(text: str) -> float:
     """argparse type: a finite number in [0, 1] (a decision threshold on p(atypical))."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    value = parsed(text, float, "a number")
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text}")
     return value
