@@ -73,7 +73,7 @@ def model_config(name: str, quick: bool, random_weights: bool = False) -> Any:
 
 def load_images(data: Path, count: int) -> np.ndarray:
     """The first ``count`` figures of a dataset as uint8 N x 128 x 128 x 3 (``images.load_patch``)."""
-    from mitotype.data.images import load_patch
+    from mitotype.data.patches import load_patch
     from mitotype.data.readers import read_dataset
 
     records = read_dataset(data, check="exists").records[:count]

@@ -86,7 +86,7 @@ def naive_transform() -> Callable[[Any], torch.Tensor]:
     """The usual per-sample torchvision augmentation, ranges from the default ``AugmentSettings``."""
     from torchvision import transforms as T
 
-    from mitotype.training.augment import AugmentSettings
+    from mitotype.training.batch_augment import AugmentSettings
 
     s = AugmentSettings()
     kernel = 2 * math.ceil(3 * s.blur_sigma[1]) + 1
@@ -136,7 +136,7 @@ def store_batches(images: np.ndarray, labels: np.ndarray, batch: int, seed: int)
     import torch
 
     from mitotype.models.device import to_float_batch
-    from mitotype.training.augment import BatchAugment
+    from mitotype.training.batch_augment import BatchAugment
 
     augment = BatchAugment()
     rng = np.random.default_rng(seed)

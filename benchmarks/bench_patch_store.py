@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from PIL import Image
 
-    from mitotype.data.images import default_workers
+    from mitotype.data.patches import default_workers
     from mitotype.data.readers import read_dataset
     from mitotype.data.store import PatchStore
 

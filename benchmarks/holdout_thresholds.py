@@ -2,7 +2,7 @@
 
 Reads finished hold-out runs of ``benchmarks/amibr_recipes.py`` or ``mitotype holdout`` (each ``--run`` folder
 holds ``config.yaml``, ``model.safetensors`` and ``test_predictions.csv``), scores each run's own validation split
-again (single view and 8-view TTA), and puts the threshold rules of :mod:`mitotype.evaluation.transfer` that need no
+again (single view and 8-view TTA), and puts the threshold rules of :mod:`mitotype.evaluation.thresholds` that need no
 test labels, fitted on those validation scores, on the run's test predictions. ``validation`` is the argmax the run
 stored (``stored_threshold`` beside it, as a check); ``platt`` is what ``threshold: val-platt`` stores for the same
 weights; ``oracle`` is the test labels' own best threshold, a bound and never a choice.
@@ -51,7 +51,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from mitotype.evaluation.metrics import best_threshold, binary_metrics
-    from mitotype.evaluation.transfer import platt_threshold, robust_threshold
+    from mitotype.evaluation.thresholds import platt_threshold, robust_threshold
     from mitotype.experiments.holdout import holdout_split
     from mitotype.models.artifact import load_model_artifact
     from mitotype.models.predict import predict_proba

@@ -4,7 +4,7 @@ behaviour transfer better than the validation one?
 For every finished fold of a ``benchmarks/amibr_lodo.py`` run (``--outer``: its ``--work`` folder), the
 training domains go through their own leave-one-domain-out with the same recipe (one more training per
 training domain, in ``--work``). Their out-of-domain scores give the nested rules of
-``mitotype.evaluation.transfer.nested_thresholds``, which are applied to the outer model's held-out scores
+``mitotype.evaluation.thresholds.nested_thresholds``, which are applied to the outer model's held-out scores
 beside its own validation threshold and the held-out labels' best one (``oracle``, an upper bound, never a
 choice). The held-out domain is never trained on, validated on or looked at by any rule.
 
@@ -38,7 +38,7 @@ def fold_rules(outer_rows: list[dict[str, Any]], inner_rows: list[list[dict[str,
     ``predictions.json``); ``inner_rows``: the rows of each inner fold (one per training domain).
     """
     from mitotype.evaluation.metrics import best_threshold, binary_metrics
-    from mitotype.evaluation.transfer import nested_thresholds
+    from mitotype.evaluation.thresholds import nested_thresholds
 
     y = np.array([r["label"] for r in outer_rows])
     p = np.array([r["p_atypical"] for r in outer_rows], dtype=np.float64)

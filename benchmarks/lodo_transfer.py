@@ -6,7 +6,7 @@ domain, scores its figures under each test-time choice without retraining:
 - views: single view, 8-view dihedral TTA;
 - BatchNorm statistics: the source's (``off``), re-estimated on the whole held-out domain (``domain``),
   or on each group of 16 figures as a challenge stack arrives (``stack``, single view);
-- threshold rules (``mitotype.evaluation.transfer``): the in-domain validation threshold (today),
+- threshold rules (``mitotype.evaluation.thresholds``): the in-domain validation threshold (today),
   ``robust`` (best worst-domain balanced accuracy over the validation domains), temperature-calibrated
   at the training prevalence and at 0.5, ``rate`` / ``rate-em`` (label-free: the target quantile
   matching the validation positive rate at the training prevalence / at an EM estimate of the target's),
@@ -76,7 +76,7 @@ def _adapted_scores(model: Any, images: np.ndarray, idx: np.ndarray, groups: np.
 
 def _rule_thresholds(y_val: np.ndarray, p_val: np.ndarray, d_val: np.ndarray, p_test: np.ndarray) -> dict[str, Any]:
     from mitotype.evaluation.metrics import best_threshold
-    from mitotype.evaluation.transfer import (
+    from mitotype.evaluation.thresholds import (
         apply_temperature,
         fit_temperature,
         platt_threshold,

@@ -135,7 +135,7 @@ def score_fold(scorer: FoldScorer, y_val: np.ndarray, val_idx: np.ndarray, d_val
     """Every wanted variant's validation scores and held-out scores (per draw for adaptive ones); variants
     stored in ``cached`` are kept, not scored again."""
     from mitotype.evaluation.prevalence import prevalence_draws
-    from mitotype.evaluation.transfer import fit_platt
+    from mitotype.evaluation.thresholds import fit_platt
     from mitotype.models.calibration import fitted_calibration
 
     out: dict[str, Any] = {"y_val": y_val.tolist(), "y_test": y_test.tolist(),
@@ -200,7 +200,7 @@ def calibrated_member(fold: dict[str, Any], variant: str) -> tuple[Any, dict[str
     """The variant's Platt map on its validation scores and each rule's threshold on the calibrated scale
     (raw scores where the fit cannot keep the ranking)."""
     from mitotype.evaluation.metrics import best_threshold
-    from mitotype.evaluation.transfer import fit_platt, platt_threshold
+    from mitotype.evaluation.thresholds import fit_platt, platt_threshold
     from mitotype.models.calibration import fitted_calibration
 
     y_val, p_val = np.asarray(fold["y_val"]), np.asarray(fold["variants"][variant]["p_val"])

@@ -40,8 +40,8 @@ RUN_DIRS = ("tensorboard",)
 
 __all__ = [
     "RunState",
+    "RunStatus",
     "RunUnfinishedError",
-    "TrainingRun",
     "describe_state",
     "prepare_train_folder",
     "read_run_state",
@@ -250,8 +250,8 @@ def prepare_train_folder(out: str | Path, resume: bool, overwrite: bool) -> str 
     return f"--overwrite: removed the previous run's files from {out}"
 
 
-class TrainingRun:
-    """The live state of a run: rewritten after every epoch."""
+class RunStatus:
+    """The ``run.json`` of a run in progress: its :class:`RunState`, rewritten after every epoch."""
 
     def __init__(self, folder: Path, epochs_total: int, command: list[str], epochs_done: int = 0,
                  enabled: bool = True) -> None:
@@ -276,7 +276,7 @@ class TrainingRun:
 
 @contextlib.contextmanager
 def training_run(folder: str | Path, epochs_total: int, resume: bool = False,
-                 command: Sequence[str] | None = None, enabled: bool = True) -> Iterator[TrainingRun]:
+                 command: Sequence[str] | None = None, enabled: bool = True) -> Iterator[RunStatus]:
     """Hold the folder's lock and keep ``run.json`` true while training runs inside the block.
 
     The status ends ``finished`` when every epoch ran (or early stopping ended the run), else ``failed``
@@ -287,7 +287,7 @@ def training_run(folder: str | Path, epochs_total: int, resume: bool = False,
     folder = Path(folder)
     command = list(command or _command_line or sys.argv)
     if not enabled:
-        yield TrainingRun(folder, epochs_total, command, enabled=False)
+        yield RunStatus(folder, epochs_total, command, enabled=False)
         return
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
@@ -296,29 +296,29 @@ def training_run(folder: str | Path, epochs_total: int, resume: bool = False,
         raise MitotypeError(f"{folder}: another process is training into this folder right now "
                             f"({describe_state(folder)}); wait for it or choose another folder")
     previous = read_run_state(folder) if resume else None
-    run = TrainingRun(folder, epochs_total, command,
-                      epochs_done=previous.epochs_done if previous else 0)
+    status = RunStatus(folder, epochs_total, command,
+                       epochs_done=previous.epochs_done if previous else 0)
     if previous and previous.started:
-        run.state.started = previous.started
+        status.state.started = previous.started
     try:
-        run.write()
-        yield run
+        status.write()
+        yield status
     except BaseException as exc:
-        if created and run.state.epochs_done == 0 and not resume:
+        if created and status.state.epochs_done == 0 and not resume:
             lock.release()
             shutil.rmtree(folder, ignore_errors=True)
         else:
-            run.state.status = "failed"
-            run.state.error = _one_line(exc)
+            status.state.status = "failed"
+            status.state.error = _one_line(exc)
             with contextlib.suppress(OSError):
-                run.write()
+                status.write()
         raise
     else:
-        run.state.status = "finished" if run.complete else "failed"
-        if not run.complete:
-            run.state.error = (f"stopped after epoch {run.state.epochs_done} of {run.state.epochs_total}; "
-                               "continue with --resume")
-        run.write()
+        status.state.status = "finished" if status.complete else "failed"
+        if not status.complete:
+            status.state.error = (f"stopped after epoch {status.state.epochs_done} of {status.state.epochs_total}; "
+                                  "continue with --resume")
+        status.write()
     finally:
         lock.release()
 

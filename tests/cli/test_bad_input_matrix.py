@@ -932,7 +932,7 @@ def test_cv_reports_are_replaced_as_one_set(synth_figures, tmp_path, monkeypatch
     def predicted(config, figures, fold, model_dir, tta):
         model_dir.mkdir(parents=True, exist_ok=True)
         p = np.linspace(0.1, 0.9, len(fold.test_idx))
-        return cv.prediction_rows(figures.records, np.asarray(fold.test_idx), p, 0.5, fold.name)
+        return cv.PredictionTable.from_scores(figures.records, np.asarray(fold.test_idx), p, 0.5, fold.name)
 
     monkeypatch.setattr(cv, "_train_fold", lambda *a, **k: None)
     monkeypatch.setattr(cv, "_predict_fold", predicted)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mitotype.cli.evaluate import print_summary
+from mitotype.cli.summary import print_summary
 from mitotype.evaluation.summary import summarise
 
 

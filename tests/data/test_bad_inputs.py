@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from datafactories import midog25_rows, truncate, write_midog25, write_png
 
-from mitotype.data.images import load_patch
+from mitotype.data.patches import load_patch
 from mitotype.data.readers import read_dataset
 from mitotype.errors import DataError
 

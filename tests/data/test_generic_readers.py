@@ -12,7 +12,7 @@ import tifffile
 from datafactories import patch_array, votes_dataset, write_csv, write_png
 from PIL import Image
 
-from mitotype.data.images import crop_centered, load_patch
+from mitotype.data.patches import crop_centered, load_patch
 from mitotype.data.readers import FORMATS, detect_format, read_dataset
 from mitotype.errors import ConfigError, DataError
 

@@ -10,7 +10,7 @@ import pytest
 from datafactories import midog25_rows, patch_array, truncate, write_midog25, write_png
 from PIL import Image
 
-from mitotype.data.images import load_patch
+from mitotype.data.patches import load_patch
 from mitotype.data.readers import read_dataset
 from mitotype.data.records import FigureRecord
 from mitotype.data.store import PatchStore, content_key, default_cache_dir

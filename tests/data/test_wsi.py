@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from mitotype.data.images import load_patch
+from mitotype.data.patches import load_patch
 from mitotype.data.readers import read_dataset
 
 openslide = pytest.importorskip("openslide", reason="OpenSlide not installed (pip install 'mitotype[wsi]')")

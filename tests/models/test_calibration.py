@@ -7,7 +7,7 @@ import pytest
 
 from mitotype.errors import MitotypeError
 from mitotype.evaluation.metrics import expected_calibration_error
-from mitotype.evaluation.transfer import fit_platt
+from mitotype.evaluation.thresholds import fit_platt
 from mitotype.models.calibration import Calibration, fitted_calibration, shift_prior
 
 

@@ -153,7 +153,7 @@ def test_off_stain_augmentation_draws_nothing_and_is_left_out_of_default_ablatio
     from mitotype.training.strategies.registry import ablation_strategies
     from mitotype.training.strategies.stain_augment import StainAugment
 
-    strategy = StainAugment(StainAugmentSettings(), run=type("Run", (), {"device": torch.device("cpu")})())
+    strategy = StainAugment(StainAugmentSettings(), context=type("Context", (), {"device": torch.device("cpu")})())
     strategy.setup(torch.nn.Identity())
     gen = torch.Generator().manual_seed(0)
     batch = Batch(images=torch.rand(2, 3, 8, 8), targets=torch.zeros(2), domains=torch.zeros(2, dtype=torch.long))

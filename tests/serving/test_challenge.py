@@ -15,10 +15,10 @@ from mitotype.cli.main import main
 from mitotype.errors import MitotypeError
 from mitotype.models.artifact import load_model_artifact
 from mitotype.models.predict import predict_proba
+from mitotype.models.views import dihedral
 from mitotype.serving.challenge import OUTPUT_NAME, STACK_SLOT, ChallengePaths, run_challenge
 from mitotype.serving.export import export_model
 from mitotype.serving.outputs import validate_output
-from mitotype.training.augment import dihedral
 from tests.conftest import make_model_dir
 
 

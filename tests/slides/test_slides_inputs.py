@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from mitotype.data.images import crop_centered
+from mitotype.data.patches import crop_centered
 from mitotype.errors import DataError
 from mitotype.slides.fields import read_fields
 from mitotype.slides.pairing import find_slides, pair_points, slide_name

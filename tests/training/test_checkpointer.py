@@ -12,9 +12,8 @@ import torch
 
 from mitotype.errors import MitotypeError
 from mitotype.training.checkpointer import STATE_FILE, Checkpointer
-from mitotype.training.hard_mining import HardMiningSettings
 from mitotype.training.strategies.base import RunContext
-from mitotype.training.strategies.hard_mining import HardMining
+from mitotype.training.strategies.hard_mining import HardMining, HardMiningSettings
 
 
 class Tiny(torch.nn.Linear):
@@ -101,12 +100,12 @@ def test_a_process_that_does_not_write_leaves_the_folder_alone(tmp_path) -> None
 def test_a_state_written_before_the_split_still_resumes_hard_mining(tmp_path) -> None:
     """Earlier versions stored hard mining's difficulty twice: under ``miner`` and as ``difficulty`` at the top.
     The strategy keeps it now; the top-level copy of an older file is ignored, and ``miner`` restores it."""
-    run = RunContext(labels=np.array([0, 1, 0, 1]), targets=np.zeros(4, np.float32), soft_targets=False,
+    context = RunContext(labels=np.array([0, 1, 0, 1]), targets=np.zeros(4, np.float32), soft_targets=False,
                      domains=np.zeros(4, np.int64), domain_names=["a"], train_idx=np.arange(4),
                      device=torch.device("cpu"), world=1, epochs=3, log=lambda _m: None,
                      predict=lambda idx: np.array([0.9, 0.9, 0.1, 0.2])[idx],
                      sampling_weights=lambda: np.ones(4), difficulty=lambda: None)
-    before = HardMining(HardMiningSettings(every_n_epochs=1), run)
+    before = HardMining(HardMiningSettings(every_n_epochs=1), context)
     before.setup(Tiny())
     assert before.difficulty() is None  # no round yet
     before.on_epoch_start(1)
@@ -121,7 +120,7 @@ def test_a_state_written_before_the_split_still_resumes_hard_mining(tmp_path) ->
     state["difficulty"] = torch.from_numpy(difficulty)  # as an earlier version wrote it
     torch.save(state, tmp_path / STATE_FILE)
 
-    after = HardMining(HardMiningSettings(every_n_epochs=1), run)
+    after = HardMining(HardMiningSettings(every_n_epochs=1), context)
     after.setup(Tiny())
     restored = saver.read()
     assert restored is not None

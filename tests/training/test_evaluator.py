@@ -9,7 +9,7 @@ import torch
 
 from mitotype.errors import MitotypeError
 from mitotype.evaluation.metrics import best_threshold, binary_metrics
-from mitotype.evaluation.transfer import platt_threshold
+from mitotype.evaluation.thresholds import platt_threshold
 from mitotype.models.classifier import build_classifier
 from mitotype.models.predict import predict_proba
 from mitotype.training.config import load_config

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from mitotype.errors import ConfigError
-from mitotype.training.hard_mining import HardExampleMiner, HardMiningSettings, round_difficulty
 from mitotype.training.sampler import SamplingSettings, domain_aware_weights
+from mitotype.training.strategies.hard_mining import HardExampleMiner, HardMiningSettings, round_difficulty
 
 
 def test_round_difficulty_values() -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mitotype.errors import ConfigError
-from mitotype.training.mixup import MixedBatch, MixUpSettings, maybe_mixup, mixed_domains, mixup_batch
+from mitotype.training.strategies.mixup import MixedBatch, MixUpSettings, maybe_mixup, mixed_domains, mixup_batch
 
 
 def _constant_images(values: list[float]) -> torch.Tensor:

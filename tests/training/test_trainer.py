@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import socket
 
 import numpy as np
@@ -86,6 +87,9 @@ def test_single_class_validation_is_refused(synth_figures, tmp_path):
 
 
 def test_grl_ramp():
+    dann = [grl_coefficient(p / 10, 1.0, "dann") for p in range(11)]  # DANN's 2 / (1 + exp(-10 p)) - 1
+    assert dann[0] == 0.0 and dann[-1] > 0.99 and dann == sorted(dann)
+    assert dann[5] == pytest.approx(2.0 / (1.0 + math.exp(-5.0)) - 1.0)
     assert grl_coefficient(0.0, 1.0, "dann") == pytest.approx(0.0)
     assert grl_coefficient(1.0, 1.0, "dann") == pytest.approx(1.0, abs=1e-4)
     assert grl_coefficient(0.5, 2.0, "linear") == pytest.approx(1.0)
@@ -240,7 +244,7 @@ def test_onecycle_schedule_runs_on_a_tiny_dataset(batches: int) -> None:
 
 def test_val_platt_stores_the_platt_thresholds_of_the_validation_scores(synth_figures, tmp_path):
     from mitotype.evaluation.metrics import best_threshold
-    from mitotype.evaluation.transfer import platt_threshold
+    from mitotype.evaluation.thresholds import platt_threshold
 
     trainer = _trainer(synth_figures, tmp_path / "run", overrides=["optim.epochs=1", "threshold=val-platt"])
     trainer.fit()

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from mitotype.api.figures import as_figures
-from mitotype.data.images import DEFAULT_SIZE_POLICY
+from mitotype.data.labels import CLASS_NAMES
+from mitotype.data.patches import DEFAULT_SIZE_POLICY
 from mitotype.errors import ConfigError, MitotypeError, path_error
 from mitotype.models.calibration import shift_prior
 from mitotype.models.inference import Predictor, load_predictor
@@ -82,7 +83,7 @@ class Predictions:
     @property
     def classes(self) -> list[str]:
         """``"atypical"`` or ``"normal"`` per figure."""
-        return ["atypical" if a else "normal" for a in self.atypical]
+        return [CLASS_NAMES[int(a)] for a in self.atypical]
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per figure with the columns of ``mitotype predict``'s output: ``id``, ``p_atypical``,
@@ -91,7 +92,7 @@ class Predictions:
                 for i, p, c in zip(self.ids, self.p_atypical, self.classes)]
         if self.labels is not None:
             for row, label in zip(rows, self.labels):
-                row["label"] = "" if label is None else ("atypical" if label else "normal")
+                row["label"] = "" if label is None else CLASS_NAMES[int(label)]
         return rows
 
     def to_pandas(self) -> Any:

@@ -4,7 +4,7 @@
 TIFF stack page by page, anything else through the dataset readers and the patch store), and
 `as_figures` accepts what a notebook holds besides: uint8 numpy arrays (one H x W x 3 figure or an
 N x H x W x 3 batch), PIL images, paths, folders, and lists of these. Every figure of another size goes
-through the readers' size policy (`mitotype.data.images.fit_to_size`: centre-crop or black-pad by
+through the readers' size policy (`mitotype.data.patches.fit_to_size`: centre-crop or black-pad by
 default), so an array, its PIL image and its PNG file give the same pixels and the same p(atypical).
 Anything unusable raises a one-line `DataError` naming the figure and the problem.
 """
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from mitotype.data.figures import load_figures, reading_notes
-from mitotype.data.images import (
+from mitotype.data.patches import (
     DEFAULT_SIZE_POLICY,
     PATCH_SIZE,
     TIFF_SUFFIXES,
@@ -31,7 +31,7 @@ from mitotype.data.images import (
     pil_to_rgb,
 )
 from mitotype.data.problems import CONVERTED_MODE, WRONG_SIZE
-from mitotype.data.readers.images import PATCH_SUFFIXES
+from mitotype.data.readers.unlabelled import PATCH_SUFFIXES
 from mitotype.data.records import FigureRecord
 from mitotype.errors import DataError
 

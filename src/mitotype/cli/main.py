@@ -25,12 +25,18 @@ SUBCOMMAND_MODULES = (
     "mitotype.cli.data",
     "mitotype.cli.models",
     "mitotype.cli.train",
+    "mitotype.cli.cv",
+    "mitotype.cli.ablate",
     "mitotype.cli.evaluate",
+    "mitotype.cli.demo",
     "mitotype.cli.holdout",
-    "mitotype.cli.serve",
-    "mitotype.cli.deploy",
+    "mitotype.cli.score",
+    "mitotype.cli.predict",
+    "mitotype.cli.challenge",
+    "mitotype.cli.export",
     "mitotype.cli.slides",
 )
+"""One module per command (``data`` and ``models`` hold their subcommands), in the order ``--help`` lists them."""
 
 
 def build_parser() -> argparse.ArgumentParser:

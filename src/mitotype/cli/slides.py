@@ -7,16 +7,13 @@ import argparse
 import math
 from pathlib import Path
 
-from mitotype.cli.deploy import add_allow_unfinished, add_runtime, positive_int, probability
+from mitotype.cli.options import add_allow_unfinished, add_runtime, parsed, positive_int, probability
 from mitotype.cli.progress import log, progress_bars
 
 
 def positive_number(text: str) -> float:
     """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    value = parsed(text, float, "a number")
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mitotype.data.images import DEFAULT_SIZE_POLICY
+from mitotype.data.patches import DEFAULT_SIZE_POLICY
 from mitotype.data.problems import BLANK_IMAGE, CONVERTED_MODE, WRONG_SIZE, ReadResult
 from mitotype.data.readers import read_dataset
 from mitotype.data.records import FigureRecord

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mitotype.data.labels import ATYPICAL, MIDOG_NAMES, NORMAL
 from mitotype.data.problems import GROUP_SPANS_DOMAINS, Problem, ReadResult
 from mitotype.data.readers import read_dataset
-from mitotype.data.records import ATYPICAL
 
 
 @dataclass
@@ -98,7 +98,8 @@ class InspectReport:
         rows = [[d.domain, d.normal, d.atypical, d.total, _pct(d.atypical, d.total), d.groups]
                 for d in self.domains]
         rows.append(["total", self.normal, self.atypical, self.total, _pct(self.atypical, self.total), self.groups])
-        headers = ["domain", "NMF", "AMF", "total", "AMF %", "groups"]
+        nmf, amf = MIDOG_NAMES[NORMAL], MIDOG_NAMES[ATYPICAL]
+        headers = ["domain", nmf, amf, "total", f"{amf} %", "groups"]
         lines += format_table(headers, rows, separator_before_last=True)
         lines.append("")
         if self.atypical_votes:

@@ -8,9 +8,6 @@ from pathlib import Path
 
 from mitotype.errors import ConfigError
 
-NORMAL, ATYPICAL = 0, 1
-"""Atypical is the positive class everywhere (label 1, probability p(atypical))."""
-
 DOMAIN_FIELDS = ("scanner", "tumor", "lab", "species", "source")
 """Metadata fields a reader may fill and a user may combine into the domain."""
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mitotype.data.images import (
+from mitotype.data.patches import (
     DEFAULT_SIZE_POLICY,
     PATCH_SIZE,
     check_size_policy,

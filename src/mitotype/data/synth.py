@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mitotype.data.labels import vote_name
 from mitotype.data.readers.midog25 import COLUMNS
 from mitotype.errors import ConfigError
 
@@ -296,7 +297,7 @@ def write_synthetic(out_dir: str | Path, n_per_domain: int = 150, domains: int =
             Image.fromarray(pixels).save(images / name, compress_level=1)
             votes = [t + b + rng.normal(0, 0.09) > 0.5 for b in expert_bias]
             e1, e2 = votes[0], votes[1]
-            e3 = "" if e1 == e2 else ("AMF" if votes[2] else "NMF")
+            e3 = "" if e1 == e2 else vote_name(votes[2])
             majority = e1 if e1 == e2 else votes[2]
             slide = f"synth{style.name}_{int(rng.integers(slides)) + 1:02d}.tiff"
             rows.append({
@@ -304,8 +305,8 @@ def write_synthetic(out_dir: str | Path, n_per_domain: int = 150, domains: int =
                 "coordinateX": str(int(rng.integers(64, 8000))),
                 "coordinateY": str(int(rng.integers(64, 6000))),
                 "Tumor": style.tumor, "Scanner": style.scanner, "Origin": style.lab, "Species": style.species,
-                "expert1": "AMF" if e1 else "NMF", "expert2": "AMF" if e2 else "NMF", "expert3": e3,
-                "majority": "AMF" if majority else "NMF",
+                "expert1": vote_name(e1), "expert2": vote_name(e2), "expert3": e3,
+                "majority": vote_name(majority),
             })
             latent.append({"image_id": name, "t": round(t, 4), "drawn_atypical": bool(drawn),
                            "figure": description})

@@ -17,7 +17,7 @@ from mitotype.models.calibration import Calibration, fitted_calibration
 def fit_calibration(y_true: Any, p_atypical: Any) -> Calibration | None:
     """The Platt map of raw validation scores, or ``None`` where it cannot be fitted or would reverse the ranking
     (one class only, or scores that carry no signal)."""
-    from mitotype.evaluation.transfer import fit_platt  # scipy and scikit-learn: the training extra
+    from mitotype.evaluation.thresholds import fit_platt  # scipy and scikit-learn: the training extra
 
     y = np.asarray(y_true)
     if len(np.unique(y)) < 2:

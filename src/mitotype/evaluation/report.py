@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from mitotype.data.labels import ATYPICAL, BOOL_WORDS, CLASS_NAMES, CLASS_WORDS, NORMAL, parse_label
 from mitotype.evaluation.calibration import calibration_by_domain
 from mitotype.evaluation.metrics import format_mean_std
 from mitotype.evaluation.predictions import PREDICTION_COLUMNS
@@ -52,16 +53,16 @@ SECTIONS = ("summary", "balanced-accuracy", "roc", "confusion", "reliability", "
 
 
 # --------------------------------------------------------------------------------------------- rows
+_LABEL_TEXT = CLASS_WORDS | BOOL_WORDS
+"""A label in a prediction file: a class name (normal/NMF, atypical/AMF), true/false, or a number."""
+
+
 def _as_int(value: Any) -> int | None:
     if value is None or value == "":
         return None
     if isinstance(value, str):
-        v = value.strip().lower()
-        if v in ("atypical", "amf", "true"):
-            return 1
-        if v in ("normal", "nmf", "false"):
-            return 0
-        return int(float(v))
+        label = parse_label(value, _LABEL_TEXT)
+        return label if label is not None else int(float(value.strip()))
     return int(value)
 
 
@@ -226,7 +227,7 @@ def _plot_confusion(data: Mapping[str, np.ndarray], threshold: float | None) -> 
     for i, (name, mask) in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
         cm = confusion_matrix(data["label"][mask], decision[mask], labels=[0, 1])
-        ConfusionMatrixDisplay(cm, display_labels=["normal", "atypical"]).plot(
+        ConfusionMatrixDisplay(cm, display_labels=[CLASS_NAMES[NORMAL], CLASS_NAMES[ATYPICAL]]).plot(
             ax=ax, colorbar=False, cmap="Blues", values_format="d"
         )
         ax.set_title(f"{name} (n={int(mask.sum())})", fontsize=9)

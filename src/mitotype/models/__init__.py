@@ -29,7 +29,6 @@ _EXPORTS = {
     "MitoClassifier": "classifier",
     "GradientReversal": "classifier",
     "build_classifier": "classifier",
-    "dann_lambda": "classifier",
     "reverse_gradient": "classifier",
 }
 

@@ -3,7 +3,7 @@
 Class-balanced sampling, MixUp and the focal loss teach a network to score atypical figures as if half of all
 figures were atypical, so its raw score overstates p(atypical) at a real prevalence (10-25 %). A Platt map,
 ``sigmoid(slope * logit(p) + intercept)`` fitted on the validation slides' labels (the fit itself lives in
-:func:`mitotype.evaluation.transfer.fit_platt`), turns the score into the share of atypical figures among
+:func:`mitotype.evaluation.thresholds.fit_platt`), turns the score into the share of atypical figures among
 figures so scored, at the validation prevalence. The map is increasing, so every decision stays as it was once
 the threshold is mapped too (:meth:`Calibration.threshold`).
 

@@ -7,7 +7,6 @@ thing: float RGB in [0, 1], B x 3 x H x W, any H and W. The single logit is for 
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -132,12 +131,6 @@ class GradientReversal(nn.Module):
         return f"coeff={self.coeff}"
 
 
-def dann_lambda(progress: float, gamma: float = 10.0) -> float:
-    """The DANN ramp 2 / (1 + exp(-gamma * p)) - 1 for training progress p in [0, 1] (0 -> 1)."""
-    p = min(max(float(progress), 0.0), 1.0)
-    return 2.0 / (1.0 + math.exp(-gamma * p)) - 1.0
-
-
 def _mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:
     if hidden <= 0:
         return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, out_dim))
@@ -241,7 +234,7 @@ class MitoClassifier(nn.Module):
     # ------------------------------------------------------------------------------- training aids
 
     def set_grl_lambda(self, coeff: float) -> None:
-        """Set the gradient-reversal coefficient (schedule it, e.g. with :func:`dann_lambda`)."""
+        """Set the gradient-reversal coefficient (the domain-adversarial strategy ramps it up over training)."""
         self.grl.coeff = float(coeff)
 
     @property

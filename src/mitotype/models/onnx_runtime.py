@@ -1,7 +1,7 @@
 """A trained classifier as an ONNX graph run by ONNX Runtime: the fast CPU inference path.
 
-On the CPU stand-in backbones ONNX Runtime runs the same arithmetic about three times faster than eager
-PyTorch (``benchmarks/bench_onnx.py``), with logits equal to a few 1e-6. The graph holds the whole
+On the CPU stand-in backbones ONNX Runtime runs the same arithmetic faster than eager
+PyTorch (``benchmarks/bench_cpu_inference.py``), with logits equal to a few 1e-6. The graph holds the whole
 classifier with its own preprocessing (resize to the backbone's input size, normalisation), takes float
 RGB in [0, 1] of shape B x 3 x 128 x 128 with any B, and returns the atypical logit per figure, so it
 stands in for the PyTorch model wherever only logits are needed (:class:`OnnxClassifier` answers

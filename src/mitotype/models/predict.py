@@ -89,9 +89,9 @@ def predict_proba(
 
 
 MIN_ADAPT_FIGURES = 8
-"""The fewest figures ``--adapt-bn stack`` re-estimates BatchNorm statistics on: on 32 synthetic figures with
-the shipped EfficientNet, stack-adapted scores correlate with whole-input adaptation 0.32 at 1 figure per stack
-(every score within 0.39-0.52), 0.61 at 2, 0.82 at 4, 0.91 at 8, 0.96 at 16."""
+"""The fewest figures ``--adapt-bn stack`` re-estimates BatchNorm statistics on: with fewer, a stack's own
+statistics decide its scores more than its figures do, and the scores stop following those of the whole input
+adapted at once (how far they follow, stack size by stack size: docs/results.md, "Levers for unseen scanners")."""
 
 
 @dataclass

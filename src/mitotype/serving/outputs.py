@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from mitotype.data.labels import ATYPICAL, CLASS_NAMES, NORMAL
 from mitotype.errors import DataError
 from mitotype.ioutils import atomic_write_text
 
@@ -36,7 +37,8 @@ __all__ = [
     "write_challenge_output",
 ]
 
-CLASSES = ("normal", "atypical")
+CLASSES = (CLASS_NAMES[NORMAL], CLASS_NAMES[ATYPICAL])
+"""The challenge's two classes, indexed by label."""
 OUTPUT_SLUG = "multiple-mitotic-figure-classification"
 OUTPUT_FILENAME = f"{OUTPUT_SLUG}.json"
 CONFIDENCE_CONTRACT = (

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mitotype.data.images import blank_colour, blank_message
+from mitotype.data.patches import blank_colour, blank_message
 from mitotype.errors import DataError, printable
 from mitotype.paths import refuse_special_file
 

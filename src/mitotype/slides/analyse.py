@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from mitotype.data.labels import CLASS_NAMES
 from mitotype.errors import DataError
 from mitotype.slides.classify import Classifier
 from mitotype.slides.fields import read_fields
@@ -152,7 +153,7 @@ def analyse_slide(name: str, slide: Slide, points: PointSet, options: SlideOptio
     figures = [{"slide": name, "figure": i + 1, "x_px": round(float(x[i]), 2), "y_px": round(float(y[i]), 2),
                 "x_um": round(float(x_um[i]), 2), "y_um": round(float(y_um[i]), 2),
                 "detector_score": _value(score[i]), "detector_class": names[i], "p_atypical": float(p[i]),
-                "class": "atypical" if atypical[i] else "normal", "threshold": threshold,
+                "class": CLASS_NAMES[int(atypical[i])], "threshold": threshold,
                 "in_hotspot": bool(in_hotspot[i])} for i in range(len(x))]
     row = summary_row(name, atypical, hotspot, tissue, options)
     row.update(points_read=len(points), points_kept=int(keep.sum()), points_outside=outside,

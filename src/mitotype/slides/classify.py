@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mitotype.data.images import file_digest
+from mitotype.data.patches import file_digest
 from mitotype.errors import MitotypeError
 
 MODEL_FILE = "model.safetensors"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from mitotype.data.images import PATCH_SIZE
+from mitotype.data.patches import PATCH_SIZE
 from mitotype.slides.wsi import Slide
 
 TARGET_MPP = 0.25

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mitotype.data.images import TIFF_SUFFIXES, WSI_SUFFIXES
+from mitotype.data.patches import TIFF_SUFFIXES, WSI_SUFFIXES
 from mitotype.errors import DataError
 from mitotype.slides.points import POINT_SUFFIXES, PointSet, read_point_file
 

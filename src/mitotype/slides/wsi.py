@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mitotype.data.images import TIFF_SUFFIXES, ImageProblem, array_to_rgb
+from mitotype.data.patches import TIFF_SUFFIXES, ImageProblem, array_to_rgb
 from mitotype.errors import DataError
 from mitotype.slides.resolution import Resolution, from_openslide, from_tiff, tiff_resolution
 

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from mitotype.models.artifact import MODEL_FILE, save_model_artifact
 from mitotype.models.calibration import Calibration
-from mitotype.runs import TrainingRun, training_run
+from mitotype.runs import RunStatus, training_run
 from mitotype.training.config import TrainConfig, save_config
 from mitotype.training.resume import read_resume_state, restore_resume_state, save_resume_state
 
@@ -35,7 +35,8 @@ class Checkpointer:
         self.fingerprint = fingerprint
         """What a resume state must have been written under (:func:`mitotype.training.trainer.run_fingerprint`)."""
         self.enabled = enabled
-        self._run: TrainingRun | None = None
+        self._status: RunStatus | None = None
+        """The folder's ``run.json`` while :meth:`locked` holds it."""
 
     @property
     def state_path(self) -> Path:
@@ -55,8 +56,8 @@ class Checkpointer:
         """Put ``state`` back into the model, optimiser, schedule and everything ``stateful`` (by resume key), and
         record the epochs it had done in ``run.json``; the state."""
         state = restore_resume_state(self.state_path, state, model, optimizer, scheduler, stateful)
-        if self._run is not None:
-            self._run.epoch_done(state["epoch"] + 1, stopped_early=bool(state.get("stopped")))
+        if self._status is not None:
+            self._status.epoch_done(state["epoch"] + 1, stopped_early=bool(state.get("stopped")))
         return state
 
     def end_epoch(self, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any, stateful: Mapping[str, Any],
@@ -66,20 +67,20 @@ class Checkpointer:
             return
         save_resume_state(self.state_path, model, optimizer, scheduler, stateful, epoch=epoch, selection=selection,
                           stopped=stopped, fingerprint=self.fingerprint)
-        if self._run is not None:
-            self._run.epoch_done(epoch + 1, stopped_early=stopped)
+        if self._status is not None:
+            self._status.epoch_done(epoch + 1, stopped_early=stopped)
 
     # -- the folder -----------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def locked(self, epochs: int, resume: bool) -> Iterator[TrainingRun]:
+    def locked(self, epochs: int, resume: bool) -> Iterator[RunStatus]:
         """Hold the folder's lock and keep its ``run.json`` true while the block trains (:func:`training_run`)."""
-        with training_run(self.out_dir, epochs, resume=resume, enabled=self.enabled) as run:
-            self._run = run
+        with training_run(self.out_dir, epochs, resume=resume, enabled=self.enabled) as status:
+            self._status = status
             try:
-                yield run
+                yield status
             finally:
-                self._run = None
+                self._status = None
 
     def save_config(self, config: TrainConfig) -> None:
         if self.enabled:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
+from mitotype.data.patches import DEFAULT_SIZE_POLICY, SizePolicy
 from mitotype.errors import ConfigError
 from mitotype.ioutils import atomic_write_text
 from mitotype.models.adaptation import LoraSettings
@@ -29,9 +30,6 @@ from mitotype.yamlio import parse_yaml_file, parse_yaml_value
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
 
-
-SizePolicy = Literal["center-crop", "resize", "reject"]
-"""How patches that are not 128x128 are fitted (:mod:`mitotype.data.images`)."""
 
 DATA_READER_KEYS = ("format", "domain", "images_dir", "on_error", "columns", "labels", "meta_csv", "include")
 """The reader options a ``data.sources`` item may set for itself; left unset, it takes ``data``'s value."""
@@ -115,7 +113,7 @@ class DataSettings(Settings):
     usual words. CLI: ``--label VALUE=CLASS``."""
     meta_csv: str | None = None
     """Metadata CSV for the ``folder`` format (file name -> group and domain fields). CLI: ``--meta-csv``."""
-    size_policy: SizePolicy = "center-crop"
+    size_policy: SizePolicy = DEFAULT_SIZE_POLICY
     """Patches that are not 128x128: centre-crop/black-pad, resize, or reject (one policy for every dataset,
     so that one patch store holds them all). CLI: ``--size-policy``."""
     include: dict[str, str] = field(default_factory=dict)
@@ -276,9 +274,9 @@ class OptimSettings(Settings):
     bn_update_views: Literal["train", "clean"] = "train"
     """What those figures look like when the statistics are recomputed: ``train`` = through the run's image
     strategies (augmentation, stain augmentation, MixUp) with a fixed seed, as the training running statistics
-    saw them; ``clean`` = unaugmented. Against the running statistics of the same weights on four unseen AMi-Br
-    scanners, clean figures cost 0.032 balanced accuracy and 0.026 ROC AUC on average (0.061 on one), training
-    views 0.003 and 0.006 (``benchmarks/results/lodo_bn_views_128_e6_s0.json``)."""
+    saw them; ``clean`` = unaugmented. Statistics of clean figures fit the averaged weights worse than those of the
+    views training saw: on unseen scanners they cost balanced accuracy and ROC AUC against the running statistics,
+    training views far less (how much: docs/results.md, "Which BatchNorm statistics hold on an unseen scanner")."""
 
     def check(self) -> None:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):

@@ -15,7 +15,7 @@ import torch
 from mitotype.errors import MitotypeError
 from mitotype.evaluation.calibration import fit_calibration
 from mitotype.evaluation.metrics import best_threshold, binary_metrics
-from mitotype.evaluation.transfer import platt_threshold
+from mitotype.evaluation.thresholds import platt_threshold
 from mitotype.models.artifact import CALIBRATED_VIEWS
 from mitotype.models.calibration import Calibration
 from mitotype.models.embedding_cache import EmbeddingTable

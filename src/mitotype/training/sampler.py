@@ -123,7 +123,7 @@ def domain_aware_weights(
     """Per-sample draw probabilities (float64, summing to 1) realising the module-level targets.
 
     ``labels`` are hard labels, ``domains`` any hashable names, ``difficulty`` values in [0, 1] (e.g.
-    from :class:`~mitotype.training.hard_mining.HardExampleMiner`; ``None`` = all easy).
+    from :class:`~mitotype.training.strategies.hard_mining.HardExampleMiner`; ``None`` = all easy).
     """
     s = settings or SamplingSettings()
     dom_names, dom_idx, lab_names, lab_idx, _ = _as_arrays(labels, domains)

@@ -2,9 +2,10 @@
 
 Batches are gathered straight from the memory-mapped store (no per-sample decoding, no worker
 processes) and augmented as one tensor on the training device. Every random draw of an epoch is
-seeded from ``(seed, epoch)``, so a run resumed from its last checkpoint ends exactly where an
-uninterrupted run would. Under torchrun every process draws the same global batch, augments it
-identically and trains on its own slice, so the result does not depend on the number of processes.
+seeded from ``(seed, epoch)``, each consumer from a stream of its own (:mod:`mitotype.training.seeds`), so a run
+resumed from its last checkpoint ends exactly where an uninterrupted run would. Under torchrun every process
+draws the same global batch, augments it identically and trains on its own slice, so the result does not depend
+on the number of processes.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from mitotype.training.config import TrainConfig, stable_dict
 from mitotype.training.evaluator import Evaluator
 from mitotype.training.recorder import Recorder
 from mitotype.training.sampler import EpochSampler
+from mitotype.training.seeds import Stream, augmentation_seed, bn_views_seed, dropout_seed, stream
 from mitotype.training.selection import Selection
 from mitotype.training.strategies.base import Batch, RunContext, Strategy
 from mitotype.training.strategies.registry import build_strategies
@@ -77,8 +79,8 @@ def lr_lambda_factory(total_steps: int, warmup_steps: int, schedule: str) -> Cal
         if schedule == "constant":
             return 1.0
         span = max(1, total_steps - warmup_steps)
-        progress = min(1.0, (step - warmup_steps) / span)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
+        fraction_done = min(1.0, (step - warmup_steps) / span)
+        return 0.5 * (1.0 + math.cos(math.pi * fraction_done))
 
     return factor
 
@@ -165,7 +167,7 @@ class Trainer:
     """Training-domain index of every record (-1: a domain training never saw)."""
     batches_per_epoch: int
     samples_per_epoch: int
-    run: RunContext
+    context: RunContext
     strategies: list[Strategy]
     # set by _build() (model, optimiser and what scores them) and fit() (what the run keeps and writes)
     model: Any
@@ -197,7 +199,8 @@ class Trainer:
         self.train_idx = np.asarray(train_idx)
         self.val_idx = np.asarray(val_idx)
         self.out_dir = Path(out_dir)
-        self.progress = progress or None
+        self.progress_bars = progress or None
+        """Makes the per-epoch progress bar (``progress``), or ``None``."""
         self.log = log or (lambda _msg: None)
         self._prepared = False
 
@@ -234,24 +237,24 @@ class Trainer:
         n = len(self.train_idx)
         self.batches_per_epoch = n // bs + (1 if n % bs >= 2 * self.world else 0)
         self.samples_per_epoch = min(n, self.batches_per_epoch * bs)
-        self.run = RunContext(
+        self.context = RunContext(
             labels=self.labels, targets=self.labels.astype(np.float32), soft_targets=False,
             domains=self.domains, domain_names=self.domain_names, train_idx=self.train_idx,
             device=self.device, world=self.world, epochs=config.optim.epochs, log=self.log,
             predict=self.predict, sampling_weights=self._sampling_weights, difficulty=self._difficulty,
         )
-        self.strategies = build_strategies(config.strategies, self.run)
+        self.strategies = build_strategies(config.strategies, self.context)
         soft = np.array([r.soft_label for r in records], dtype=np.float32)
         for strategy in self.strategies:
-            blended = strategy.blend_targets(self.run.targets, soft)
+            blended = strategy.blend_targets(self.context.targets, soft)
             if blended is not None:
-                self.run.targets, self.run.soft_targets = blended, True
+                self.context.targets, self.context.soft_targets = blended, True
         self._prepared = True
 
     @property
     def targets(self) -> np.ndarray:
         """Training targets of every record (blended from votes when a strategy does so); after :meth:`prepare`."""
-        return self.run.targets
+        return self.context.targets
 
     def _sampling_weights(self) -> np.ndarray:
         """This epoch's draw weights of the training figures: the strategies' weights multiplied."""
@@ -352,18 +355,19 @@ class Trainer:
         cfg = self.config
         idx = self.train_idx
         if 0 < cfg.optim.bn_update_figures < len(idx):
-            idx = np.random.default_rng(cfg.seed).permutation(idx)[: cfg.optim.bn_update_figures]
+            rng = np.random.default_rng(stream(cfg.seed, Stream.BN_UPDATE_FIGURES))  # not the stain reference's
+            idx = rng.permutation(idx)[: cfg.optim.bn_update_figures]
         bs = cfg.optim.batch_size
         transforms = (sorted(self.strategies, key=lambda s: s.transform_order)
                       if cfg.optim.bn_update_views == "train" else [])
-        gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1_000_003 + 7_919)
+        gen = torch.Generator(device="cpu").manual_seed(bn_views_seed(cfg.seed))
 
         def batches() -> Any:
             for start in range(0, len(idx), bs):
                 rows = idx[start : start + bs]
                 x = to_float_batch(self.images, rows, self.device)
                 if transforms:
-                    batch = Batch(images=x, targets=torch.from_numpy(self.run.targets[rows]).to(self.device),
+                    batch = Batch(images=x, targets=torch.from_numpy(self.context.targets[rows]).to(self.device),
                                   domains=torch.from_numpy(self.domains[rows]).to(self.device))
                     for strategy in transforms:
                         batch = strategy.transform(batch, gen)
@@ -390,8 +394,8 @@ class Trainer:
     def _train_epoch(self, epoch: int, weights: np.ndarray, bar: ProgressBar | None) -> dict[str, float]:
         """One pass over this epoch's draw; the mean of each loss term over the figures seen."""
         cfg = self.config
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout and anything else global
-        gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1_000_003 + epoch)
+        torch.manual_seed(dropout_seed(cfg.seed, epoch))  # dropout and anything else global: a stream of its own
+        gen = torch.Generator(device="cpu").manual_seed(augmentation_seed(cfg.seed, epoch))
         order = self._epoch_order(epoch, weights)
         transforms = sorted(self.strategies, key=lambda s: s.transform_order)
         bs = cfg.optim.batch_size
@@ -405,7 +409,7 @@ class Trainer:
             inputs = (torch.from_numpy(self.embeddings.get(idx)[:, 0]).to(self.device) if self.embeddings is not None
                       else to_float_batch(self.images, idx, self.device))
             batch = Batch(images=inputs,
-                          targets=torch.from_numpy(self.run.targets[idx]).to(self.device),
+                          targets=torch.from_numpy(self.context.targets[idx]).to(self.device),
                           domains=torch.from_numpy(self.domains[idx]).to(self.device))
             for strategy in transforms:
                 batch = strategy.transform(batch, gen)
@@ -416,9 +420,9 @@ class Trainer:
             # DDP averages gradients over ranks; scaling each rank's mean loss by its share of the
             # global batch makes that average the gradient of the global-batch mean, as on one process.
             share = len(batch.images) * self.world / global_n
-            progress = (epoch + b / n_batches) / cfg.optim.epochs
+            fraction_done = (epoch + b / n_batches) / cfg.optim.epochs
             for strategy in self.strategies:
-                strategy.before_forward(self.model, progress)
+                strategy.before_forward(self.model, fraction_done)
             images = batch.images.contiguous(memory_format=torch.channels_last) \
                 if cfg.optim.channels_last and self.embeddings is None else batch.images
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
@@ -533,8 +537,8 @@ class Trainer:
         t_train = time.perf_counter()
         weights = self._sampling_weights()
         bar = None
-        if self.progress is not None and self.rank == 0:
-            bar = self.progress(math.ceil(len(self.train_idx) / cfg.optim.batch_size),
+        if self.progress_bars is not None and self.rank == 0:
+            bar = self.progress_bars(math.ceil(len(self.train_idx) / cfg.optim.batch_size),
                                 f"epoch {epoch + 1}/{cfg.optim.epochs}")
         train_stats = self._train_epoch(epoch, weights, bar)
         averager = self.averager

@@ -7,7 +7,8 @@ Formats (auto-detected from the folder or file, in this order):
 * ``votes-csv``: ``Filename, Expert_1..n, Majority`` (AtNorM style) (:mod:`.votes_csv`)
 * ``coords``: image, x, y, label of figures on larger images (MIDOG++ style) (:mod:`.coords`)
 * ``folder``: one sub-folder per class (:mod:`.folder`)
-* ``images``: any folder of patches (any depth), a ``.txt`` list of paths or one patch; labels optional (:mod:`.images`)
+* ``images``: any folder of patches (any depth), a ``.txt`` list of paths or one patch; labels optional
+  (:mod:`.unlabelled`)
 * ``csv``: any CSV through a column mapping; detected only as a plain image + label CSV (:mod:`.generic_csv`)
 
 Every reader then checks the images (option ``check``: ``full`` decodes every pixel, the default;
@@ -22,9 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from mitotype.data.images import DEFAULT_SIZE_POLICY, IMAGE_SUFFIXES, PATCH_SIZE, check_size_policy
+from mitotype.data.patches import DEFAULT_SIZE_POLICY, IMAGE_SUFFIXES, PATCH_SIZE, check_size_policy
 from mitotype.data.problems import ProblemLog, ReadResult
-from mitotype.data.readers import amibr, coords, folder, generic_csv, images, midog25, votes_csv
+from mitotype.data.readers import amibr, coords, folder, generic_csv, midog25, unlabelled, votes_csv
 from mitotype.data.readers._common import (
     CHECK_LEVELS,
     check_images,
@@ -43,7 +44,7 @@ READERS: dict[str, ModuleType] = {
     "votes-csv": votes_csv,
     "coords": coords,
     "folder": folder,
-    "images": images,
+    "images": unlabelled,
     "csv": generic_csv,
 }
 FORMATS: tuple[str, ...] = tuple(READERS)

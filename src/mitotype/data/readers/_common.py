@@ -12,9 +12,24 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mitotype.data import problems as P
-from mitotype.data.images import IMAGE_SUFFIXES, PATCH_SIZE, ImageCheck, check_image, default_workers
+from mitotype.data.labels import (
+    ATYPICAL,
+    CLASS_FOLDER_NAMES,
+    midog_name,
+    parse_label,
+    vote_majority,
+    vote_name,
+)
+from mitotype.data.patches import (
+    DEFAULT_SIZE_POLICY,
+    IMAGE_SUFFIXES,
+    PATCH_SIZE,
+    ImageCheck,
+    check_image,
+    default_workers,
+)
 from mitotype.data.problems import ProblemLog
-from mitotype.data.records import ATYPICAL, DOMAIN_FIELDS, NORMAL, FigureRecord
+from mitotype.data.records import DOMAIN_FIELDS, FigureRecord
 from mitotype.errors import ConfigError, DataError, printable
 from mitotype.paths import special_file_kind
 
@@ -25,18 +40,8 @@ the files, ``none`` reads the labels only (for inspecting a label file without i
 
 COMMON_OPTIONS = frozenset({"check", "size", "size_policy", "workers"})
 
-LABEL_WORDS: dict[str, int] = {
-    "normal": NORMAL, "nmf": NORMAL, "0": NORMAL,
-    "atypical": ATYPICAL, "amf": ATYPICAL, "1": ATYPICAL,
-}
-"""Default label values (case-insensitive): Normal/NMF/0 and Atypical/AMF/1."""
-
-BOOL_WORDS: dict[str, int] = {"true": ATYPICAL, "false": NORMAL, "1": ATYPICAL, "0": NORMAL}
-"""Values of ``*_atypical`` columns (AMi-Br)."""
-
 GROUP_COLUMNS = ("group", "slide", "patient", "case", "wsi")
 IMAGE_COLUMNS = ("image", "filename", "file", "image_id", "path", "file_name")
-LABEL_COLUMNS = ("label", "majority", "class")
 PREFERRED_DOMAIN_FIELDS = ("tumor", "scanner", "lab", "species", "source")
 """Default domain of the generic readers: a ``domain`` column, else the first present field of these."""
 
@@ -237,10 +242,6 @@ def require_columns(table: Table, required: Iterable[str]) -> dict[str, str]:
     return found
 
 
-def parse_label(value: str, words: Mapping[str, int] = LABEL_WORDS) -> int | None:
-    return words.get(value.strip().lower())
-
-
 def parse_votes(values: Sequence[str], words: Mapping[str, int]
                 ) -> tuple[tuple[bool | None, ...], int | None]:
     """Votes (empty = not cast) and the index of the first value that is not a known label."""
@@ -256,19 +257,6 @@ def parse_votes(values: Sequence[str], words: Mapping[str, int]
     return tuple(votes), None
 
 
-def vote_majority(votes: Sequence[bool | None]) -> int | None:
-    """The plain majority of the votes cast; ``None`` for a tie or no vote."""
-    yes = sum(v is True for v in votes)
-    no = sum(v is False for v in votes)
-    if yes == no:
-        return None
-    return ATYPICAL if yes > no else NORMAL
-
-
-def label_name(label: int | None) -> str:
-    return {ATYPICAL: "AMF", NORMAL: "NMF"}.get(label, "tie") if label is not None else "tie"
-
-
 def check_majority(log: ProblemLog, file: Path | str, row: int | None, label: int,
                    votes: Sequence[bool | None], label_column: str) -> None:
     """Warn when the given label differs from the plain vote count (the label is kept)."""
@@ -279,15 +267,11 @@ def check_majority(log: ProblemLog, file: Path | str, row: int | None, label: in
         return
     yes = sum(v is True for v in votes)
     cast = sum(v is not None for v in votes)
-    shown = ", ".join("-" if v is None else ("AMF" if v else "NMF") for v in votes)
-    count = "a tie" if plain is None else label_name(plain)
+    shown = ", ".join("-" if v is None else vote_name(v) for v in votes)
+    count = "a tie" if plain is None else midog_name(plain)
     log.warn(file, row, P.MAJORITY_DISAGREES,
-             f"{label_column} says {label_name(label)} but the votes ({shown}: {yes} of {cast} atypical) "
-             f"give {count}; the label follows {label_column} ({label_name(label)})")
-
-
-CLASS_FOLDER_NAMES = tuple(f(w) for w in ("atypical", "normal", "amf", "nmf") for f in (str, str.title, str.upper))
-"""Sub-folders a label file's images may sit in although its file names do not say so (``Atypical/x.png``)."""
+             f"{label_column} says {midog_name(label)} but the votes ({shown}: {yes} of {cast} atypical) "
+             f"give {count}; the label follows {label_column} ({midog_name(label)})")
 
 
 def resolve_image(name: str, dirs: Sequence[Path]) -> Path:
@@ -365,7 +349,7 @@ def check_level(check: str) -> str:
 
 
 def check_images(entries: list[Entry], log: ProblemLog, *, check: str = "full", size: int = PATCH_SIZE,
-                 policy: str = "center-crop", workers: int | None = None) -> list[FigureRecord]:
+                 policy: str = DEFAULT_SIZE_POLICY, workers: int | None = None) -> list[FigureRecord]:
     """The records whose images exist and decode, reporting the rest; then the duplicate-image search.
 
     Each distinct file is checked once (in a thread pool); a problem with a file is reported for every
@@ -390,12 +374,12 @@ def check_images(entries: list[Entry], log: ProblemLog, *, check: str = "full", 
         by_path[Path(e.record.image)].append(e)
     full = check == "full"
 
-    def run(item: tuple[Path, list[Entry]]) -> ImageCheck:
+    def check_file(item: tuple[Path, list[Entry]]) -> ImageCheck:
         path, group = item
         return check_image(path, full=full, crop=group[0].record.is_crop, size=size, policy=policy)
 
     with ThreadPoolExecutor(workers or default_workers()) as pool:
-        results = list(pool.map(run, by_path.items(), chunksize=16))
+        results = list(pool.map(check_file, by_path.items(), chunksize=16))
 
     good: list[tuple[Entry, ImageCheck]] = []
     for (path, group), result in zip(by_path.items(), results):
@@ -440,7 +424,7 @@ def _report_duplicates(good: Sequence[tuple[Entry, ImageCheck]], log: ProblemLog
         labels = {e.record.label for e in members}
         files = {str(e.record.image) for e in members}
         if len(labels) > 1:
-            detail = ", ".join(f"{e.record.uid} ({label_name(e.record.label)}, {e.where})" for e in members)
+            detail = ", ".join(f"{e.record.uid} ({midog_name(e.record.label)}, {e.where})" for e in members)
             log.warn(members[0].record.image, None, P.CONFLICTING_DUPLICATE,
                      f"identical image with conflicting labels: {detail}")
         elif len(files) > 1:

@@ -7,21 +7,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mitotype.data import problems as P
+from mitotype.data.labels import ATYPICAL, LABEL_WORDS, NORMAL, parse_label, vote_majority
 from mitotype.data.problems import ProblemLog
 from mitotype.data.readers._common import (
-    LABEL_WORDS,
     Entry,
     Table,
     check_majority,
     default_domain,
-    parse_label,
     parse_votes,
     require_columns,
     resolve_image,
     unique_uids,
-    vote_majority,
 )
-from mitotype.data.records import ATYPICAL, DOMAIN_FIELDS, NORMAL, FigureRecord
+from mitotype.data.records import DOMAIN_FIELDS, FigureRecord
 from mitotype.errors import ConfigError
 
 ROLES = ("image", "label", "votes", "group", "x", "y", "uid", "domain", *DOMAIN_FIELDS)

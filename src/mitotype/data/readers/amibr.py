@@ -16,20 +16,18 @@ import re
 from pathlib import Path
 
 from mitotype.data import problems as P
+from mitotype.data.labels import ATYPICAL, BOOL_WORDS, parse_label, vote_majority
 from mitotype.data.problems import ProblemLog
 from mitotype.data.readers._common import (
-    BOOL_WORDS,
     Entry,
     check_majority,
-    parse_label,
     parse_votes,
     read_header,
     read_table,
     require_columns,
     unique_uids,
-    vote_majority,
 )
-from mitotype.data.records import ATYPICAL, FigureRecord
+from mitotype.data.records import FigureRecord
 
 NAME = "amibr"
 OPTIONS = frozenset({"images_dir"})

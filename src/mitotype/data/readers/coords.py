@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from mitotype.data.labels import CLASS_COLUMN, LABEL_COLUMN, MAJORITY_COLUMN
 from mitotype.data.problems import ProblemLog
 from mitotype.data.readers import midog25
 from mitotype.data.readers._common import Entry, Table, domain_columns, find_column, read_header, read_table
@@ -26,7 +27,8 @@ NAME = "coords"
 OPTIONS = frozenset({"images_dir", "columns", "labels", "dataset"})
 IMAGE_NAMES = ("image", "file", "filename", "slide", "path")
 X_NAMES, Y_NAMES = ("x", "coordinatex", "center_x", "cx"), ("y", "coordinatey", "center_y", "cy")
-LABEL_NAMES = ("label", "class", "majority")
+LABEL_NAMES = (LABEL_COLUMN, CLASS_COLUMN, MAJORITY_COLUMN)
+"""A coordinates CSV's label column: ``class`` is looked for before ``majority`` (unlike a generic CSV)."""
 
 
 def _roles(header: list[str]) -> dict[str, str | None]:

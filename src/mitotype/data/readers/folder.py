@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from mitotype.data import problems as P
-from mitotype.data.images import IMAGE_SUFFIXES
+from mitotype.data.labels import ATYPICAL, CLASS_WORDS, LABEL_WORDS, NORMAL
+from mitotype.data.patches import IMAGE_SUFFIXES
 from mitotype.data.problems import ProblemLog
 from mitotype.data.readers._common import (
     GROUP_COLUMNS,
@@ -24,12 +25,13 @@ from mitotype.data.readers._common import (
     read_table,
     walk_files,
 )
-from mitotype.data.records import ATYPICAL, NORMAL, FigureRecord
+from mitotype.data.records import FigureRecord
 from mitotype.errors import ConfigError, DataError, printable
 
 NAME = "folder"
 OPTIONS = frozenset({"class_dirs", "labels", "meta_csv", "dataset"})
-DEFAULT_CLASS_DIRS: dict[str, int] = {"normal": NORMAL, "nmf": NORMAL, "atypical": ATYPICAL, "amf": ATYPICAL}
+DEFAULT_CLASS_DIRS: dict[str, int] = CLASS_WORDS
+"""Class folders by name (lower case): ``normal``/``nmf`` and ``atypical``/``amf``."""
 META_IMAGE_COLUMNS = ("image", "file", "filename", "path", "image_id")
 
 
@@ -41,8 +43,7 @@ def _class_words(class_dirs: Mapping[str, object] | Sequence[str] | None) -> dic
         words = {}
         for name, label in class_dirs.items():
             text = str(label).lower()
-            value = {"0": NORMAL, "normal": NORMAL, "nmf": NORMAL, "1": ATYPICAL, "atypical": ATYPICAL,
-                     "amf": ATYPICAL}.get(text)
+            value = LABEL_WORDS.get(text)
             if value is None:
                 raise ConfigError(f"class_dirs: {name!r} -> {label!r}: the label must be normal/atypical/0/1")
             words[str(name).lower()] = value

@@ -20,11 +20,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from mitotype.data.labels import LABEL_COLUMNS
 from mitotype.data.problems import ProblemLog
 from mitotype.data.readers._common import (
     GROUP_COLUMNS,
     IMAGE_COLUMNS,
-    LABEL_COLUMNS,
     Entry,
     Table,
     domain_columns,

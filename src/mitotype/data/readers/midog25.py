@@ -16,18 +16,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from mitotype.data import problems as P
+from mitotype.data.labels import CLASS_WORDS, parse_label, vote_majority
 from mitotype.data.problems import ProblemLog
 from mitotype.data.readers._common import (
     Entry,
     check_majority,
-    parse_label,
     parse_votes,
     read_header,
     read_table,
     require_columns,
     resolve_image,
     unique_uids,
-    vote_majority,
 )
 from mitotype.data.records import FigureRecord
 from mitotype.errors import DataError
@@ -43,7 +42,6 @@ META = {"tumor": "Tumor", "scanner": "Scanner", "lab": "Origin", "species": "Spe
 _SIGNATURE_ANY = {"expert1", "coordinatex", "majority"}
 """``image_id`` plus one of these: the MIDOG25 schema (its other columns may be missing: then say so)."""
 _MIDOG_ONLY = {"expert1", "expert2", "expert3", "coordinatex", "coordinatey", "majority"}
-LABEL_WORDS = {"nmf": 0, "amf": 1, "normal": 0, "atypical": 1}
 
 
 def is_header(header: list[str]) -> bool:
@@ -105,14 +103,14 @@ def read(path: Path, log: ProblemLog, *, images_dir: str | Path | None = None) -
         label = None
         if "majority" in cols:
             raw = row[cols["majority"]]
-            label = parse_label(raw, LABEL_WORDS)
+            label = parse_label(raw, CLASS_WORDS)
             if label is None and not log.labels_optional:
                 log.error(csv_path, line, P.UNKNOWN_LABEL, f"majority value {raw!r} is not NMF/AMF")
                 continue
             if label is None:
                 log.warn(csv_path, line, P.UNKNOWN_LABEL,
                          f"majority value {raw!r} is not NMF/AMF: the figure is kept without a label")
-        votes, bad = parse_votes([row[c] for c in vote_columns], LABEL_WORDS)
+        votes, bad = parse_votes([row[c] for c in vote_columns], CLASS_WORDS)
         if bad is not None:
             col = vote_columns[bad]
             log.error(csv_path, line, P.UNKNOWN_LABEL, f"{col} value {row[col]!r} is not NMF/AMF")

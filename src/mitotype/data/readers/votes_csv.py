@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from mitotype.data.labels import MAJORITY_COLUMN
 from mitotype.data.problems import ProblemLog
 from mitotype.data.readers import midog25
 from mitotype.data.readers._common import (
@@ -60,7 +61,7 @@ def detect(path: Path) -> bool:
 
 def detected_map(table: Table) -> ColumnMap:
     image = find_column(table.header, "filename", "file", "image")
-    majority = find_column(table.header, "majority")  # optional: the votes give the label without it
+    majority = find_column(table.header, MAJORITY_COLUMN)  # optional: the votes give the label without it
     votes = expert_columns(table.header)
     if image is None or (majority is None and not votes):
         missing = [n for n, c in (("Filename", image), ("Majority", majority or votes)) if not c]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mitotype.training.augment import AugmentSettings, BatchAugment
+from mitotype.training.batch_augment import AugmentSettings, BatchAugment
 from mitotype.training.strategies.base import Batch, Strategy
 
 
@@ -18,7 +18,7 @@ class Augment(Strategy):
     transform_order = -1  # every figure augmented on its own, then mixed (MixUp)
 
     def setup(self, model: torch.nn.Module) -> None:
-        self.augment = BatchAugment(self.settings).to(self.run.device)
+        self.augment = BatchAugment(self.settings).to(self.context.device)
 
     def transform(self, batch: Batch, generator: torch.Generator) -> Batch:
         batch.images = self.augment(batch.images, generator=generator)

@@ -83,9 +83,10 @@ class Strategy:
     transform_order: ClassVar[int] = 0
     """Batch transforms run in ascending order (per-figure augmentation before mixing figures)."""
 
-    def __init__(self, settings: Any, run: RunContext) -> None:
+    def __init__(self, settings: Any, context: RunContext) -> None:
         self.settings = settings
-        self.run = run
+        self.context = context
+        """What this strategy may read about the run it takes part in."""
 
     @classmethod
     def switch_path(cls) -> str:
@@ -136,8 +137,8 @@ class Strategy:
         """Change a batch before the forward pass; random draws only from ``generator``."""
         return batch
 
-    def before_forward(self, model: torch.nn.Module, progress: float) -> None:
-        """Adjust the model at training ``progress`` in [0, 1] before the forward pass."""
+    def before_forward(self, model: torch.nn.Module, fraction_done: float) -> None:
+        """Adjust the model before the forward pass, ``fraction_done`` of the training (0 to 1) behind it."""
 
     def loss_term(self, out: Any, batch: Batch) -> tuple[Tensor, float] | None:
         """Its unweighted loss term and weight for this batch, or ``None`` (no term this batch)."""

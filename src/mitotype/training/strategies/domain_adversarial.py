@@ -28,13 +28,14 @@ class DomainAdversarialSettings(Settings):
     """Schedule of the coefficient over training: DANN's 2/(1+exp(-10p))-1, linear, or constant."""
 
 
-def grl_coefficient(progress: float, max_lambda: float, ramp: str) -> float:
-    """Gradient-reversal coefficient at training progress ``p`` in [0, 1]."""
+def grl_coefficient(fraction_done: float, max_lambda: float, ramp: str) -> float:
+    """The gradient-reversal coefficient with ``p = fraction_done`` of the training behind: ``max_lambda`` times
+    the ramp (DANN's 2 / (1 + exp(-10 p)) - 1 from 0 to 1, ``p`` itself, or 1); the one place it is computed."""
     if ramp == "constant":
         return max_lambda
     if ramp == "linear":
-        return max_lambda * progress
-    return max_lambda * (2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0)
+        return max_lambda * fraction_done
+    return max_lambda * (2.0 / (1.0 + math.exp(-10.0 * fraction_done)) - 1.0)
 
 
 class DomainAdversarial(Strategy):
@@ -46,22 +47,22 @@ class DomainAdversarial(Strategy):
     summary = "Domain head behind gradient reversal."
     loss_name = "domain"
 
-    def __init__(self, settings: DomainAdversarialSettings, run: RunContext) -> None:
-        super().__init__(settings, run)
-        self.active = settings.enabled and len(run.domain_names) >= 2
+    def __init__(self, settings: DomainAdversarialSettings, context: RunContext) -> None:
+        super().__init__(settings, context)
+        self.active = settings.enabled and len(context.domain_names) >= 2
         if settings.enabled and not self.active:
-            run.log("note: one training domain only; the domain-adversarial head is off for this run")
+            context.log("note: one training domain only; the domain-adversarial head is off for this run")
 
     def domain_classes(self) -> int:
-        return len(self.run.domain_names) if self.active else 0
+        return len(self.context.domain_names) if self.active else 0
 
     def leaves_parameters_unused(self) -> bool:
         return not self.active
 
-    def before_forward(self, model: torch.nn.Module, progress: float) -> None:
+    def before_forward(self, model: torch.nn.Module, fraction_done: float) -> None:
         if self.active:
             s = self.settings
-            model.set_grl_lambda(grl_coefficient(progress, s.max_lambda, s.ramp))
+            model.set_grl_lambda(grl_coefficient(fraction_done, s.max_lambda, s.ramp))
 
     def loss_term(self, out: Any, batch: Batch) -> tuple[Tensor, float] | None:
         if not self.active or out.domain_logits is None:

@@ -25,9 +25,9 @@ class AdaptiveFocal(Strategy):
     def setup(self, model: torch.nn.Module) -> None:
         # pos_weight "auto" must see the class mix the sampler produces, not the raw one, or class
         # imbalance is corrected twice.
-        weights = self.run.sampling_weights()
-        seen_pos = float(weights[self.run.labels[self.run.train_idx] == 1].sum())
-        self.loss = AdaptiveFocalLoss(self.settings, positive_fraction=seen_pos).to(self.run.device)
+        weights = self.context.sampling_weights()
+        seen_pos = float(weights[self.context.labels[self.context.train_idx] == 1].sum())
+        self.loss = AdaptiveFocalLoss(self.settings, positive_fraction=seen_pos).to(self.context.device)
 
     def state_dict(self) -> dict[str, Any]:
         return self.loss.state_dict()
@@ -41,7 +41,7 @@ class AdaptiveFocal(Strategy):
     def after_backward(self, out: Any, batch: Batch) -> None:
         # the per-class error rates the focusing adapts to follow the global batch under DDP
         err_sum, w_sum = self.loss.batch_stats(out.logits.float(), batch.targets)
-        if self.run.world > 1:
+        if self.context.world > 1:
             stats = torch.stack([err_sum, w_sum])
             torch.distributed.all_reduce(stats)
             err_sum, w_sum = stats[0], stats[1]

@@ -213,9 +213,10 @@ def switched_on(section: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def build_strategies(settings: Any, run: Any) -> list[Strategy]:
-    """One instance of every registered strategy for a run, given the run's ``strategies`` section."""
-    return [s(getattr(settings, s.section), run) for s in _registered]
+def build_strategies(settings: Any, context: Any) -> list[Strategy]:
+    """One instance of every registered strategy for a run, given the run's ``strategies`` section and the
+    :class:`~mitotype.training.strategies.base.RunContext` they read."""
+    return [s(getattr(settings, s.section), context) for s in _registered]
 
 
 for _builtin in (MixUp, SoftLabels, AdaptiveFocal, SupCon, DomainAdversarial, DomainSampling, HardMining, Augment,

@@ -18,6 +18,6 @@ class DomainSampling(Strategy):
 
     def sampling_weights(self) -> np.ndarray | None:
         # Off, it still returns the natural mix re-weighted by hard mining's difficulty.
-        run = self.run
-        idx = run.train_idx
-        return domain_aware_weights(run.labels[idx], run.domains[idx], run.difficulty(), self.settings)
+        context = self.context
+        idx = context.train_idx
+        return domain_aware_weights(context.labels[idx], context.domains[idx], context.difficulty(), self.settings)

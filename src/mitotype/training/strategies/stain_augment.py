@@ -95,7 +95,7 @@ class StainAugment(Strategy):
     transform_order = -2  # on the figure as scanned, before augment's geometry and colour jitter
 
     def setup(self, model: torch.nn.Module) -> None:
-        self.augmentor = build_stain_augmentor(self.settings, self.run.device) if self.settings.enabled else None
+        self.augmentor = build_stain_augmentor(self.settings, self.context.device) if self.settings.enabled else None
 
     def transform(self, batch: Batch, generator: torch.Generator) -> Batch:
         if self.augmentor is None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mitotype.evaluation.metrics import best_threshold
-from mitotype.evaluation.transfer import (
+from mitotype.evaluation.thresholds import (
     apply_platt,
     apply_temperature,
     estimate_prior,

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -49,7 +49,9 @@ from mitotype.errors import ConfigError, DataError
 
 PATCH_SIZE = 128
 SizePolicy = Literal["center-crop", "resize", "reject"]
-SIZE_POLICIES: tuple[str, ...] = ("center-crop", "resize", "reject")
+"""How a patch that is not ``size`` x ``size`` is fitted (the policies above); the one definition, which the
+training configuration's ``data.size_policy`` takes too."""
+SIZE_POLICIES: tuple[str, ...] = get_args(SizePolicy)
 DEFAULT_SIZE_POLICY: SizePolicy = "center-crop"
 
 WSI_SUFFIXES = frozenset({".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide"})

@@ -1,4 +1,5 @@
-"""Figures without a label file: a folder of patches (any depth), a text list of patch paths, or one patch.
+"""Figures without a label file: a folder of patches (any depth), a text list of patch paths, or one patch
+(the reader named ``images``: ``--format images``).
 
 This is what a user has before any model ran: new figures to classify. Labels are never required: a
 figure under a folder named like a class (``normal``/``NMF``, ``atypical``/``AMF``, any depth, any case)
@@ -17,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mitotype.data import problems as P
-from mitotype.data.images import IMAGE_SUFFIXES, WSI_SUFFIXES
+from mitotype.data.patches import IMAGE_SUFFIXES, WSI_SUFFIXES
 from mitotype.data.problems import ProblemLog
 from mitotype.data.readers._common import Entry, resolve_image, walk_files
 from mitotype.data.readers.folder import DEFAULT_CLASS_DIRS

@@ -1,4 +1,4 @@
-"""Serving commands: ``mitotype score`` (the challenge evaluator, re-implemented)."""
+"""``mitotype score``: challenge outputs scored as the MIDOG 2025 Track 2 evaluator scores them (re-implemented)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from mitotype.serving.outputs import CONFIDENCE_READINGS
 
 
 def register(subparsers: Any) -> None:
-    """Add the serving subcommands to the top-level parser."""
+    """Add ``score`` to the top-level parser."""
     _register_score(subparsers)
 
 

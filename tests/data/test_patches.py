@@ -8,7 +8,7 @@ import tifffile
 from datafactories import patch_array, truncate, write_png
 from PIL import Image
 
-from mitotype.data.images import (
+from mitotype.data.patches import (
     check_image,
     crop_centered,
     decode_patch_file,
@@ -110,9 +110,9 @@ def test_corrupt_and_truncated_files_name_the_file(tmp_path: Path) -> None:
 
 
 def test_whole_slide_without_openslide_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import mitotype.data.images as images
+    import mitotype.data.patches as patches
 
-    monkeypatch.setattr(images, "_openslide", lambda: None)  # as on a machine without it
+    monkeypatch.setattr(patches, "_openslide", lambda: None)  # as on a machine without it
     slide = tmp_path / "case.svs"
     slide.write_bytes(b"II*\x00")
     with pytest.raises(DataError, match="openslide"):

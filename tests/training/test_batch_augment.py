@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from mitotype.errors import ConfigError
 from mitotype.models.views import dihedral, dihedral_mean, dihedral_views
-from mitotype.training.augment import (
+from mitotype.training.batch_augment import (
     HED_FROM_RGB,
     RGB_FROM_HED,
     AugmentSettings,
