@@ -68,12 +68,25 @@ def test_import_mitotype_load_loads_neither_torch_nor_training_code() -> None:
     assert out.strip() == "[]"
 
 
+def _slide(shared_data: Path, root: Path) -> tuple[Path, Path]:
+    """A small tiled pyramidal TIFF at 0.25 um/px holding 6 real figures, and their Track 1 points (mm)."""
+    from tests.wsi_factory import Figure, amibr_patches, background, grid_centres, place, track1_json, write_pyramid
+
+    centres = grid_centres(900, 700, 6)
+    figures = [Figure(patch, label, uid, x, y)
+               for (patch, label, uid), (x, y) in zip(amibr_patches(shared_data, 6), centres)]
+    slide = write_pyramid(root / "S1.tif", place(background(900, 700, (40, 40, 860, 660)), figures), mpp=0.25)
+    return slide, track1_json(root / "S1.json", centres, 0.25, [0.9] * len(centres))
+
+
 @pytest.mark.shared
 @pytest.mark.slow
-def test_predict_evaluate_and_challenge_on_the_shipped_model_never_import_torch(figures: Path, shared_data: Path
-                                                                                ) -> None:
+def test_predict_evaluate_challenge_and_slides_on_the_shipped_model_never_import_torch(figures: Path,
+                                                                                       shared_data: Path) -> None:
     out = figures / "out-full"
+    slide, points = _slide(shared_data, figures)
     commands = [
+        ["slides", str(slide), "--points", str(points), "--out", str(out / "slides"), "--tta"],
         ["predict", str(figures / "data"), "--out", str(out / "p.csv"), "--tta"],
         ["predict", str(shared_data / STACK / "images/stacked-histopathology-roi-cropouts/stack_5.tiff"),
          "--out", str(out / "stack.json")],
@@ -82,8 +95,9 @@ def test_predict_evaluate_and_challenge_on_the_shipped_model_never_import_torch(
         ["evaluate", "--model", str(_shipped()), "--data", str(figures / "data"), "--out", str(out / "eval")],
     ]
     result = _run(commands)
-    assert result["codes"] == [0, 0, 0, 0], result["stderr"]
+    assert result["codes"] == [0, 0, 0, 0, 0], result["stderr"]
     assert not [m for m in result["modules"] if m == "torch" or m.startswith("torch.")]
+    assert "S1,ok,6," in (out / "slides" / "cohort.csv").read_text()
     assert "onnxruntime" in result["modules"]
     assert len(json.loads((out / "challenge" / "multiple-mitotic-figure-classification.json").read_text())) == 16
     assert (out / "eval" / "results.json").is_file() and (out / "eval" / "gallery.html").is_file()
