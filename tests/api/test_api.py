@@ -182,3 +182,23 @@ def test_the_shipped_model_by_name_and_the_top_level_names() -> None:
     assert mitotype.load.__doc__ and mitotype.Classifier.predict.__doc__
     with pytest.raises(AttributeError):
         _ = mitotype.not_a_name
+
+
+def test_an_empty_batch_of_any_size_is_one_line(classifier) -> None:
+    """(0, 100, 100, 3): no figures, but not 128 x 128 either; it was a bare ValueError from numpy (outside probe)."""
+    for empty in (np.zeros((0, 100, 100, 3), np.uint8), [np.zeros((0, 60, 60, 3), np.uint8)]):
+        with pytest.raises(DataError, match=r"^figures: no figures given"):
+            classifier.predict(empty)
+    one = classifier.predict([np.zeros((0, 60, 60, 3), np.uint8), np.zeros((128, 128, 3), np.uint8)])
+    assert len(one) == 1 and one.ids == ["0"]
+
+
+def test_numpy_scalars_are_numbers(classifier) -> None:
+    """A threshold or prevalence computed in numpy (np.float32) and a batch size from an array's shape (np.int64)
+    were refused as 'not a number' (outside probe)."""
+    figures = np.random.default_rng(0).integers(0, 255, (3, 128, 128, 3), dtype=np.uint8)
+    plain = classifier.predict(figures, threshold=0.3, prevalence=0.1, batch_size=2)
+    numpy = classifier.predict(figures, threshold=np.float32(0.3), prevalence=np.float32(0.1), batch_size=np.int64(2))
+    assert numpy.threshold == pytest.approx(0.3) and numpy.prevalence == pytest.approx(0.1)
+    assert np.allclose(numpy.p_atypical, plain.p_atypical, atol=1e-6)
+    assert isinstance(numpy.threshold, float) and isinstance(numpy.prevalence, float)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from mitotype.models.calibration import Calibration, shift_prior
 from tests.conftest import make_model_dir
@@ -112,3 +113,27 @@ def test_predict_and_challenge_write_calibrated_p(model_pair, shared_data: Path,
         main(["predict", str(stack), "--model", str(cal_dir), "--out", str(csv_path), "--prevalence", "1.5"])
     assert refused.value.code == 2
     assert "strictly between 0 and 1" in capsys.readouterr().err
+
+
+def test_prevalence_refusals_name_the_real_reason(model_pair, images, tmp_path: Path, capsys) -> None:
+    """A mixed ensemble was told 'these models store no calibration' though one did, and `predict --uncalibrated
+    --prevalence` named the API's `calibrated=False` instead of the flags (outside probe)."""
+    import mitotype
+    from mitotype.cli.main import main
+    from mitotype.errors import ConfigError
+
+    raw_dir, cal_dir = model_pair
+    mixed = mitotype.load([cal_dir, raw_dir], runtime="torch")
+    with pytest.raises(ConfigError, match=rf"1 of the 2 models store no calibration for single-view scores \(e\.g\. "
+                                          rf"{raw_dir}\), so the ensemble reports raw scores"):
+        mixed.predict(images, prevalence=0.1)
+    with pytest.raises(ConfigError, match=r"cannot go with calibrated=False"):
+        mitotype.load(cal_dir, runtime="torch").predict(images, calibrated=False, prevalence=0.1)
+    figure = tmp_path / "fig.png"
+    Image.fromarray(images[0]).save(figure)
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(figure), "--model", str(cal_dir), "--out", str(out), "--uncalibrated",
+                 "--prevalence", "0.1"]) == 2
+    assert capsys.readouterr().err == ("error: --prevalence re-expresses calibrated p(atypical); it cannot go with "
+                                       "--uncalibrated (the raw scores)\n")
+    assert not out.exists()

@@ -58,3 +58,27 @@ def test_shift_prior_recalibrates_at_a_lower_prevalence() -> None:
     assert np.allclose(shift_prior(p20, 0.2, 0.2), p20)
     with pytest.raises(MitotypeError, match="to_prevalence"):
         shift_prior(p20, 0.2, 0.0)
+
+
+def test_decisions_hold_at_any_prevalence_and_for_steep_maps() -> None:
+    """A map read as 0.5 * (1 + tanh(z / 2)) is exactly 0 below z = -37: at a prevalence of 1e-17 the threshold and
+    every score beneath it tied at 0, so every figure became atypical (outside probe, `predict --prevalence 1e-17`)."""
+    p = np.linspace(0.001, 0.999, 999)
+    threshold = 0.22
+    for prevalence in (1e-17, 1e-100, 1e-300, 1 - 1e-12):
+        shifted = shift_prior(p, 0.22, prevalence)
+        moved = float(shift_prior(np.array([threshold]), 0.22, prevalence)[0])
+        assert np.array_equal(shifted >= moved, p >= threshold), prevalence
+    steep = Calibration(slope=60.0, intercept=0.0, prevalence=0.22, figures=600)
+    assert np.array_equal(steep.apply(p) >= steep.threshold(0.4), p >= 0.4)
+    assert np.all(np.diff(steep.apply(np.linspace(0.3, 0.4, 101))) > 0)  # still strictly increasing where it matters
+
+
+def test_hand_edited_maps_of_the_wrong_types_are_refused() -> None:
+    """A model's metadata is JSON a person can edit: ``true`` is no slope and ``"many"`` no count of figures."""
+    good = Calibration(slope=0.8, intercept=-1.1, prevalence=0.22, figures=600).to_dict()
+    for entry, problem in ((good | {"slope": True}, "finite numbers"), (good | {"figures": "many"}, "whole number"),
+                           (good | {"figures": -3}, "whole number"), (good | {"figures": 2.5}, "whole number"),
+                           (good | {"figures": False}, "whole number")):
+        with pytest.raises(MitotypeError, match=rf"model\.safetensors: metadata 'calibration.single': .*{problem}"):
+            Calibration.from_dict(entry, where="model.safetensors: metadata 'calibration.single'")

@@ -11,6 +11,7 @@ has a current ONNX graph and the device is the CPU, nothing here imports torch
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import shutil
 import tarfile
@@ -29,7 +30,7 @@ from mitotype.data.patches import DEFAULT_SIZE_POLICY
 from mitotype.errors import ConfigError, MitotypeError, path_error
 from mitotype.models.calibration import shift_prior
 from mitotype.models.inference import Predictor, load_predictor
-from mitotype.models.metadata import calibrated_prevalence
+from mitotype.models.metadata import calibrated_prevalence, stored_calibration
 from mitotype.models.onnx_ensemble import OnnxEnsemble
 from mitotype.serving.challenge import MANIFEST, read_export
 
@@ -180,18 +181,32 @@ class Classifier:
             DataError: figures that cannot be used (wrong dtype or shape, a missing path, an empty list...).
             MitotypeError: an invalid option, or a model that cannot run here.
         """
-        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int | float)
+        # numbers.Real / Integral: numpy's scalars too (np.float32(0.3), np.int64(32)), as a notebook computes them
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
                                       or not math.isfinite(threshold) or not 0.0 <= threshold <= 1.0):
             raise ConfigError(f"threshold must be a number in [0, 1], got {threshold!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ConfigError(f"batch size must be a whole number of at least 1, got {batch_size!r}")
+        batch_size = int(batch_size)
         source = self.calibrated_prevalence(tta) if calibrated else None
         if prevalence is not None:
-            if isinstance(prevalence, bool) or not isinstance(prevalence, int | float) or not 0.0 < prevalence < 1.0:
+            if (isinstance(prevalence, bool) or not isinstance(prevalence, numbers.Real)
+                    or not 0.0 < prevalence < 1.0):
                 raise ConfigError(f"prevalence must be a share strictly between 0 and 1, got {prevalence!r}")
+            if not calibrated:
+                raise ConfigError("prevalence re-expresses calibrated probabilities; it cannot go with "
+                                  "calibrated=False (the raw scores)")
             if source is None:
-                raise ConfigError("prevalence re-expresses calibrated probabilities, and these models store no "
-                                  "calibration" + ("" if calibrated else " in use (calibrated=False)"))
+                scores = "8-view TTA" if tta else "single-view"
+                raw = [str(d) for d, m in zip(self._predictor.dirs, self._predictor.metas)
+                       if stored_calibration(m, tta) is None]
+                if len(raw) == len(self._predictor.dirs):
+                    raise ConfigError("prevalence re-expresses calibrated probabilities, and these models store no "
+                                      f"calibration for {scores} scores")
+                raise ConfigError(f"prevalence re-expresses calibrated probabilities, and {len(raw)} of the "
+                                  f"{len(self._predictor.dirs)} models store no calibration for {scores} scores (e.g. "
+                                  f"{raw[0]}), so the ensemble reports raw scores")
+            prevalence = float(prevalence)
         batch = as_figures(figures, size_policy=size_policy)
         predictor = self._predictor_for(adapt_bn)
         p = np.asarray(predictor.predict(batch.images, batch_size=batch_size, tta=tta, adapt_bn=adapt_bn,

@@ -170,7 +170,9 @@ class _Collector:
         if min(array.shape[-3:-1]) == 0:
             raise DataError(f"{where}: a figure of {array.shape[-2]}x{array.shape[-3]} pixels holds no image")
         batch = array[None] if array.ndim == 3 else array
-        if batch.shape[1:3] == (PATCH_SIZE, PATCH_SIZE):
+        if len(batch) == 0:  # no figures, of whatever size: `batch` says so when nothing else is given
+            self._in_memory(np.zeros((0, PATCH_SIZE, PATCH_SIZE, 3), np.uint8))
+        elif batch.shape[1:3] == (PATCH_SIZE, PATCH_SIZE):
             self._in_memory(np.ascontiguousarray(batch))
         else:
             self._in_memory([self._fit(figure, [], index) for figure in batch])

@@ -45,6 +45,9 @@ def run_predict(args: argparse.Namespace) -> int:
 
     if args.stack_size is not None and args.adapt_bn != "stack":
         raise MitotypeError("--stack-size applies to --adapt-bn stack only")
+    if args.prevalence is not None and args.uncalibrated:
+        raise MitotypeError("--prevalence re-expresses calibrated p(atypical); it cannot go with --uncalibrated "
+                            "(the raw scores)")
     check_adaptation(args.adapt_bn, args.runtime)  # before any model or figure is read
     inputs = (args.input, args.meta_csv)
     ensure_output_file(args.out, (".csv", ".json"), inputs)

@@ -33,7 +33,11 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free for any z
+    """Overflow-free for any z, and strictly increasing down to 1e-308: a map of 0.5 * (1 + tanh(z / 2)) reads
+    exactly 0 below z = -37, where a threshold and every score beneath it would tie and all become atypical."""
+    z = np.asarray(z, dtype=np.float64)
+    small = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + small), small / (1.0 + small))
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,10 @@ class Calibration:
 
     def __post_init__(self) -> None:
         values = (self.slope, self.intercept, self.prevalence)
-        if not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values):
             raise MitotypeError(f"calibration needs finite numbers, got {self}")
+        if isinstance(self.figures, bool) or not isinstance(self.figures, int) or self.figures < 1:
+            raise MitotypeError(f"calibration figures must be a whole number of at least 1, got {self.figures!r}")
         if self.slope <= 0:
             raise MitotypeError(f"calibration slope must be positive (a map that keeps the ranking), got {self.slope}")
         if not 0.0 < self.prevalence < 1.0:
