@@ -81,6 +81,17 @@ class Env:
                                                     {"class": "atypical", "confidence": 0.9}]))
         return folder
 
+    def wsi(self) -> Path:
+        from tests.wsi_factory import background, write_pyramid
+
+        image = background(640, 640, (64, 64, 576, 576))
+        return write_pyramid(self.root / "slide.tif", image, mpp=0.25, levels=2, tile=128)
+
+    def points(self) -> Path:
+        from tests.wsi_factory import track1_json
+
+        return track1_json(self.root / "slide.json", [(200.0, 200.0), (400.0, 300.0)], 0.25, [0.9, 0.9])
+
     def out_dir(self) -> Path:
         return self.root / "out"
 
@@ -148,6 +159,14 @@ COMMANDS: dict[str, Command] = {
         output="out", names={"stack/missing": STACK_SLOT, "stack/fifo": STACK_SLOT}),  # it reads a folder
     "models-check": Command({"weights": "weights"},
                             lambda p: ["models", "check", "tiny-vit-reg4", "--weights", str(p["weights"])]),
+    # a slide's own problems (unreadable, no resolution...) fail that slide alone, with exit status 1 and the
+    # cohort's tables written (tests/slides/test_slides_cohort.py); the model, the points file and the output
+    # folder are the whole run's, so they end it in one line before anything is written
+    "slides": Command(
+        {"model": "model", "slide": "wsi", "points": "points", "out": "out_dir"},
+        lambda p: ["slides", str(p["slide"]), "--points", str(p["points"]), "--model", str(p["model"]), "--out",
+                   str(p["out"]), "--device", "cpu", "--no-progress"],
+        output="out"),
     "score": Command(
         {"gt": "ground_truth", "pred": "predictions", "out": "out_file"},
         lambda p: ["score", "--ground-truth", str(p["gt"]), "--predictions", str(p["pred"]),
@@ -250,6 +269,27 @@ def _nan_model(p: Path) -> tuple[Path, str]:
     state[key] = state[key].clone().fill_(float("nan"))
     save_file(state, str(f), metadata=meta)
     return p, "model.safetensors"
+
+
+def _calibration(edit: Callable[[dict], None]) -> Breaker:
+    """A model whose metadata's calibration entry was edited by hand (``model.json`` is for people: the entry
+    read is the one in ``model.safetensors``)."""
+    def br(p: Path) -> tuple[Path, str]:
+        from safetensors import safe_open
+        from safetensors.numpy import load_file, save_file
+
+        f = _model_file(p)
+        with safe_open(str(f), framework="numpy") as fh:
+            meta = json.loads(fh.metadata()["mitotype"])
+        edit(meta["calibration"])
+        save_file(load_file(str(f)), str(f), metadata={"mitotype": json.dumps(meta)})
+        return p, "model.safetensors"
+    return br
+
+
+def _good_map(**edits: object) -> Callable[[dict], None]:
+    return lambda entry: entry.update(single={"slope": 1.5, "intercept": -0.5, "prevalence": 0.22, "figures": 300,
+                                              **edits})
 
 
 def _unfinished(p: Path) -> tuple[Path, str]:
@@ -422,6 +462,21 @@ CASES: dict[str, dict[str, Breaker]] = {
         "weights-non-finite": _nan_model,
         "unfinished-run": _unfinished,
         "run-state-garbage": _garbage_state,
+        "calibration-slope-reversed": _calibration(_good_map(slope=-1.5)),
+        "calibration-slope-true": _calibration(_good_map(slope=True)),  # was read as a slope of 1 (outside probe)
+        "calibration-figures-not-a-count": _calibration(_good_map(figures="many")),  # was accepted (outside probe)
+        "calibration-key-missing": _calibration(lambda entry: entry.update(single={"slope": 1.5})),
+        "calibration-not-a-map": _calibration(lambda entry: entry.update(single=None)),
+    },
+    "wsi": {},  # a slide's own problems fail that slide alone (tests/slides/test_slides_cohort.py)
+    "points": {
+        "missing": _missing,
+        "zero-byte": _zero(_itself),
+        "truncated": _truncate(_itself),
+        "not-json": _json("{ nope"),
+        "not-points": _json('{"something": 1}'),
+        "track1-point-not-a-list": _json('{"type": "Multiple points", "points": [{"point": "0.1, 0.2"}]}'),
+        "fifo": _fifo("fifo.json"),
     },
     "weights": {
         "missing": _missing,
@@ -616,7 +671,8 @@ def _snapshot(paths: dict[str, Path], spec: Command) -> dict[str, bytes] | None:
     return {}
 
 
-CHEAP = ["data-inspect", "evaluate", "predict", "predict-stack", "export", "challenge", "models-check", "score"]
+CHEAP = ["data-inspect", "evaluate", "predict", "predict-stack", "export", "challenge", "models-check", "score",
+         "slides"]
 
 
 @pytest.mark.parametrize("command", CHEAP)

@@ -183,3 +183,103 @@ def test_a_fold_ensemble_with_tta_and_a_threshold_of_ones_own(tmp_path: Path) ->
     [lowered] = analyse_slides([tmp_path / "S.tif"], tmp_path / "S.json", model=[tmp_path / "cv"],
                                options=SlideOptions(threshold=0.0), device="cpu").slides
     assert lowered.row["threshold"] == 0.0 and lowered.row["atypical"] == 2
+
+
+# ------------------------------------------------------------------ what an outside probe broke (and fixed)
+
+
+def test_a_cohort_csv_that_spells_a_slide_two_ways_keeps_every_row(tmp_path: Path) -> None:
+    """Rows naming slide ``A`` as ``A`` and as ``A.tif`` (or its path) are one slide: the second spelling's rows
+    replaced the first's, so half the figures vanished with exit status 0."""
+    _slide(tmp_path / "slides" / "A.tif")
+    _slide(tmp_path / "slides" / "B.tif", seed=1)
+    (tmp_path / "all.csv").write_text(f"slide,x,y\nA,200,200\nA.tif,400,300\n{tmp_path / 'slides' / 'A.tif'},300,"
+                                      "250\nB.tif,200,200\n")
+    cohort = analyse_slides([tmp_path / "slides"], tmp_path / "all.csv")
+    assert {s.name: s.row["figures"] for s in cohort.slides} == {"A": 3, "B": 1} and not cohort.problems
+    assert [(f["x_px"], f["y_px"]) for f in cohort.slides[0].figures] == [(200.0, 200.0), (400.0, 300.0),
+                                                                         (300.0, 250.0)]
+
+
+def test_the_output_folder_may_be_the_points_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--out detections/ --points detections/``: every points file was skipped as output, so every slide failed
+    with 'no points file' beside its own points file; a re-run must not read its own tables as points either."""
+    folder = tmp_path / "detections"
+    for name in ("A", "B"):
+        _slide(tmp_path / "slides" / f"{name}.tif", seed=ord(name))
+        _points(folder / f"{name}.json", [(200.0, 200.0), (400.0, 300.0)])
+    args = ["slides", str(tmp_path / "slides"), "--points", str(folder), "--out", str(folder), "--no-progress"]
+    assert main(args) == 0
+    assert main([*args, "--shard", "1/2"]) == 0
+    assert main(args) == 0  # its cohort.csv, figures.csv and shard tables are not points files without a slide
+    captured = capsys.readouterr()
+    assert "problem" not in captured.out and "Traceback" not in captured.err
+    assert {name: row["figures"] for name, row in _rows(folder / "cohort.csv").items()} == {"A": "2", "B": "2"}
+    assert captured.out.count("ok (reused)") == 3  # the shard's slide and both slides of the last run
+
+
+@pytest.mark.parametrize("damage", ["cut", "header-only", "not-utf8", "result-json"])
+def test_damaged_stored_results_are_computed_again(tmp_path: Path, damage: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A slide's stored figures.csv cut short gave a traceback on the next run; one holding only its header was
+    reused as 0 figures while cohort.csv still said 2 (a silent hole in the cohort's figures.csv)."""
+    _slide(tmp_path / "A.tif")
+    _points(tmp_path / "A.json", [(200.0, 200.0), (400.0, 300.0)])
+    out = tmp_path / "out"
+    args = ["slides", str(tmp_path / "A.tif"), "--points", str(tmp_path / "A.json"), "--out", str(out),
+            "--no-progress"]
+    assert main(args) == 0
+    stored = out / "slides" / "A" / "figures.csv"
+    whole = stored.read_text()
+    damaged = {"cut": whole[: len(whole) * 2 // 3], "header-only": whole.splitlines()[0] + "\n",
+               "not-utf8": "\udcff\udcfe", "result-json": whole}[damage]
+    stored.write_bytes(damaged.encode("utf-8", "surrogateescape"))
+    if damage == "result-json":
+        (out / "slides" / "A" / "result.json").write_text('{"version": 1, "key": 5, "row": [')
+    capsys.readouterr()
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "ok (reused)" not in captured.out
+    assert stored.read_text() == whole
+    with (out / "figures.csv").open(newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 2
+
+
+def test_a_listed_slide_that_does_not_exist_is_named_as_missing(tmp_path: Path) -> None:
+    """A .txt list naming a slide that is not there said 'no points file for slide ...' when it had none either."""
+    _slide(tmp_path / "A.tif")
+    _points(tmp_path / "A.json", [(200.0, 200.0)])
+    (tmp_path / "cohort.txt").write_text("A.tif\nghost.svs\n")
+    cohort = analyse_slides([tmp_path / "cohort.txt"], tmp_path)
+    assert [s.name for s in cohort.failed] == ["ghost"]
+    assert cohort.failed[0].problem == f"{tmp_path / 'ghost.svs'}: no such slide file"
+
+
+def test_the_python_call_takes_what_load_takes_and_refuses_what_the_parser_would(tmp_path: Path) -> None:
+    """``model=`` as one path (a str was read letter by letter, a Path raised TypeError), ``options`` of the wrong
+    type, no slides, and option values the command line's parser refuses (they gave 0 figures or every slide
+    failing alike); one points class given as a string is that class, not its letters."""
+    from mitotype.errors import DataError, MitotypeError
+    from tests.conftest import make_model_dir
+
+    _slide(tmp_path / "S.tif")
+    _points(tmp_path / "S.json", [(200.0, 200.0), (400.0, 300.0)])
+    model = make_model_dir(tmp_path / "model", bias=2.0, threshold=0.4)
+    for given in (model, str(model)):
+        [result] = analyse_slides(tmp_path / "S.tif", tmp_path / "S.json", model=given, device="cpu").slides
+        assert result.ok and result.row["threshold"] == pytest.approx(0.4) and result.row["figures"] == 2
+    [named] = analyse_slides(tmp_path / "S.tif", tmp_path / "S.json",
+                             options=SlideOptions(point_names="mitotic figure")).slides
+    assert named.row["figures"] == 2
+    with pytest.raises(DataError, match=r"options must be a mitotype\.SlideOptions, got a dict"):
+        analyse_slides(tmp_path / "S.tif", tmp_path / "S.json", options={"tta": True})
+    with pytest.raises(DataError, match="slides: none given"):
+        analyse_slides([], tmp_path / "S.json")
+    for options, problem in (({"units": "inch"}, "units 'inch' is not one of"),
+                             ({"points_format": "xml"}, "points_format 'xml' is not one of"),
+                             ({"backend": "pil"}, "backend 'pil' is not one of"),
+                             ({"min_probability": 2}, r"min_probability must be a number in \[0, 1\], got 2"),
+                             ({"threshold": -0.1}, r"threshold must be a number in \[0, 1\]"),
+                             ({"threshold": True}, r"threshold must be a number in \[0, 1\]")):
+        with pytest.raises(MitotypeError, match=problem):
+            SlideOptions(**options)

@@ -241,3 +241,21 @@ def test_a_list_of_slides_and_a_name_given_twice(tmp_path: Path) -> None:
         find_slides([tmp_path / "a", tmp_path / "b"])
     with pytest.raises(DataError, match="nowhere: no such slide, folder or list"):
         find_slides([tmp_path / "nowhere"])
+
+
+def test_track1_points_without_the_containers_names_are_refused(tmp_path: Path) -> None:
+    """A 'Multiple points' file whose points carry no 'mitotic figure' / 'non-mitotic figure' name (a converter's
+    output) kept none of them by default: an ok slide with 0 figures. Its detector's decision is unknown, so it
+    is one line saying how to choose; by score or by name it is read."""
+    path = tmp_path / "t1.json"
+    path.write_text(json.dumps({"type": "Multiple points", "points": [
+        {"point": [0.1, 0.2, 0], "probability": 0.9}, {"name": "", "point": [0.3, 0.4, 0], "probability": 0.2}]}))
+    [points] = read_point_file(path)
+    with pytest.raises(DataError, match=r"t1.json: none of its 2 points is named 'mitotic figure' or "
+                                        r"'non-mitotic figure'.*--min-probability P.*--points-class NAME"):
+        select_points(points)
+    assert select_points(points, min_probability=0.5).tolist() == [True, False]
+    below = tmp_path / "below.json"  # the container's own words, every point below its threshold: 0 figures is right
+    below.write_text(json.dumps({"type": "Multiple points", "points": [
+        {"name": "non-mitotic figure", "point": [0.1, 0.2, 0], "probability": 0.2}]}))
+    assert select_points(read_point_file(below)[0]).tolist() == [False]

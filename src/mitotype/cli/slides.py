@@ -101,7 +101,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--model", nargs="+", help="model folder(s) or a cv output folder (default: the shipped model)")
     p.add_argument("--tta", action="store_true", help="8-view dihedral test-time augmentation")
-    p.add_argument("--threshold", type=probability, help="override the models' threshold on p(atypical)")
+    p.add_argument("--threshold", type=probability, help="override the models' threshold on p(atypical) (on the "
+                   "scale of the p_atypical reported: calibrated where every model stores a calibration)")
     p.add_argument("--mpp", type=positive_number, metavar="UM_PER_PX",
                    help="µm per pixel of slides whose files state no (plausible) resolution; 0.25 at 40x")
     p.add_argument("--units", choices=UNITS, default="auto",

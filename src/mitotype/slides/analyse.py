@@ -11,6 +11,7 @@ classify, then count.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,13 +20,14 @@ import numpy as np
 
 from mitotype.data.labels import CLASS_NAMES
 from mitotype.errors import DataError
+from mitotype.slides.choices import POINT_FORMATS, UNITS
 from mitotype.slides.classify import Classifier
 from mitotype.slides.fields import read_fields
 from mitotype.slides.points import PointSet, resolve_units, select_points, to_level0
 from mitotype.slides.resolution import Resolution, implausible
 from mitotype.slides.stats import DEFAULT_HOTSPOT_MM2, Hotspot, find_hotspot, wilson_interval
 from mitotype.slides.tissue import tissue_area_mm2, tissue_mask
-from mitotype.slides.wsi import Slide
+from mitotype.slides.wsi import BACKENDS, Slide
 
 THUMBNAIL_UM_PER_PX = 8.0
 THUMBNAIL_SIDE = (512, 2048)
@@ -61,10 +63,23 @@ class SlideOptions:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
+        """Refuse what the command line's parser would (so a program's slip fails once, not as a silent 0 or as
+        every slide failing alike); one name given as a string is the one-name tuple meant."""
         if self.mpp is not None and not (math.isfinite(self.mpp) and self.mpp > 0):
             raise DataError(f"--mpp must be a positive number of µm per pixel, got {self.mpp}")
         if not (math.isfinite(self.hotspot_area_mm2) and self.hotspot_area_mm2 > 0):
             raise DataError(f"the hotspot area must be a positive number of mm², got {self.hotspot_area_mm2}")
+        choosing = (("units", self.units, UNITS), ("points_format", self.points_format, POINT_FORMATS),
+                    ("backend", self.backend, BACKENDS))
+        for option, value, choices in choosing:
+            if value not in choices:
+                raise DataError(f"{option} {value!r} is not one of {list(choices)}")
+        for option, value in (("min_probability", self.min_probability), ("threshold", self.threshold)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                                      or not 0.0 <= value <= 1.0):
+                raise DataError(f"{option} must be a number in [0, 1], got {value!r}")
+        names = (self.point_names,) if isinstance(self.point_names, str) else tuple(self.point_names)
+        object.__setattr__(self, "point_names", names)
 
     def identity(self) -> dict[str, Any]:
         return asdict(self)

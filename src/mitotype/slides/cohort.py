@@ -20,19 +20,21 @@ import csv
 import hashlib
 import io
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mitotype import __version__
-from mitotype.errors import DataError, MitotypeError, describe_os_error
+from mitotype.errors import DataError, MissingExtraError, MitotypeError, describe_os_error
+from mitotype.extras import importable
 from mitotype.ioutils import atomic_write_text, write_json_atomic
 from mitotype.slides.analyse import COHORT_COLUMNS, FIGURE_COLUMNS, SlideOptions, analyse_slide
 from mitotype.slides.classify import Classifier, load_classifier, model_identity
 from mitotype.slides.fields import FIELD_UM, TARGET_MPP
-from mitotype.slides.pairing import SlideInput, find_slides, pair_points
+from mitotype.slides.pairing import SlideInput, find_slides, merge_point_sets, pair_points
 from mitotype.slides.points import PointSet, read_point_file
 from mitotype.slides.qupath import hotspot_feature, write_slide_geojson
 from mitotype.slides.report import SlidePage, write_cohort_page, write_slide_gallery, write_thumbnail
@@ -44,6 +46,25 @@ RESULT_FILE = "result.json"
 
 ProgressFactory = Callable[[int, str], Any]
 """``factory(total, description)`` -> a bar with ``update(n)`` and ``close()`` (the CLI's tqdm)."""
+
+
+class _ModelUnusable(Exception):
+    """The model could not be loaded: no slide's fault, so the run stops with its one line instead of every
+    slide failing alike (and the model being loaded again for each)."""
+
+    def __init__(self, error: MitotypeError | OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _model_errors_end_the_run(predict: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``predict`` whose failures (weights found non-finite once they run...) are the model's, not a slide's."""
+    def guarded(images: Any) -> Any:
+        try:
+            return predict(images)
+        except (MitotypeError, OSError) as exc:
+            raise _ModelUnusable(exc) from None
+    return guarded
 
 
 @dataclass
@@ -135,10 +156,10 @@ def _points_for(item: SlideInput, fmt: str) -> PointSet:
     from mitotype.slides.pairing import slide_name
 
     mine = [s for s in sets if s.slide is not None and slide_name(s.slide) == item.name]
-    if len(mine) != 1:
+    if not mine:
         raise DataError(f"{item.points}: its rows name several slides ({sorted({s.slide for s in sets})[:4]}), "
                         f"none of them {item.name}")
-    return mine[0]
+    return merge_point_sets(mine)
 
 
 def _csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -162,16 +183,30 @@ def _read_figures(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _reusable(folder: Path, key: str) -> dict[str, Any] | None:
+def _reusable(folder: Path, key: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """A slide's stored row and figures when they were computed under ``key`` and are whole; ``None`` (compute
+    again) for anything else: another key, a file missing, damaged or cut short."""
     try:
         stored = json.loads((folder / RESULT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        if stored.get("version") != RESULTS_VERSION or stored.get("key") != key:
+            return None
+        if not all((folder / name).is_file() for name in ("figures.csv", stored.get("geojson", ""))):
+            return None
+        figures = _read_figures(folder / "figures.csv")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, csv.Error):
         return None
-    if stored.get("version") != RESULTS_VERSION or stored.get("key") != key:
+    if not isinstance(stored.get("row"), dict) or len(figures) != stored["row"].get("figures"):
         return None
-    if not all((folder / name).is_file() for name in ("figures.csv", stored.get("geojson", ""))):
-        return None
-    return stored
+    return stored, figures
+
+
+def _own_outputs(out: Path | None) -> list[Path]:
+    """What runs write into ``out`` (never points, even where ``out`` is the points folder or holds it)."""
+    if out is None:
+        return []
+    tables = [out / name for name in ("cohort.csv", "cohort.json", "figures.csv")]
+    shards = [*out.glob("cohort.shard-*-of-*.*"), *out.glob("figures.shard-*-of-*.*")] if out.is_dir() else []
+    return [out / "slides", *tables, *shards]
 
 
 def _failed_row(item: SlideInput, problem: str) -> dict[str, Any]:
@@ -204,11 +239,19 @@ def analyse_slides(
     of them paired by name (:mod:`mitotype.slides.pairing`); ``model``: model folders or fold ensembles (default:
     the shipped model). Slides that fail are in the result with their reason; nothing is raised for them.
     ``out=None`` computes in memory only (no resume)."""
-    options = options or SlideOptions()
+    options = SlideOptions() if options is None else options
+    if not isinstance(options, SlideOptions):
+        raise DataError(f"options must be a mitotype.SlideOptions, got a {type(options).__name__}")
+    if isinstance(model, str | os.PathLike):  # one model folder, as mitotype.load takes it
+        model = [model]
     say = log or (lambda _message: None)
-    inputs = [slides] if isinstance(slides, str | Path) else list(slides)
+    inputs = [slides] if isinstance(slides, str | os.PathLike) else list(slides)
+    if not inputs:
+        raise DataError("slides: none given; name slide files, folders of slides or .txt lists of them")
+    if not importable("skimage"):  # before any slide is read: every slide's tissue mask needs it
+        raise MissingExtraError("the slides' tissue mask (scikit-image)", "wsi")
     out_dir = Path(out) if out is not None else None
-    pairing = pair_points(find_slides(inputs), points, options.points_format, exclude=out_dir)
+    pairing = pair_points(find_slides(inputs), points, options.points_format, exclude=_own_outputs(out_dir))
     chosen = shard_slides(pairing.slides, shard)
     identity = {"version": RESULTS_VERSION, "mitotype": __version__, "model": model_identity(model),
                 "options": options.identity(), "field": {"um": FIELD_UM, "target_mpp": TARGET_MPP}}
@@ -216,8 +259,12 @@ def analyse_slides(
 
     def classifier() -> Classifier:
         if not loaded:
-            loaded.append(load_classifier(model, tta=options.tta, threshold=options.threshold, device=device,
-                                          runtime=runtime, batch_size=batch_size, allow_unfinished=allow_unfinished))
+            try:
+                ready = load_classifier(model, tta=options.tta, threshold=options.threshold, device=device,
+                                        runtime=runtime, batch_size=batch_size, allow_unfinished=allow_unfinished)
+            except (MitotypeError, OSError) as exc:
+                raise _ModelUnusable(exc) from None
+            loaded.append(replace(ready, predict=_model_errors_end_the_run(ready.predict)))
             for note in loaded[0].notes:
                 say(f"note: {note}")
         return loaded[0]
@@ -229,6 +276,8 @@ def analyse_slides(
             results.append(_one_slide(item, options, identity, out_dir, resume, classifier, say))
             if bar is not None:
                 bar.update(1)
+    except _ModelUnusable as exc:
+        raise exc.error from None
     finally:
         if bar is not None:
             bar.close()
@@ -245,15 +294,17 @@ def _one_slide(item: SlideInput, options: SlideOptions, identity: dict[str, Any]
                classifier: Callable[[], Classifier], say: Callable[[str], None]) -> SlideResult:
     folder = out / "slides" / item.name if out is not None else None
     try:
+        if not item.slide.exists():
+            raise DataError(f"{item.slide}: no such slide file")
         if item.problem:
             raise DataError(item.problem)
         point_set = _points_for(item, options.points_format)
         key = _digest({**identity, "slide": _slide_identity(item.slide), "points": point_set.digest()})
-        if folder is not None and resume:
-            stored = _reusable(folder, key)
-            if stored is not None:
-                return SlideResult(item.name, stored["row"], _read_figures(folder / "figures.csv"), reused=True,
-                                   notes=stored.get("notes", []), folder=folder)
+        reusable = _reusable(folder, key) if folder is not None and resume else None
+        if reusable is not None:
+            stored, figures = reusable
+            return SlideResult(item.name, stored["row"], figures, reused=True, notes=stored.get("notes", []),
+                               folder=folder)
         with open_slide(item.slide, options.backend) as slide:
             analysis = analyse_slide(item.name, slide, point_set, options, classifier)
     except (MitotypeError, OSError) as exc:

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from mitotype.data.patches import TIFF_SUFFIXES, WSI_SUFFIXES
 from mitotype.errors import DataError
 from mitotype.slides.points import POINT_SUFFIXES, PointSet, read_point_file
@@ -109,17 +111,29 @@ def _owner(path: Path, root: Path, names: list[str]) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-def pair_points(slides: Sequence[Path], points: str | Path, fmt: str = "auto", exclude: Path | None = None
+def merge_point_sets(sets: Sequence[PointSet]) -> PointSet:
+    """One slide's points given under several spellings of its name (a cohort CSV whose slide column says
+    ``A1`` in some rows and ``A1.svs`` or a path in others): every row counts, in the file's order per spelling."""
+    first = sets[0]
+    if len(sets) == 1:
+        return first
+    return PointSet(first.source, first.fmt, np.concatenate([s.x for s in sets]), np.concatenate([s.y for s in sets]),
+                    np.concatenate([s.score for s in sets]), [n for s in sets for n in s.names], first.units,
+                    slide=first.slide, skipped=sum(s.skipped for s in sets), notes=[n for s in sets for n in s.notes])
+
+
+def pair_points(slides: Sequence[Path], points: str | Path, fmt: str = "auto", exclude: Sequence[Path] = ()
                 ) -> Pairing:
     """Pair ``slides`` with the points under ``points`` (a file or a folder); see the module docstring.
-    ``exclude``: a folder whose files are never points (the output folder, if it lies under ``points``)."""
+    ``exclude``: files and folders that are never points (what a run wrote into its output folder, which may
+    be the points folder itself or lie inside it)."""
     points = Path(points)
     names = [slide_name(s) for s in slides]
     items = [SlideInput(n, s) for n, s in zip(names, slides)]
     if points.is_dir():
-        skip = exclude.resolve() if exclude is not None else None
+        skip = [path.resolve() for path in exclude]
         files = sorted(p for p in points.rglob("*") if p.is_file() and p.suffix.lower() in POINT_SUFFIXES
-                       and not p.name.startswith(".") and not (skip is not None and p.resolve().is_relative_to(skip)))
+                       and not p.name.startswith(".") and not any(p.resolve().is_relative_to(s) for s in skip))
         owned: dict[str, list[Path]] = {}
         unpaired = []
         for file in files:
@@ -150,6 +164,7 @@ def pair_points(slides: Sequence[Path], points: str | Path, fmt: str = "auto", e
         return Pairing(items)
     by_name = {item.name: item for item in items}
     unpaired = []
+    found: dict[str, list[PointSet]] = {}
     for point_set in sets:
         name = slide_name(point_set.slide) if point_set.slide else ""
         item = by_name.get(name) or by_name.get(point_set.slide or "")
@@ -157,7 +172,9 @@ def pair_points(slides: Sequence[Path], points: str | Path, fmt: str = "auto", e
             unpaired.append(f"{points}: {len(point_set)} point(s) on slide {point_set.slide!r}, which is not among "
                             "the slides given")
             continue
-        item.points, item.point_set = points, point_set
+        found.setdefault(item.name, []).append(point_set)
+    for name, own in found.items():
+        by_name[name].points, by_name[name].point_set = points, merge_point_sets(own)
     for item in items:
         if item.point_set is None:
             item.problem = f"no points for slide {item.name} in {points} (its slide column never names it)"

@@ -39,6 +39,8 @@ from mitotype.slides.choices import POINT_FORMATS, UNITS
 POINT_SUFFIXES = (".json", ".geojson", ".csv")
 TRACK1_MITOSIS = "mitotic figure"
 """The name the Track 1 container gives points above its detector's threshold."""
+TRACK1_NAMES = (TRACK1_MITOSIS, "non-mitotic figure")
+"""Every name the Track 1 container gives (below its threshold: ``non-mitotic figure``)."""
 
 CSV_X = ("x", "coordinatex", "center_x", "centre_x", "cx", "centroid_x", "centroid x µm", "centroid x um",
          "centroid x px", "x_um", "x_µm", "x (µm)", "x_px", "x_mm", "pos_x")
@@ -362,7 +364,13 @@ def select_points(points: PointSet, min_probability: float | None = None, names:
         wanted = {n.strip().lower() for n in names}
         keep &= np.array([n.strip().lower() in wanted for n in points.names], dtype=bool)
     elif points.fmt == "track1" and min_probability is None:
-        keep &= np.array([n.strip().lower() == TRACK1_MITOSIS for n in points.names], dtype=bool)
+        lowered = [n.strip().lower() for n in points.names]
+        if lowered and not any(n in TRACK1_NAMES for n in lowered):  # not the container's words: its decision is lost
+            raise DataError(f"{points.source}: none of its {len(lowered)} points is named {TRACK1_NAMES[0]!r} or "
+                            f"{TRACK1_NAMES[1]!r} (names: {sorted(set(points.names))[:4]}), so which ones the "
+                            "detector kept is unknown: keep points by score with --min-probability P or by name "
+                            "with --points-class NAME")
+        keep &= np.array([n == TRACK1_MITOSIS for n in lowered], dtype=bool)
     return keep
 
 
