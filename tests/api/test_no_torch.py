@@ -138,12 +138,14 @@ def test_commands_of_the_training_extra_say_so_in_one_line(tmp_path: Path) -> No
         ["export", "--model", str(model), "--out", str(tmp_path / "m.tar.gz")],
         ["models", "list"],
         ["models", "onnx", str(model)],
+        ["models", "ship", str(model), "--out", str(tmp_path / "shipped")],  # it said 'mitotype models needs'
     ]
     result = _run(commands, blocked=TRAINING_MODULES)
     assert result["codes"] == [2] * len(commands)
     lines = result["stderr"].strip().splitlines()
     assert lines == [f"error: mitotype {name} needs the training extra: pip install 'mitotype[train]'" for name in
-                     ("train", "cv", "ablate", "holdout", "demo", "export", "models list", "models onnx")]
+                     ("train", "cv", "ablate", "holdout", "demo", "export", "models list", "models onnx",
+                      "models ship")]
     assert not (tmp_path / "run").exists()
 
 
@@ -187,3 +189,23 @@ def _shipped() -> Path:
     from mitotype.models.shipped import get_shipped_model
 
     return get_shipped_model().folder
+
+
+def test_slides_run_on_the_base_install_with_the_wsi_extra_and_name_it_without(tmp_path: Path) -> None:
+    """What docs/slides.md says to install (the base install and `mitotype[wsi]`, which brings scikit-image and
+    with it scipy, but not tqdm): `mitotype slides` said it needed the training extra (its progress bar's tqdm),
+    and without the wsi extra it ended in a scikit-image ImportError traceback (outside probe, a fresh venv)."""
+    from tests.wsi_factory import background, track1_json, write_pyramid
+
+    pytest.importorskip("skimage", reason="scikit-image not installed (the wsi extra)")
+    slide = write_pyramid(tmp_path / "S.tif", background(640, 640, (64, 64, 576, 576)), mpp=0.25, levels=2, tile=128)
+    points = track1_json(tmp_path / "S.json", [(200.0, 200.0), (400.0, 300.0)], 0.25, [0.9, 0.9])
+    argv = ["slides", str(slide), "--points", str(points), "--out"]
+    with_wsi = _run([[*argv, str(tmp_path / "out")]], blocked=TRAINING_MODULES - {"scipy"})
+    assert with_wsi["codes"] == [0], with_wsi["stderr"]
+    assert "S,ok,2," in (tmp_path / "out" / "cohort.csv").read_text()
+    base = _run([[*argv, str(tmp_path / "out-base")]], blocked=TRAINING_MODULES | {"skimage", "openslide"})
+    assert base["codes"] == [2]
+    assert base["stderr"] == ("error: the slides' tissue mask (scikit-image) needs the wsi extra: "
+                              "pip install 'mitotype[wsi]'\n")
+    assert not (tmp_path / "out-base").exists()

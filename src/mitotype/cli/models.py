@@ -61,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p_ship.add_argument("--allow-unfinished", action="store_true",
                         help="pack a run that did not finish (its best epoch so far)")
     p_ship.set_defaults(func=cmd_ship)
+    needs_training_extra(p_ship)
 
 
 def _fmt(values: tuple[float, ...]) -> str:

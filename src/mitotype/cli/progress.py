@@ -9,8 +9,11 @@ from typing import Any
 
 
 def progress_bars(enabled: bool) -> Any:
-    """A ``factory(total, description)`` of per-epoch tqdm bars, or ``None`` for no bars."""
-    if not enabled:
+    """A ``factory(total, description)`` of per-epoch tqdm bars, or ``None`` for no bars (also where tqdm, of
+    the training extra, is not installed: a command of the base install runs without its bar)."""
+    from mitotype.extras import importable
+
+    if not enabled or not importable("tqdm"):
         return None
 
     def factory(total: int, description: str) -> Any:
