@@ -31,4 +31,8 @@ def amibr_effnet_lite0(device: str = "auto", runtime: str = "auto"):
     """EfficientNet-Lite0 fine-tuned on the AMi-Br train split at 224 px (the model ``mitotype predict`` uses by
     default; its card: ``src/mitotype/models/shipped/amibr-effnet-lite0-224/MODEL_CARD.md``, for non-commercial
     research). Returns a ``mitotype.Classifier``; ``device`` and ``runtime`` as in ``mitotype.load``."""
-    return _mitotype().load("amibr-effnet-lite0-224", device=device, runtime=runtime)
+    mitotype = _mitotype()
+    from mitotype.models.shipped import get_shipped_model
+
+    # by its folder, not its name: a folder of that name in the working directory would be loaded instead
+    return mitotype.load(get_shipped_model("amibr-effnet-lite0-224").folder, device=device, runtime=runtime)

@@ -144,7 +144,7 @@ def card_text(name: str, meta: dict[str, Any], run_scores: dict[str, Any], score
     """The shipped model's card: the package's card (:class:`mitotype.models.card.ModelCard`) in the shipped
     model's words, with the packed model's test ``scores``, the run's own figures (its ``scores.json``), the
     leave-one-domain-out section of ``lodo`` and the commands that reproduce it."""
-    from mitotype.models.card import ModelCard, scores_table
+    from mitotype.models.card import ModelCard, calibrated_thresholds, scores_table
 
     rule = meta["config"].get("threshold", "val-balanced-accuracy")
     lodo_text, ship_args = lodo_section(lodo, rule)
@@ -161,7 +161,8 @@ def card_text(name: str, meta: dict[str, Any], run_scores: dict[str, Any], score
                                run_ba_tta=run_scores["test_balanced_accuracy_tta"])
     return ModelCard(name=name, summary=SUMMARY, terms=TERMS, recipe=recipe, threshold_rule=rule,
                      threshold=meta["threshold"], threshold_tta=meta["threshold_tta"], input_size=224,
-                     measured=measured, unseen=lodo_text, reproduce=reproduce).render()
+                     measured=measured, unseen=lodo_text, reproduce=reproduce,
+                     calibrated=calibrated_thresholds(meta)).render()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +31,12 @@ print(json.dumps({{"type": type(classifier).__name__, "module": mitotype.__file_
 @pytest.mark.slow
 def test_the_hub_entry_point_loads_the_shipped_classifier_offline(tmp_path) -> None:
     pytest.importorskip("torch", reason="torch.hub comes with torch (the training extra)")
+    from mitotype.models.metadata import write_calibration
+    from mitotype.models.shipped import get_shipped_model
+
+    # a folder named like the shipped model in the working directory (here: its raw-score twin) was loaded instead
+    shadow = Path(shutil.copytree(get_shipped_model().folder, tmp_path / "amibr-effnet-lite0-224"))
+    write_calibration(shadow, {})
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # mitotype found through the checkout only
     env.update(HF_HUB_OFFLINE="1", TORCH_HOME=str(tmp_path / "torch-home"), NO_PROXY="*",
                HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")  # any download would fail
@@ -39,4 +47,4 @@ def test_the_hub_entry_point_loads_the_shipped_classifier_offline(tmp_path) -> N
     assert got["type"] == "Classifier" and got["engine"] == "onnx"
     assert got["module"].startswith(str(REPO_ROOT / "src"))
     assert got["hub"] == got["direct"] and got["thresholds"][0] == got["thresholds"][1]
-    assert got["models"][0].endswith("amibr-effnet-lite0-224")
+    assert got["models"][0].endswith("amibr-effnet-lite0-224") and not got["models"][0].startswith(str(tmp_path))

@@ -146,3 +146,28 @@ def test_models_ship_packs_a_run_with_a_card_written_from_the_run(tmp_path: Path
     assert main(["models", "ship", str(half), "--out", str(tmp_path / "half-packed"), "--allow-unfinished"]) == 0
     assert "note:" in capsys.readouterr().err
     assert "Started from the backbone's default weights" in (tmp_path / "half-packed" / shipped.CARD_FILE).read_text()
+
+
+def test_a_calibrated_runs_card_gives_the_thresholds_on_the_scale_predict_applies(tmp_path: Path, capsys) -> None:
+    """A run trained now stores calibration maps, so `predict` reports calibrated p and applies its thresholds
+    mapped onto them (0.212 here) while the card said only 0.4000: a user passing the card's threshold with
+    `--threshold` changed the decisions (outside probe)."""
+    import mitotype
+    from mitotype.models.calibration import Calibration
+
+    maps = {"single": Calibration(2.0, -0.5, 0.22, 100), "tta": Calibration(2.1, -0.4, 0.22, 100)}
+    run = make_model_dir(tmp_path / "run", threshold=0.4, threshold_tta=0.38, overrides=["model.adaptation=full"],
+                         calibration=maps)
+    out = tmp_path / "packed"
+    assert main(["models", "ship", str(run), "--out", str(out)]) == 0
+    capsys.readouterr()
+    card = (out / shipped.CARD_FILE).read_text()
+    classifier = mitotype.load(out, device="cpu", runtime="torch")
+    single, tta = classifier.threshold(), classifier.threshold(tta=True)
+    assert (single, tta) == pytest.approx((maps["single"].threshold(0.4), maps["tta"].threshold(0.38)))
+    assert "**0.4000** single view, **0.3800** with 8-view TTA" in card  # the raw scores' own, as before
+    assert ("p(atypical) is calibrated: a Platt map fitted on the validation slides (at their 22% atypical figures)"
+            in card and f"**{single:.4f}** single view\nand **{tta:.4f}** with TTA" in card)
+    raw = make_model_dir(tmp_path / "raw", threshold=0.4, overrides=["model.adaptation=full"])
+    assert main(["models", "ship", str(raw), "--out", str(tmp_path / "raw-packed")]) == 0
+    assert "p(atypical) is calibrated" not in (tmp_path / "raw-packed" / shipped.CARD_FILE).read_text()

@@ -75,7 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", nargs="+", required=True, help="model folder(s) or a cv output folder")
     p.add_argument("--data", required=True, help="labelled dataset")
     add_reader_arguments(p)
-    p.add_argument("--threshold", type=probability, help="override the models' stored threshold")
+    p.add_argument("--threshold", type=probability, help="override the models' stored threshold (on the scale of the "
+                   "p_atypical reported: calibrated where every model stores a calibration, as the model card says)")
     p.add_argument("--tta", action="store_true", help="dihedral test-time augmentation")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--device", default="auto")

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mitotype.models.metadata import stored_calibration, threshold_of
+
 INPUT_CONTRACT = (
     "128 x 128 RGB patches (uint8) centred on one mitotic figure, H&E, about 0.25 µm/px, as the MIDOG 2025\n"
     "Track 2 challenge gives them; other sizes are centre-cropped or black-padded to 128 by the readers. The\n"
@@ -22,6 +24,13 @@ THRESHOLDS = """{rule_text}:
 **{threshold:.4f}** single view, **{threshold_tta:.4f}** with 8-view TTA (`--tta`). The challenge container uses
 the TTA one with TTA on; its JSON's `confidence` is p(atypical) for every figure, whatever its class, because the
 official evaluator takes `confidence` as each figure's ROC score as it stands."""
+
+CALIBRATED = """
+p(atypical) is calibrated: a Platt map fitted on the validation slides (at their {prevalence:.0%} atypical figures)
+turns each score into the share of atypical figures among figures so scored. `mitotype predict`, `evaluate`,
+`challenge` and `slides` report it and apply the thresholds above mapped onto it, **{threshold:.4f}** single view
+and **{threshold_tta:.4f}** with TTA: the same decisions. `--threshold` is read on that scale; `predict
+--uncalibrated` reports the raw scores, to which the thresholds above apply."""
 
 RULE_TEXT = {
     "val-balanced-accuracy": "Chosen on the validation slides to maximise balanced accuracy",
@@ -60,14 +69,21 @@ class ModelCard:
     """A sub-section on domains it never saw (ends with a newline; empty: none)."""
     reproduce: Sequence[str] = field(default_factory=list)
     """The commands that make it again, one a line (empty: no such section)."""
+    calibrated: tuple[float, float, float] | None = None
+    """The thresholds on the calibrated p(atypical) the commands report (single view, TTA) and the prevalence
+    the calibration holds at (:func:`calibrated_thresholds`); ``None``: the model stores no calibration."""
 
     def render(self) -> str:
         """The card as Markdown."""
+        thresholds = THRESHOLDS.format(rule_text=RULE_TEXT.get(self.threshold_rule, self.threshold_rule),
+                                       threshold=self.threshold, threshold_tta=self.threshold_tta)
+        if self.calibrated is not None:
+            single, tta, prevalence = self.calibrated
+            thresholds += "\n" + CALIBRATED.format(threshold=single, threshold_tta=tta, prevalence=prevalence)
         sections = [("Terms of use", self.terms),
                     ("Input contract", INPUT_CONTRACT.format(input_size=self.input_size)),
                     ("Recipe", self.recipe),
-                    ("Thresholds", THRESHOLDS.format(rule_text=RULE_TEXT.get(self.threshold_rule, self.threshold_rule),
-                                                     threshold=self.threshold, threshold_tta=self.threshold_tta))]
+                    ("Thresholds", thresholds)]
         if self.measured:
             sections.append(("Measured", self.measured))
         out = f"# {self.name}\n\n{self.summary}\n"
@@ -78,6 +94,16 @@ class ModelCard:
         if self.reproduce:
             out += "\nReproduce:\n\n```bash\n" + "\n".join(self.reproduce) + "\n```\n"
         return out
+
+
+def calibrated_thresholds(meta: Mapping[str, Any]) -> tuple[float, float, float] | None:
+    """A model's thresholds on the calibrated scale its users see (single view, TTA) and the prevalence its
+    calibration holds at, from its metadata; ``None`` unless it stores a map for both ways of scoring."""
+    single, tta = stored_calibration(dict(meta), False), stored_calibration(dict(meta), True)
+    if single is None or tta is None:
+        return None
+    return (single.threshold(threshold_of(dict(meta), False)), tta.threshold(threshold_of(dict(meta), True)),
+            single.prevalence)
 
 
 def scores_table(single: Mapping[str, float], tta: Mapping[str, float]) -> str:
@@ -130,7 +156,9 @@ def run_card(meta: Mapping[str, Any], name: str, *, strategies: Sequence[str] = 
                      threshold_rule=config.get("threshold", "val-balanced-accuracy"),
                      threshold=float(meta["threshold"]),
                      threshold_tta=float(meta["threshold"] if threshold_tta is None else threshold_tta),
-                     input_size=size, measured=measured, reproduce=[command] if command else [])
+                     input_size=size, measured=measured, reproduce=[command] if command else [],
+                     calibrated=calibrated_thresholds(meta))
 
 
-__all__ = ["INPUT_CONTRACT", "RULE_TEXT", "SCORE_COLUMNS", "ModelCard", "run_card", "scores_table"]
+__all__ = ["INPUT_CONTRACT", "RULE_TEXT", "SCORE_COLUMNS", "ModelCard", "calibrated_thresholds", "run_card",
+           "scores_table"]
