@@ -139,12 +139,52 @@ def lodo_section(path: Path | None, rule: str = "val-balanced-accuracy") -> tupl
 
 
 
+CALIBRATION_MEASURED = """On the AMi-Br test split (figures the maps never saw), the expected calibration error
+(10 bins) fell from {single_raw:.3f} to **{single_cal:.3f}** single view and from {tta_raw:.3f} to **{tta_cal:.3f}**
+with TTA, no decision changed. Per domain of the test split, with TTA:
+
+| domain | figures | atypical | mean p(atypical) | ECE raw | ECE calibrated |
+| --- | --- | --- | --- | --- | --- |
+{rows}
+
+Measured by `{command}`."""
+
+
+def calibration_measured(path: Path | None) -> tuple[str, str]:
+    """The card's calibration figures from a ``benchmarks/calibrate_shipped.py`` result, and the argument that
+    reproduces the card (empty without one)."""
+    if path is None:
+        return "", ""
+    result = json.loads(path.read_text())
+    views = result["figures"]["views"]
+    raw, cal = views["tta"]["test_raw"]["domains"], views["tta"]["test_calibrated"]["domains"]
+    rows = [f"| {name} | {d['n']} | {d['prevalence']:.1%} | {cal[name]['mean_p']:.3f} | {d['ece']:.3f} | "
+            f"{cal[name]['ece']:.3f} |" for name, d in raw.items()]
+    text = CALIBRATION_MEASURED.format(
+        single_raw=views["single"]["ece_test_raw"], single_cal=views["single"]["ece_test_calibrated"],
+        tta_raw=views["tta"]["ece_test_raw"], tta_cal=views["tta"]["ece_test_calibrated"], rows="\n".join(rows),
+        command=result["command"])
+    return text, f" --calibration {_repo_relative(path)}"
+
+
+def recorded_run_scores(meta: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any]:
+    """The run's own figures as the card reads them, from the packed model's metadata and the recorded
+    ``shipped_model.json`` (for writing the card again when the run folder is gone)."""
+    kept = meta["metrics"]
+    return {"seed": meta["config"]["seed"], "epochs": meta["config"]["optim"]["epochs"],
+            "best_epoch": kept["epoch"], "val_balanced_accuracy": kept["balanced_accuracy"],
+            "val_roc_auc": kept["roc_auc"],
+            "test_balanced_accuracy": recorded["test_run_fp32"]["balanced_accuracy"],
+            "test_balanced_accuracy_tta": recorded["test_run_fp32"]["balanced_accuracy_tta"]}
+
+
 def card_text(name: str, meta: dict[str, Any], run_scores: dict[str, Any], scores: dict[str, dict[str, float]],
-              lodo: Path | None, train_command: str, run: Path) -> str:
+              lodo: Path | None, train_command: str, run: Path, calibration: Path | None = None) -> str:
     """The shipped model's card: the package's card (:class:`mitotype.models.card.ModelCard`) in the shipped
     model's words, with the packed model's test ``scores``, the run's own figures (its ``scores.json``), the
-    leave-one-domain-out section of ``lodo`` and the commands that reproduce it."""
-    from mitotype.models.card import ModelCard, calibrated_thresholds, scores_table
+    leave-one-domain-out section of ``lodo``, the calibration figures of ``calibration`` and the commands that
+    reproduce it."""
+    from mitotype.models.card import ModelCard, scores_table
 
     rule = meta["config"].get("threshold", "val-balanced-accuracy")
     lodo_text, ship_args = lodo_section(lodo, rule)
@@ -153,7 +193,11 @@ def card_text(name: str, meta: dict[str, Any], run_scores: dict[str, Any], score
         source = meta["thresholds_rechosen"]["source"]
         ship_args += f" --thresholds {source} --threshold-rule {rule}"
         reproduce.append(json.loads((REPO_ROOT / source).read_text())["command"])
-    reproduce.append(f'python benchmarks/ship_model.py --run {run} --command "<the command above>"{ship_args}')
+    calibration_text, calibration_args = calibration_measured(calibration)
+    if calibration is not None:
+        reproduce.append(json.loads(calibration.read_text())["command"])
+    reproduce.append(f'python benchmarks/ship_model.py --run {run} --command "<the command above>"{ship_args}'
+                     f"{calibration_args}")
     recipe = RECIPE.format(seed=run_scores["seed"], epochs=run_scores["epochs"], best_epoch=run_scores["best_epoch"],
                            val_ba=run_scores["val_balanced_accuracy"], val_auc=run_scores["val_roc_auc"])
     measured = MEASURED.format(table=scores_table(scores["single_view"], scores["tta"]),
@@ -162,13 +206,15 @@ def card_text(name: str, meta: dict[str, Any], run_scores: dict[str, Any], score
     return ModelCard(name=name, summary=SUMMARY, terms=TERMS, recipe=recipe, threshold_rule=rule,
                      threshold=meta["threshold"], threshold_tta=meta["threshold_tta"], input_size=224,
                      measured=measured, unseen=lodo_text, reproduce=reproduce,
-                     calibrated=calibrated_thresholds(meta)).render()
+                     calibration=meta.get("calibration") or None, calibration_measured=calibration_text).render()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, required=True, help="the trained run folder")
-    parser.add_argument("--command", required=True, help="the command that trained the run (for the card)")
+    parser.add_argument("--run", type=Path, default=None,
+                        help="the trained run folder (with --card-only: default the one the model was packed from)")
+    parser.add_argument("--command", default=None, help="the command that trained the run (for the card; with "
+                        "--card-only: default the recorded one)")
     parser.add_argument("--name", default=None, help="shipped model name (default: the package's default)")
     parser.add_argument("--data", type=Path, default=None, help="AMi-Br folder (default: shared data)")
     parser.add_argument("--lodo", type=Path, default=None,
@@ -178,10 +224,15 @@ def main(argv: list[str] | None = None) -> int:
                         "--threshold-rule chose there for the same weights, instead of the run's own")
     parser.add_argument("--threshold-rule", choices=["val-platt"], default="val-platt",
                         help="the rule whose thresholds --thresholds ships")
+    parser.add_argument("--calibration", type=Path, default=None,
+                        help="a benchmarks/calibrate_shipped.py result for the packed model: its calibration figures "
+                        "go on the card (calibrate_shipped.py --write stores the maps in the model)")
     parser.add_argument("--card-only", action="store_true",
                         help="only write the card again, from the packed model's recorded test figures "
                         "(benchmarks/results/shipped_model.json); nothing is packed or scored")
     args = parser.parse_args(argv)
+    if not args.card_only and (args.run is None or args.command is None):
+        parser.error("--run and --command are needed to pack a model (only --card-only reads them from the record)")
 
     from mitotype.evaluation.metrics import binary_metrics
     from mitotype.ioutils import atomic_write_text
@@ -193,12 +244,17 @@ def main(argv: list[str] | None = None) -> int:
 
     name = args.name or shipped.DEFAULT_SHIPPED_MODEL
     dest = REPO_ROOT / "src" / "mitotype" / "models" / "shipped" / name
-    run_scores = json.loads((args.run / "scores.json").read_text())
-    rechosen = rechosen_thresholds(args.thresholds, args.run, args.threshold_rule) if args.thresholds else None
-    if args.card_only:
+    rechosen = None
+    if args.card_only:  # from what was recorded when it was packed: the run folder may be gone
         recorded = json.loads((REPO_ROOT / "benchmarks" / "results" / "shipped_model.json").read_text())["figures"]
         scores = dict(recorded["test_packed_onnx"])
+        packed = json.loads((dest / "model.json").read_text())
+        run_scores = recorded_run_scores(packed, recorded)
+        args.run = args.run or Path(packed["shipped_from"])
+        args.command = args.command or recorded["train_command"]
     else:
+        run_scores = json.loads((args.run / "scores.json").read_text())
+        rechosen = rechosen_thresholds(args.thresholds, args.run, args.threshold_rule) if args.thresholds else None
         if dest.exists():
             shutil.rmtree(dest)
         shipped.pack_shipped_model(args.run, dest, "# placeholder\n", thresholds=rechosen)
@@ -212,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             p = ensemble.predict(figures.images, batch_size=512 if tta else 64, tta=tta)
             scores["tta" if tta else "single_view"] = binary_metrics(y, p, ensemble.threshold(tta))
     meta = json.loads((dest / "model.json").read_text())  # the shipped thresholds, rechosen or the run's
-    card = card_text(name, meta, run_scores, scores, args.lodo, args.command, args.run)
+    card = card_text(name, meta, run_scores, scores, args.lodo, args.command, args.run, args.calibration)
     atomic_write_text(dest / shipped.CARD_FILE, card)
     if args.card_only:
         print(f"-> {dest / shipped.CARD_FILE}")

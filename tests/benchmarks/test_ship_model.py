@@ -42,13 +42,7 @@ def test_the_shipped_card_is_the_packages_card_made_again_from_its_recorded_figu
     folder = Path(__file__).resolve().parents[2] / "src" / "mitotype" / "models" / "shipped" / "amibr-effnet-lite0-224"
     meta = json.loads((folder / "model.json").read_text())
     recorded = json.loads((RESULTS / "shipped_model.json").read_text())["figures"]
-    kept = meta["metrics"]
-    run_scores = {"seed": meta["config"]["seed"], "epochs": meta["config"]["optim"]["epochs"],
-                  "best_epoch": kept["epoch"], "val_balanced_accuracy": kept["balanced_accuracy"],
-                  "val_roc_auc": kept["roc_auc"],
-                  "test_balanced_accuracy": recorded["test_run_fp32"]["balanced_accuracy"],
-                  "test_balanced_accuracy_tta": recorded["test_run_fp32"]["balanced_accuracy_tta"]}
-    text = ship.card_text(folder.name, meta, run_scores, recorded["test_packed_onnx"],
+    text = ship.card_text(folder.name, meta, ship.recorded_run_scores(meta, recorded), recorded["test_packed_onnx"],
                           RESULTS / "lodo_transfer_224_full_s0.json", recorded["train_command"],
-                          Path(meta["shipped_from"]))
+                          Path(meta["shipped_from"]), RESULTS / "calibration_shipped.json")
     assert text == (folder / "MODEL_CARD.md").read_text()

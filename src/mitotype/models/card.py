@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mitotype.models.metadata import stored_calibration, threshold_of
+from mitotype.models.calibration import Calibration
 
 INPUT_CONTRACT = (
     "128 x 128 RGB patches (uint8) centred on one mitotic figure, H&E, about 0.25 µm/px, as the MIDOG 2025\n"
@@ -24,6 +24,12 @@ THRESHOLDS = """{rule_text}:
 **{threshold:.4f}** single view, **{threshold_tta:.4f}** with 8-view TTA (`--tta`). The challenge container uses
 the TTA one with TTA on; its JSON's `confidence` is p(atypical) for every figure, whatever its class, because the
 official evaluator takes `confidence` as each figure's ROC score as it stands."""
+
+CALIBRATION = """One Platt map per way of scoring, `sigmoid(slope * logit(score) + intercept)`, fitted on
+the validation slides' scores ({figures} figures, {prevalence:.1%} atypical): single view slope {single_slope:.3f},
+intercept {single_intercept:.3f}; 8-view TTA slope {tta_slope:.3f}, intercept {tta_intercept:.3f}. It holds at that
+share of atypical figures; at another, pass it (`mitotype predict --prevalence 0.1`, `predict(...,
+prevalence=0.1)`): p is re-expressed by Bayes' rule and no decision moves."""
 
 CALIBRATED = """
 p(atypical) is calibrated: a Platt map fitted on the validation slides (at their {prevalence:.0%} atypical figures)
@@ -69,21 +75,32 @@ class ModelCard:
     """A sub-section on domains it never saw (ends with a newline; empty: none)."""
     reproduce: Sequence[str] = field(default_factory=list)
     """The commands that make it again, one a line (empty: no such section)."""
-    calibrated: tuple[float, float, float] | None = None
-    """The thresholds on the calibrated p(atypical) the commands report (single view, TTA) and the prevalence
-    the calibration holds at (:func:`calibrated_thresholds`); ``None``: the model stores no calibration."""
+    calibration: Mapping[str, Any] | None = None
+    """The model's stored calibration maps (``model.json``'s ``calibration``: ``single`` and ``tta``), whose
+    thresholds and section the card then shows; ``None`` or a view missing: a card without calibration."""
+    calibration_measured: str = ""
+    """What the calibration measured on held-out figures, appended to its section."""
 
     def render(self) -> str:
         """The card as Markdown."""
+        maps = self._maps()
         thresholds = THRESHOLDS.format(rule_text=RULE_TEXT.get(self.threshold_rule, self.threshold_rule),
                                        threshold=self.threshold, threshold_tta=self.threshold_tta)
-        if self.calibrated is not None:
-            single, tta, prevalence = self.calibrated
-            thresholds += "\n" + CALIBRATED.format(threshold=single, threshold_tta=tta, prevalence=prevalence)
+        if maps is not None:
+            thresholds += "\n" + CALIBRATED.format(threshold=maps["single"].threshold(self.threshold),
+                                                   threshold_tta=maps["tta"].threshold(self.threshold_tta),
+                                                   prevalence=maps["single"].prevalence)
         sections = [("Terms of use", self.terms),
                     ("Input contract", INPUT_CONTRACT.format(input_size=self.input_size)),
                     ("Recipe", self.recipe),
                     ("Thresholds", thresholds)]
+        if maps is not None:
+            single, tta = maps["single"], maps["tta"]
+            text = CALIBRATION.format(figures=single.figures, prevalence=single.prevalence, single_slope=single.slope,
+                                      single_intercept=single.intercept, tta_slope=tta.slope,
+                                      tta_intercept=tta.intercept)
+            sections.append(("Calibration", text + (f"\n\n{self.calibration_measured}" if self.calibration_measured
+                                                    else "")))
         if self.measured:
             sections.append(("Measured", self.measured))
         out = f"# {self.name}\n\n{self.summary}\n"
@@ -95,15 +112,11 @@ class ModelCard:
             out += "\nReproduce:\n\n```bash\n" + "\n".join(self.reproduce) + "\n```\n"
         return out
 
-
-def calibrated_thresholds(meta: Mapping[str, Any]) -> tuple[float, float, float] | None:
-    """A model's thresholds on the calibrated scale its users see (single view, TTA) and the prevalence its
-    calibration holds at, from its metadata; ``None`` unless it stores a map for both ways of scoring."""
-    single, tta = stored_calibration(dict(meta), False), stored_calibration(dict(meta), True)
-    if single is None or tta is None:
-        return None
-    return (single.threshold(threshold_of(dict(meta), False)), tta.threshold(threshold_of(dict(meta), True)),
-            single.prevalence)
+    def _maps(self) -> dict[str, Calibration] | None:
+        entries = self.calibration or {}
+        if not all(view in entries for view in ("single", "tta")):
+            return None
+        return {view: Calibration.from_dict(entries[view], where=f"calibration.{view}") for view in ("single", "tta")}
 
 
 def scores_table(single: Mapping[str, float], tta: Mapping[str, float]) -> str:
@@ -157,8 +170,7 @@ def run_card(meta: Mapping[str, Any], name: str, *, strategies: Sequence[str] = 
                      threshold=float(meta["threshold"]),
                      threshold_tta=float(meta["threshold"] if threshold_tta is None else threshold_tta),
                      input_size=size, measured=measured, reproduce=[command] if command else [],
-                     calibrated=calibrated_thresholds(meta))
+                     calibration=meta.get("calibration") or None)
 
 
-__all__ = ["INPUT_CONTRACT", "RULE_TEXT", "SCORE_COLUMNS", "ModelCard", "calibrated_thresholds", "run_card",
-           "scores_table"]
+__all__ = ["INPUT_CONTRACT", "RULE_TEXT", "SCORE_COLUMNS", "ModelCard", "run_card", "scores_table"]
