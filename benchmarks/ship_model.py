@@ -68,20 +68,13 @@ its epoch and thresholds) scores the held-out one, at thresholds chosen by the s
 {rows}
 | pooled | {n} ({n_pos}) | {ba:.3f} | {sens:.3f} | {spec:.3f} | | {ba_tta:.3f} |
 
-Expect figures like these, not those of the test split above, on a new scanner or lab. When every input figure
-comes from one scanner or lab, `--tta --adapt-bn domain` (BatchNorm statistics re-estimated on the input, no labels)
-gave {adabn_rows} (pooled {adabn_pooled:.3f}); one seed, so not a default yet (docs/results.md, "Unseen domains",
-compares it and the threshold rules). Measured by:
+Expect figures like these, not those of the test split above, on a new scanner or lab. Measured by:
 
 ```bash
 {lodo_command}
 {transfer_command}
 ```
 """
-
-
-def _ba(domain: dict, variant: str, rule: str) -> str:
-    return f"{domain[variant]['rules'][rule]['balanced_accuracy']:.3f}"
 
 
 def rechosen_thresholds(result_path: Path, run: Path, rule: str) -> RechosenThresholds:
@@ -119,15 +112,11 @@ def lodo_section(path: Path | None, rule: str = "val-balanced-accuracy") -> tupl
                     f"{single['specificity']:.3f} | {single['roc_auc']:.3f} | "
                     f"{tta['balanced_accuracy']:.3f} (AUC {tta['roc_auc']:.3f}) |")
     pooled, pooled_tta = summary[f"single|{rule_key}"], summary[f"tta|{rule_key}"]
-    adabn = summary.get(f"tta+adabn-domain|{rule_key}")
     measured = [n.removeprefix("lodo-") for n in figures["per_domain"]]
     missing = sorted({"Aperio CS2", "Hamamatsu S360", "Hamamatsu XR", "TUPAC16"} - set(measured))
     text = LODO.format(
         coverage=(f"{len(measured)} of the 4; not run yet: {', '.join(missing)}" if missing else "all 4"),
-        adabn_rows=", ".join(f"{n.removeprefix('lodo-')} {_ba(d, 'tta+adabn-domain', rule_key)}"
-                             for n, d in figures["per_domain"].items() if "tta+adabn-domain" in d) or "n/a",
         rule=rule,
-        adabn_pooled=adabn["pooled_balanced_accuracy"] if adabn else float("nan"),
         epochs=extra.get("epochs"), seed=extra.get("seed"), rows="\n".join(rows),
         n=sum(d["n_test"] for d in figures["per_domain"].values()),
         n_pos=sum(d["n_pos"] for d in figures["per_domain"].values()),
@@ -178,16 +167,115 @@ def recorded_run_scores(meta: dict[str, Any], recorded: dict[str, Any]) -> dict[
             "test_balanced_accuracy_tta": recorded["test_run_fp32"]["balanced_accuracy_tta"]}
 
 
+YARDSTICK = """### At fewer atypical figures
+
+As they are, these domains have {natural} atypical figures; outside labs and scanners often have 10-17 %. The recipe's
+leave-one-domain-out fold models (seed {seed}, trained again) scored their held-out domain as it is and resampled
+to {shifted} atypical figures (every normal figure kept, atypical ones drawn; {draws} draws, mean ± sd over draws),
+pooled over the domains held out ({domains}{missing}), at thresholds by the same rule (`{rule}`), on the
+calibrated scale:
+
+| scoring | atypical | pooled BA | sensitivity | specificity | worst domain BA | ECE | ECE with `--prevalence` |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+{rows}
+
+{advice}
+
+```bash
+{train_command}
+{command}
+```
+"""
+
+YARDSTICK_ROWS = (("single", "single view"), ("tta", "8-view TTA (`--tta`)"),
+                  ("tta+adabn-domain", "TTA + `--adapt-bn domain`"),
+                  ("single+adabn-stack16", "`--adapt-bn stack` (16 figures)"),
+                  ("tta+adabn-balanced", "TTA + class-balanced AdaBN (candidate fix, not an option)"))
+"""The yardstick's scorings the card shows: what a user can run, and the fix that was tried."""
+
+YARDSTICK_ADVICE = """What to use when: `--tta` (pooled {tta_range} over these shares, single view {single_range}).
+BatchNorm re-estimation is not advised: its statistics follow the input's share of atypical figures. With
+`--adapt-bn domain` at {low} atypical the balanced accuracy held ({adabn_ba}) but the operating point moved:
+specificity fell to {adabn_spec} (TTA alone {tta_spec}) and sensitivity rose to {adabn_sens}, so counts and ratios of
+atypical figures rise with it; on outside sets with 10-17 % atypical figures it lowered balanced accuracy by
+0.04-0.05. `--adapt-bn stack` (the challenge's per-stack option) lost balanced accuracy too: {stack_natural} as it
+is, {stack_low} at {low}. Re-estimating on a sample re-weighted to half atypical by the model's own p (a candidate
+fix, not an option) held specificity only in part ({balanced_spec}). p(atypical) is calibrated at the training
+share: where yours is known, pass it (`--prevalence`), which brings the calibration error at {low} from {ece_low}
+to {ece_low_stated}; decisions never move with it."""
+
+
+def yardstick_section(path: Path | None, rule: str) -> tuple[str, str]:
+    """The card's prevalence-shift section from a ``benchmarks/lodo_yardstick.py`` result, and the
+    ``--yardstick`` argument that reproduces the card (empty without one)."""
+    from mitotype.models.shipped import RULE_RESULT_KEYS
+
+    if path is None:
+        return "", ""
+    result = json.loads(path.read_text())
+    figures, extra = result["figures"], result.get("extra", {})
+    summary, rule_key = figures["summary"], RULE_RESULT_KEYS[rule]
+    shifted = [float(p) for p in extra["prevalences"] if p != "natural"]
+    levels = [("natural", "as it is", "")] + [(f"{p:g}", f"{p:.0%}", f"@{p * 100:g}%") for p in shifted]
+
+    def row(variant: str, suffix: str) -> dict[str, Any]:
+        return summary[f"{variant}{suffix}|{rule_key}"]
+
+    rows = []
+    for variant, label in YARDSTICK_ROWS:
+        if f"{variant}|{rule_key}" not in summary:
+            continue
+        for _, level, suffix in levels:
+            s = row(variant, suffix)
+            sd = s.get("pooled_balanced_accuracy_sd")
+            ba = f"{s['pooled_balanced_accuracy']:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
+            rows.append(f"| {label} | {level} | {ba} | {s['pooled_sensitivity']:.3f} | "
+                        f"{s['pooled_specificity']:.3f} | {s['min_domain_balanced_accuracy']:.3f} | "
+                        f"{s['pooled_ece']:.3f} | {s['pooled_ece_at_prevalence']:.3f} |")
+    natural = [d for d in figures["per_domain"].values()]
+    share = sum(d["n_pos"] for d in natural) / sum(d["n_test"] for d in natural)
+    low = levels[-1][2]
+    tta_all = [row("tta", suffix)["pooled_balanced_accuracy"] for _, _, suffix in levels]
+    single_all = [row("single", suffix)["pooled_balanced_accuracy"] for _, _, suffix in levels]
+    advice = YARDSTICK_ADVICE.format(
+        tta_range=f"{min(tta_all):.3f}-{max(tta_all):.3f}", single_range=f"{min(single_all):.3f}-{max(single_all):.3f}",
+        low=levels[-1][1],
+        adabn_spec=f"{row('tta+adabn-domain', low)['pooled_specificity']:.3f}",
+        adabn_ba=f"{row('tta+adabn-domain', low)['pooled_balanced_accuracy']:.3f}",
+        stack_natural=f"{row('single+adabn-stack16', '')['pooled_balanced_accuracy']:.3f}",
+        stack_low=f"{row('single+adabn-stack16', low)['pooled_balanced_accuracy']:.3f}",
+        adabn_sens=f"{row('tta+adabn-domain', low)['pooled_sensitivity']:.3f}",
+        tta_spec=f"{row('tta', low)['pooled_specificity']:.3f}",
+        balanced_spec=f"{row('tta+adabn-balanced', low)['pooled_specificity']:.3f}",
+        ece_low=f"{row('tta', low)['pooled_ece']:.3f}",
+        ece_low_stated=f"{row('tta', low)['pooled_ece_at_prevalence']:.3f}")
+    held_out = [n.removeprefix("lodo-") for n in figures["per_domain"]]
+    missing = sorted({"Aperio CS2", "Hamamatsu S360", "Hamamatsu XR", "TUPAC16"} - set(held_out))
+    train_command = " ".join(["python benchmarks/amibr_lodo.py", f"--preset {extra.get('preset', 'full-cpu')}",
+                              f"--seed {extra.get('seed')}", *(f"--set {o}" for o in extra.get("overrides", [])),
+                              "--work <the --work folder below>"])
+    text = YARDSTICK.format(natural=f"{share:.0%}", seed=extra.get("seed"), domains=", ".join(held_out),
+                            missing=f"; not scored yet: {', '.join(missing)}" if missing else "",
+                            train_command=train_command,
+                            shifted=" and ".join(level for _, level, _ in levels[1:]), draws=extra.get("draws"),
+                            rule=rule, rows="\n".join(rows), advice=advice, command=result["command"])
+    return text, f" --yardstick {_repo_relative(path)}"
+
+
 def card_text(name: str, meta: dict[str, Any], run_scores: dict[str, Any], scores: dict[str, dict[str, float]],
-              lodo: Path | None, train_command: str, run: Path, calibration: Path | None = None) -> str:
+              lodo: Path | None, train_command: str, run: Path, calibration: Path | None = None,
+              yardstick: Path | None = None) -> str:
     """The shipped model's card: the package's card (:class:`mitotype.models.card.ModelCard`) in the shipped
     model's words, with the packed model's test ``scores``, the run's own figures (its ``scores.json``), the
-    leave-one-domain-out section of ``lodo``, the calibration figures of ``calibration`` and the commands that
-    reproduce it."""
+    leave-one-domain-out section of ``lodo`` with the prevalence-shift one of ``yardstick``, the calibration figures
+    of ``calibration`` and the commands that reproduce it."""
     from mitotype.models.card import ModelCard, scores_table
 
     rule = meta["config"].get("threshold", "val-balanced-accuracy")
     lodo_text, ship_args = lodo_section(lodo, rule)
+    yardstick_text, yardstick_args = yardstick_section(yardstick, rule)
+    lodo_text += f"\n{yardstick_text}" if yardstick_text else ""
+    ship_args += yardstick_args
     reproduce = [train_command]
     if meta.get("thresholds_rechosen"):
         source = meta["thresholds_rechosen"]["source"]
@@ -227,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration", type=Path, default=None,
                         help="a benchmarks/calibrate_shipped.py result for the packed model: its calibration figures "
                         "go on the card (calibrate_shipped.py --write stores the maps in the model)")
+    parser.add_argument("--yardstick", type=Path, default=None,
+                        help="a benchmarks/lodo_yardstick.py result of this recipe, for the card's prevalence-shift "
+                        "table and what to use when")
     parser.add_argument("--card-only", action="store_true",
                         help="only write the card again, from the packed model's recorded test figures "
                         "(benchmarks/results/shipped_model.json); nothing is packed or scored")
@@ -268,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
             p = ensemble.predict(figures.images, batch_size=512 if tta else 64, tta=tta)
             scores["tta" if tta else "single_view"] = binary_metrics(y, p, ensemble.threshold(tta))
     meta = json.loads((dest / "model.json").read_text())  # the shipped thresholds, rechosen or the run's
-    card = card_text(name, meta, run_scores, scores, args.lodo, args.command, args.run, args.calibration)
+    card = card_text(name, meta, run_scores, scores, args.lodo, args.command, args.run, args.calibration,
+                     args.yardstick)
     atomic_write_text(dest / shipped.CARD_FILE, card)
     if args.card_only:
         print(f"-> {dest / shipped.CARD_FILE}")

@@ -44,5 +44,9 @@ def test_the_shipped_card_is_the_packages_card_made_again_from_its_recorded_figu
     recorded = json.loads((RESULTS / "shipped_model.json").read_text())["figures"]
     text = ship.card_text(folder.name, meta, ship.recorded_run_scores(meta, recorded), recorded["test_packed_onnx"],
                           RESULTS / "lodo_transfer_224_full_s0.json", recorded["train_command"],
-                          Path(meta["shipped_from"]), RESULTS / "calibration_shipped.json")
+                          Path(meta["shipped_from"]), RESULTS / "calibration_shipped.json",
+                          RESULTS / "lodo_yardstick_224_s0.json")
     assert text == (folder / "MODEL_CARD.md").read_text()
+    # the card says what the prevalence-shift yardstick supports: AdaBN is no longer recommended
+    assert "### At fewer atypical figures" in text and "is not advised" in text
+    assert "when every input figure\ncomes from one scanner or lab, `--tta --adapt-bn domain`" not in text

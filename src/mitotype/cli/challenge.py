@@ -45,7 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "that ships with mitotype")
     p.add_argument("--tta", choices=["on", "off"], help="override the exported model's TTA setting")
     p.add_argument("--adapt-bn", choices=("off", "stack"), default="off",
-                   help="re-estimate BatchNorm statistics on the input stack's own figures (AdaBN, no labels)")
+                   help="re-estimate BatchNorm statistics on the input stack's own figures (AdaBN, no labels); "
+                   "not advised: it moves decisions with the stack's share of atypical figures (docs/results.md, "
+                   "'Prevalence shift')")
     p.add_argument("--device", default="auto")
     add_runtime(p)
     add_allow_unfinished(p)

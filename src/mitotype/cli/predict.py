@@ -129,8 +129,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="report the models' raw scores instead of calibrated p(atypical) (decisions do not change)")
     p.add_argument("--adapt-bn", choices=("off", "domain", "stack"), default="off",
                    help="re-estimate BatchNorm statistics on the input (AdaBN, no labels used): on all its "
-                   "figures at once (domain: the input is one scanner/lab), or on each --stack-size of them "
-                   "in input order (stack); CNN backbones only, runs in PyTorch")
+                   "figures at once (domain), or on each --stack-size of them in input order (stack); CNN "
+                   "backbones only, runs in PyTorch. Not advised: the statistics follow the input's share of "
+                   "atypical figures, so where it has fewer than the training data (about 22 %%) more figures "
+                   "are called atypical and specificity falls (docs/results.md, 'Prevalence shift')")
     p.add_argument("--stack-size", type=positive_int, default=None,
                    help="figures per stack for --adapt-bn stack (default 16)")
     p.add_argument("--report", nargs="?", const="", metavar="HTML",
