@@ -216,7 +216,7 @@ def yardstick_section(path: Path | None, rule: str) -> tuple[str, str]:
     figures, extra = result["figures"], result.get("extra", {})
     summary, rule_key = figures["summary"], RULE_RESULT_KEYS[rule]
     shifted = [float(p) for p in extra["prevalences"] if p != "natural"]
-    levels = [("natural", "as it is", "")] + [(f"{p:g}", f"{p:.0%}", f"@{p * 100:g}%") for p in shifted]
+    levels = [("as it is", "")] + [(f"{p:.0%}", f"@{p * 100:g}%") for p in shifted]  # (table label, summary key)
 
     def row(variant: str, suffix: str) -> dict[str, Any]:
         return summary[f"{variant}{suffix}|{rule_key}"]
@@ -225,21 +225,21 @@ def yardstick_section(path: Path | None, rule: str) -> tuple[str, str]:
     for variant, label in YARDSTICK_ROWS:
         if f"{variant}|{rule_key}" not in summary:
             continue
-        for _, level, suffix in levels:
+        for level, suffix in levels:
             s = row(variant, suffix)
             sd = s.get("pooled_balanced_accuracy_sd")
             ba = f"{s['pooled_balanced_accuracy']:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
             rows.append(f"| {label} | {level} | {ba} | {s['pooled_sensitivity']:.3f} | "
                         f"{s['pooled_specificity']:.3f} | {s['min_domain_balanced_accuracy']:.3f} | "
                         f"{s['pooled_ece']:.3f} | {s['pooled_ece_at_prevalence']:.3f} |")
-    natural = [d for d in figures["per_domain"].values()]
-    share = sum(d["n_pos"] for d in natural) / sum(d["n_test"] for d in natural)
-    low = levels[-1][2]
-    tta_all = [row("tta", suffix)["pooled_balanced_accuracy"] for _, _, suffix in levels]
-    single_all = [row("single", suffix)["pooled_balanced_accuracy"] for _, _, suffix in levels]
+    domains = figures["per_domain"].values()
+    share = sum(d["n_pos"] for d in domains) / sum(d["n_test"] for d in domains)
+    low_label, low = levels[-1]
+    tta_all = [row("tta", suffix)["pooled_balanced_accuracy"] for _, suffix in levels]
+    single_all = [row("single", suffix)["pooled_balanced_accuracy"] for _, suffix in levels]
     advice = YARDSTICK_ADVICE.format(
         tta_range=f"{min(tta_all):.3f}-{max(tta_all):.3f}", single_range=f"{min(single_all):.3f}-{max(single_all):.3f}",
-        low=levels[-1][1],
+        low=low_label,
         adabn_spec=f"{row('tta+adabn-domain', low)['pooled_specificity']:.3f}",
         adabn_ba=f"{row('tta+adabn-domain', low)['pooled_balanced_accuracy']:.3f}",
         stack_natural=f"{row('single+adabn-stack16', '')['pooled_balanced_accuracy']:.3f}",
@@ -257,7 +257,7 @@ def yardstick_section(path: Path | None, rule: str) -> tuple[str, str]:
     text = YARDSTICK.format(natural=f"{share:.0%}", seed=extra.get("seed"), domains=", ".join(held_out),
                             missing=f"; not scored yet: {', '.join(missing)}" if missing else "",
                             train_command=train_command,
-                            shifted=" and ".join(level for _, level, _ in levels[1:]), draws=extra.get("draws"),
+                            shifted=" and ".join(level for level, _ in levels[1:]), draws=extra.get("draws"),
                             rule=rule, rows="\n".join(rows), advice=advice, command=result["command"])
     return text, f" --yardstick {_repo_relative(path)}"
 

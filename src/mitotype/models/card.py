@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mitotype.models.calibration import Calibration
+from mitotype.models.metadata import stored_calibration
 
 INPUT_CONTRACT = (
     "128 x 128 RGB patches (uint8) centred on one mitotic figure, H&E, about 0.25 µm/px, as the MIDOG 2025\n"
@@ -113,10 +114,9 @@ class ModelCard:
         return out
 
     def _maps(self) -> dict[str, Calibration] | None:
-        entries = self.calibration or {}
-        if not all(view in entries for view in ("single", "tta")):
-            return None
-        return {view: Calibration.from_dict(entries[view], where=f"calibration.{view}") for view in ("single", "tta")}
+        meta = {"calibration": dict(self.calibration or {})}
+        single, tta = stored_calibration(meta, False), stored_calibration(meta, True)
+        return None if single is None or tta is None else {"single": single, "tta": tta}
 
 
 def scores_table(single: Mapping[str, float], tta: Mapping[str, float]) -> str:
